@@ -1,0 +1,185 @@
+"""Real redis-server and mariadbd processes on loopback, for `make run`, tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pymysql
+
+MARIADBD_CANDIDATES = ("/usr/sbin/mariadbd", "/usr/sbin/mysqld")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def _terminate(process: subprocess.Popen | None, timeout: float = 10) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class RedisServer:
+    """A redis-server with its data in `directory`; restartable on the same port."""
+
+    def __init__(self, directory: Path, port: int | None = None, extra: list[str] | None = None):
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self.extra = extra or []
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - lives with the process
+        args = [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "no",
+            *self.extra,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, 10, self.process)
+        return self
+
+    def stop(self) -> None:
+        _terminate(self.process)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+class MariaDBServer:
+    """A mariadbd with its data in `directory`, a database and a password user for the app."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        database: str = "smsreg",
+        user: str = "smsreg",
+        password: str = "smsreg",
+    ):
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self.database, self.user, self.password = database, user, password
+        self.process: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "mysqld.sock"
+
+    def start(self) -> MariaDBServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        first_start = not (self.datadir / "mysql").exists()
+        if first_start:
+            self._install_db()
+        self._log = open(self.directory / "mariadb.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                self._binary(),
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--socket={self.socket_path}",
+                f"--pid-file={self.directory / 'mysqld.pid'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--innodb-buffer-pool-size=64M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--skip-log-bin",
+                "--max-connections=500",
+                *(["--user=root"] if os.geteuid() == 0 else []),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port, 60, self.process)
+        self._ensure_app_user()
+        return self
+
+    def stop(self) -> None:
+        _terminate(self.process, timeout=30)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def _binary(self) -> str:
+        for candidate in MARIADBD_CANDIDATES:
+            if Path(candidate).exists():
+                return candidate
+        raise FileNotFoundError("mariadbd not found: install the Debian package mariadb-server")
+
+    def _install_db(self) -> None:
+        args = [
+            shutil.which("mariadb-install-db") or "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ]
+        if os.geteuid() == 0:
+            args.append("--user=root")
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {result.stdout}{result.stderr}")
+
+    def _ensure_app_user(self) -> None:
+        # Root logs in over the unix socket (socket auth); the app uses TCP and a password.
+        admin = pymysql.connect(unix_socket=str(self.socket_path), user="root")
+        try:
+            with admin.cursor() as cur:
+                cur.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{self.database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+                cur.execute(
+                    "CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s",
+                    (self.user, self.password),
+                )
+                cur.execute(f"GRANT ALL ON `{self.database}`.* TO %s@'127.0.0.1'", (self.user,))
+        finally:
+            admin.close()
+
+    def admin_connection(self) -> pymysql.Connection:
+        """A root connection (for tests that inspect or reset tables)."""
+        return pymysql.connect(
+            unix_socket=str(self.socket_path), user="root", database=self.database, autocommit=True
+        )

@@ -1,0 +1,68 @@
+"""`make run`: Redis, MariaDB and the Ronglian sandbox on loopback, then the server in the foreground.
+
+Data lives under var/ (git-ignored). Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from devstack.processes import MariaDBServer, RedisServer, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+# Not the packages' default ports, so a system redis/mariadb service can keep running beside us.
+REDIS_PORT = 6380
+MARIADB_PORT = 3307
+SANDBOX_PORT = 8883
+
+
+def main() -> int:
+    redis = RedisServer(VAR / "redis", port=REDIS_PORT)
+    mariadb = MariaDBServer(VAR / "mariadb", port=MARIADB_PORT)
+    sandbox: subprocess.Popen | None = None
+    server: subprocess.Popen | None = None
+    try:
+        redis.start()
+        print(f"redis      127.0.0.1:{REDIS_PORT}   (data in var/redis)", flush=True)
+        mariadb.start()
+        print(f"mariadb    127.0.0.1:{MARIADB_PORT}   (data in var/mariadb)", flush=True)
+        sandbox = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.ronglian", "--port", str(SANDBOX_PORT)], cwd=ROOT
+        )
+        wait_for_port(SANDBOX_PORT, 10, sandbox)
+        print(f"ronglian   http://127.0.0.1:{SANDBOX_PORT}/inbox   (sandbox inbox)", flush=True)
+        env = {
+            **os.environ,
+            "SMSREG_REDIS_URL": redis.url,
+            "SMSREG_MYSQL_PORT": str(MARIADB_PORT),
+            "SMSREG_RONGLIAN_BASE_URL": f"http://127.0.0.1:{SANDBOX_PORT}",
+        }
+        server = subprocess.Popen([sys.executable, "server.py", *sys.argv[1:]], cwd=ROOT, env=env)
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        # Ctrl-C reaches every child of the terminal; SIGTERM covers a `kill` of make itself.
+        for process in (server, sandbox):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        mariadb.stop()
+        redis.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
+    sys.exit(main())

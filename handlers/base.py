@@ -1,0 +1,138 @@
+"""Base handlers: the one place where outcomes and errors become ihome-style JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+
+from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
+
+if TYPE_CHECKING:
+    from server import Services
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("smsreg.access")
+
+# Answers for Tornado's own HTTP errors (bad route, method, oversized body, XSRF ...).
+HTTP_ERROR_REPLIES = {
+    400: (Ret.PARAMERR, "请求格式错误"),
+    403: (Ret.REQERR, "CSRF令牌缺失或无效，请刷新页面后重试"),  # only XSRF raises 403
+    404: (Ret.NODATA, "接口不存在"),
+    405: (Ret.REQERR, "请求方法不支持"),
+    413: (Ret.PARAMERR, "请求体过大"),
+}
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Gives handlers typed access to the services the application holds."""
+
+    errno: str | None = None
+
+    @property
+    def services(self) -> Services:
+        return self.application.services  # type: ignore[attr-defined]
+
+    def prepare(self) -> None:
+        self.application.requests_started()  # type: ignore[attr-defined]
+        self._counted = True
+        if self.request.method == "GET" and not self.get_cookie("csrf_token"):
+            self.mirror_xsrf_cookie()
+
+    def mirror_xsrf_cookie(self) -> None:
+        """Set Tornado's _xsrf cookie and a copy named csrf_token, which ihome's JS reads."""
+        token = self.xsrf_token.decode()  # sets the _xsrf cookie as a side effect
+        self.set_cookie("csrf_token", token, samesite="Lax")
+
+    def on_finish(self) -> None:
+        if getattr(self, "_counted", False):
+            self.application.requests_finished()  # type: ignore[attr-defined]
+
+
+class ApiHandler(BaseHandler):
+    """JSON API: every answer is {"errno", "errmsg"[, "data"]}; business outcomes use HTTP 200."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def reply(self, errmsg: str = "成功", data: dict[str, Any] | None = None) -> None:
+        """Finish with OK."""
+        self._write_envelope(Ret.OK.code, errmsg, data)
+
+    def _write_envelope(self, errno: str, errmsg: str, data: dict[str, Any] | None) -> None:
+        self.errno = errno
+        body: dict[str, Any] = {"errno": errno, "errmsg": errmsg}
+        if data:
+            body["data"] = data
+        self.finish(json.dumps(body, ensure_ascii=False))
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or PARAMERR."""
+        try:
+            body = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise ServiceError(Ret.PARAMERR, "请求体不是合法的JSON") from None
+        if not isinstance(body, dict):
+            raise ServiceError(Ret.PARAMERR, "请求体必须是JSON对象")
+        return body
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        status, ret, errmsg, data = describe_error(status_code, exc)
+        self.set_status(status)
+        # Error answers must not keep a half-built body or headers of the failed attempt.
+        self.clear_header("Content-Disposition")
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if isinstance(exc, ServiceError) and exc.retry_after is not None:
+            self.set_header("Retry-After", str(exc.retry_after))
+        self._write_envelope(ret.code, errmsg, data)
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        if isinstance(value, ServiceError):
+            return  # an ordinary business outcome, logged by the access line
+        if isinstance(value, STORAGE_ERRORS):
+            log.warning("storage unavailable on %s: %r", self.request.method, value)
+            return
+        super().log_exception(typ, value, tb)
+
+
+def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, Ret, str, dict]:
+    """Map an exception (or a bare HTTP status) to (HTTP status, RET, errmsg, data)."""
+    if isinstance(exc, ServiceError):
+        return 200, exc.ret, exc.errmsg, exc.data
+    if isinstance(exc, STORAGE_ERRORS):
+        return 200, Ret.DBERR, DBERR_MESSAGE, {}
+    if isinstance(exc, tornado.web.HTTPError) or exc is None:
+        ret, errmsg = HTTP_ERROR_REPLIES.get(status_code, (Ret.SERVERERR, Ret.SERVERERR.message))
+        return status_code, ret, errmsg, {}
+    return 500, Ret.SERVERERR, Ret.SERVERERR.message, {}
+
+
+class JsonNotFoundHandler(ApiHandler):
+    """Unknown URLs get a JSON 404, not Tornado's HTML page."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise tornado.web.HTTPError(404)
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One access line per request: no query string (it holds CAPTCHA answers), masked mobiles."""
+    request = handler.request
+    route = getattr(handler, "route_name", None) or type(handler).__name__
+    errno = getattr(handler, "errno", None) or "-"
+    duration_ms = 1000.0 * request.request_time()
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.ERROR
+    access_log.log(
+        level,
+        "%s %s %s errno=%s %.1fms",
+        status,
+        request.method,
+        route,
+        errno,
+        duration_ms,
+    )

@@ -1,0 +1,48 @@
+"""Handlers for the image CAPTCHA and the SMS code (ihome routes)."""
+
+from __future__ import annotations
+
+from handlers.base import ApiHandler
+from services.captcha import CAPTCHA_CONTENT_TYPE
+
+
+class ImageCodeHandler(ApiHandler):
+    """GET /api/v1.0/image_codes/<image_code_id>: a new CAPTCHA image."""
+
+    route_name = "image_codes"
+
+    async def get(self, image_code_id: str) -> None:
+        """Render a CAPTCHA and remember its text under image_code_id."""
+        image = await self.services.captchas.create(image_code_id)
+        self.errno = "0"
+        self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
+        self.finish(image)
+
+
+class SmsCodeHandler(ApiHandler):
+    """GET /api/v1.0/sms_codes/<mobile>?image_code=…&image_code_id=…"""
+
+    route_name = "sms_codes"
+
+    async def get(self, mobile: str) -> None:
+        """Send an SMS code to mobile once the CAPTCHA answer checks out."""
+        await self.services.sms.send_code(
+            mobile,
+            self.get_query_argument("image_code", None),
+            self.get_query_argument("image_code_id", None),
+        )
+        self.reply("发送成功")
+
+
+class SmsCodeJsonHandler(ApiHandler):
+    """POST /api/v1.0/sms_codes with JSON {mobile, image_code, image_code_id} (seed 004 shape)."""
+
+    route_name = "sms_codes"
+
+    async def post(self) -> None:
+        """Same flow as the GET form, parameters from a JSON body."""
+        body = self.json_body()
+        await self.services.sms.send_code(
+            body.get("mobile"), body.get("image_code"), body.get("image_code_id")
+        )
+        self.reply("发送成功")

@@ -1,0 +1,397 @@
+"""Pure Ronglian TemplateSMS protocol logic: settings, auth/sig checks, body validation, limits.
+
+Nothing here touches HTTP or the event loop, so every rule can be unit-tested directly.
+Status codes and messages follow /work/shared/reference/ronglian-protocol.md (§1.3-1.6, §3, §5, §7).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+# China has had no DST since 1991: a fixed +08:00 equals Asia/Shanghai and needs no tzdata.
+CST = timezone(timedelta(hours=8), "CST")
+TS_FORMAT = "%Y%m%d%H%M%S"
+
+DEFAULT_ACCOUNT_SID = "8aaf0708a2b3c4d5e6f7a8b9c0d1e2f3"
+DEFAULT_AUTH_TOKEN = "sandbox0token0000000000000000000a"
+DEFAULT_APP_ID = "8aaf0708app0000000000000000000ab"
+TEST_TEMPLATE_ID = "1"  # Ronglian's built-in test template; its variables must be numeric (160069)
+TEST_TEMPLATE_TEXT = "【云通讯】您使用的是云通讯短信模板，您的验证码是{1}，请于{2}分钟内正确输入"
+MAX_RECIPIENTS = 200
+MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+NUMERIC_RE = re.compile(r"^\d+(\.\d+)?$")
+TEMPLATE_VAR_RE = re.compile(r"\{(\d+)\}")
+
+# statusMsg texts from the error tables (§3); the 【账号】/【短信】 prefixes mirror observed ones.
+MESSAGES: dict[str, str] = {
+    "111101": "【账号】请求包头Authorization参数为空",
+    "111102": "【账号】请求包头Authorization参数Base64解码失败",
+    "111103": "【账号】请求包头Authorization参数解码后格式有误",
+    "111104": "【账号】请求包头Authorization参数解码后账户ID为空",
+    "111105": "【账号】请求包头Authorization参数解码后时间戳为空",
+    "111106": "【账号】请求包头Authorization参数解码后时间戳过期",
+    "111107": "【账号】请求包头Authorization参数中账户ID跟请求地址中的账户ID不一致",
+    "111108": "【账号】请求地址Sig参数为空",
+    "111109": "【账号】请求地址Sig校验失败",
+    "111111": "【账号】超过规定的并发数",
+    "111113": "【账号】请求包头Authorization参数中时间戳格式有误，请参考yyyyMMddHHmmss",
+    "111141": "【账号】主账户不存在",
+    "111142": "【账号】主账户余额不足",
+    "111169": "【应用】应用ID为空",
+    "111181": "【应用】应用不存在",
+    "111182": "【应用】应用不属于主账户",
+    "112306": "【短信】接收模板短信的手机号码为空",
+    "112307": "【短信】模板短信模板ID为空",
+    "112310": "【短信】应用未上线，模板短信接收号码外呼受限",
+    "112311": "【短信】短信模板不存在",
+    "112609": "HTTP Chunked 编码不支持",
+    "112610": "HTTP Accept 为空",
+    "112611": "HTTP Content-Type 为空",
+    "112616": "HTTP请求包体无法解析，请检查包体格式",
+    "160000": "系统错误",
+    "160030": "请求包体为空",
+    "160031": "参数解析失败",
+    "160038": "短信验证码发送过频繁",
+    "160040": "验证码超出同模板同号码天发送上限",
+    "160041": "通知超出同模板同号码天发送上限",
+    "160042": "号码格式有误",
+    "160045": "群发号码重复",
+    "160048": "号码数超200限制",
+    "160050": "短信发送失败",
+    "160052": "模板变量格式有误",
+    "160069": "测试模板变量非数字",
+}
+
+
+class RonglianError(Exception):
+    """A protocol failure that the server reports as {"statusCode": code, "statusMsg": ...}."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+    @property
+    def message(self) -> str:
+        """The Chinese statusMsg for this code."""
+        return status_message(self.code)
+
+
+def status_message(code: str) -> str:
+    """Return the statusMsg for a code (a generic text for codes we do not know)."""
+    return MESSAGES.get(code, "模拟错误")
+
+
+@dataclass(frozen=True)
+class Template:
+    """One SMS template: text with {1},{2}... placeholders and its kind (limits differ by kind)."""
+
+    text: str
+    kind: str = "verification"  # or "notification"
+
+
+def _default_templates() -> dict[str, Template]:
+    return {TEST_TEMPLATE_ID: Template(TEST_TEMPLATE_TEXT, "verification")}
+
+
+@dataclass
+class SandboxSettings:
+    """Simulator configuration; every field can be overridden from a JSON file."""
+
+    accounts: dict[str, str] = field(
+        default_factory=lambda: {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN}
+    )
+    apps: dict[str, str] = field(default_factory=lambda: {DEFAULT_APP_ID: DEFAULT_ACCOUNT_SID})
+    templates: dict[str, Template] = field(default_factory=_default_templates)
+    test_numbers: list[str] = field(default_factory=list)  # empty: app is "launched", no whitelist
+    rate_limits: bool = True
+    same_number_interval: float = 30.0
+    daily_per_template: int = 5
+    daily_per_number: int = 8
+    daily_per_template_notification: int = 20
+    ts_window_seconds: float = 86400.0
+    inbox_limit: int = 100_000
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SandboxSettings:
+        """Build settings from a JSON-like dict; unknown keys are rejected to catch typos."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown sandbox config keys: {sorted(unknown)}")
+        values = dict(data)
+        if "templates" in values:
+            values["templates"] = {
+                str(tid): Template(t) if isinstance(t, str) else Template(**t)
+                for tid, t in values["templates"].items()
+            }
+        if "test_numbers" in values:
+            values["test_numbers"] = [str(n) for n in values["test_numbers"]]
+        for t in values.get("templates", {}).values():
+            if t.kind not in ("verification", "notification"):
+                raise ValueError(f"template kind must be verification|notification: {t.kind!r}")
+        return cls(**values)
+
+    @classmethod
+    def from_json_file(cls, path: str) -> SandboxSettings:
+        """Load settings from a JSON file (keys as in from_dict)."""
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))
+
+
+@dataclass
+class SmsRequest:
+    """A validated TemplateSMS body."""
+
+    app_id: str
+    to: list[str]
+    template_id: str
+    datas: list[Any]
+
+
+def compute_sig(account_sid: str, auth_token: str, ts: str) -> str:
+    """sig = upper(hex(md5(accountSid + authToken + ts)))."""
+    return hashlib.md5(f"{account_sid}{auth_token}{ts}".encode()).hexdigest().upper()
+
+
+def build_authorization(account_sid: str, ts: str) -> str:
+    """Authorization header value = base64(accountSid + ":" + ts), no scheme prefix."""
+    return base64.b64encode(f"{account_sid}:{ts}".encode()).decode("ascii")
+
+
+def format_ts(moment: datetime) -> str:
+    """Format an aware datetime as a 14-digit CST timestamp."""
+    return moment.astimezone(CST).strftime(TS_FORMAT)
+
+
+def now_cst() -> datetime:
+    """Current time in China Standard Time."""
+    return datetime.now(CST)
+
+
+def parse_authorization(header: str | None) -> tuple[str, str]:
+    """Decode the Authorization header into (sid, ts), raising 111101-111105 / 111113."""
+    if not header or not header.strip():
+        raise RonglianError("111101")
+    try:
+        # The Go SDK uses the URL-safe alphabet, so accept both.
+        raw = base64.b64decode(header.strip().replace("-", "+").replace("_", "/"), validate=True)
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise RonglianError("111102") from None
+    sid, sep, ts = decoded.partition(":")
+    if not sep:
+        raise RonglianError("111103")
+    if not sid:
+        raise RonglianError("111104")
+    if not ts:
+        raise RonglianError("111105")
+    parse_ts(ts)
+    return sid, ts
+
+
+def parse_ts(ts: str) -> datetime:
+    """Parse a 14-digit yyyyMMddHHmmss CST timestamp, raising 111113 when malformed."""
+    # strptime alone would accept unpadded fields, so insist on exactly 14 digits first.
+    if not re.fullmatch(r"\d{14}", ts):
+        raise RonglianError("111113")
+    try:
+        return datetime.strptime(ts, TS_FORMAT).replace(tzinfo=CST)
+    except ValueError:
+        raise RonglianError("111113") from None
+
+
+def authenticate(
+    path_sid: str,
+    sig: str | None,
+    authorization: str | None,
+    settings: SandboxSettings,
+    now: datetime,
+) -> str:
+    """Run checks 4-9 of the spec's order; return the authenticated account sid."""
+    if not sig:
+        raise RonglianError("111108")
+    auth_sid, ts = parse_authorization(authorization)
+    if auth_sid != path_sid:
+        raise RonglianError("111107")
+    token = settings.accounts.get(path_sid)
+    if token is None:
+        raise RonglianError("111141")
+    # The official Go SDK sends lower-case hex, so compare case-insensitively.
+    if not hmac.compare_digest(sig.upper().encode(), compute_sig(path_sid, token, ts).encode()):
+        raise RonglianError("111109")
+    if abs((now - parse_ts(ts)).total_seconds()) > settings.ts_window_seconds:
+        raise RonglianError("111106")
+    return path_sid
+
+
+def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
+    """Parse a JSON (or legacy XML) body into a dict, raising 112616 / 160031."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RonglianError("112616") from None
+    if "xml" in content_type.lower():
+        return _parse_xml_body(text)
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise RonglianError("112616") from None
+    if not isinstance(body, dict):
+        raise RonglianError("160031")
+    return body
+
+
+def _parse_xml_body(text: str) -> dict[str, Any]:
+    """Parse the old SDKs' XML body; the root element's name is ignored like the real server."""
+    try:
+        root = ET.fromstring(text.strip())
+    except ET.ParseError:
+        raise RonglianError("112616") from None
+    body: dict[str, Any] = {}
+    for child in root:
+        if child.tag == "datas":
+            body["datas"] = [d.text or "" for d in child if d.tag == "data"]
+        else:
+            body[child.tag] = (child.text or "").strip()
+    return body
+
+
+def validate_body(body: dict[str, Any], account_sid: str, settings: SandboxSettings) -> SmsRequest:
+    """Run checks 11-15 (appId, to, templateId, whitelist, test-template variables)."""
+    app_id = body.get("appId")
+    if app_id in (None, ""):
+        raise RonglianError("111169")
+    if not isinstance(app_id, str) or app_id not in settings.apps:
+        raise RonglianError("111181")
+    if settings.apps[app_id] != account_sid:
+        raise RonglianError("111182")
+
+    to = _parse_to(body.get("to"))
+
+    template_id = body.get("templateId")
+    if template_id in (None, ""):
+        raise RonglianError("112307")
+    # Documented as a string, but clients such as easy-sms send an integer.
+    if isinstance(template_id, bool) or not isinstance(template_id, (str, int)):
+        raise RonglianError("112311")
+    template_id = str(template_id).strip()
+    if template_id not in settings.templates:
+        raise RonglianError("112311")
+
+    datas = body.get("datas", [])
+    if datas is None:
+        datas = []
+    if not isinstance(datas, list) or not all(_is_scalar(d) for d in datas):
+        raise RonglianError("160052")
+
+    if settings.test_numbers and any(n not in settings.test_numbers for n in to):
+        raise RonglianError("112310")
+    if template_id == TEST_TEMPLATE_ID and not all(NUMERIC_RE.match(str(d)) for d in datas):
+        raise RonglianError("160069")
+    return SmsRequest(app_id=app_id, to=to, template_id=template_id, datas=datas)
+
+
+def _is_scalar(value: Any) -> bool:
+    """datas elements may be strings or numbers (the real server accepts ["123456", 5])."""
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _parse_to(to: Any) -> list[str]:
+    """Split and validate the comma-separated recipient list (112306, 160048, 160042, 160045)."""
+    if to is None or (isinstance(to, str) and not to.strip()):
+        raise RonglianError("112306")
+    if isinstance(to, int) and not isinstance(to, bool):
+        to = str(to)
+    if not isinstance(to, str):
+        raise RonglianError("160042")
+    numbers = [n.strip() for n in to.split(",")]
+    if len(numbers) > MAX_RECIPIENTS:
+        raise RonglianError("160048")
+    if not all(MOBILE_RE.match(n) for n in numbers):
+        raise RonglianError("160042")
+    if len(set(numbers)) != len(numbers):
+        raise RonglianError("160045")
+    return numbers
+
+
+def render_text(template: str, datas: list[Any]) -> str:
+    """Substitute {1},{2},... positionally; placeholders without data are left as-is."""
+
+    def repl(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return str(datas[index - 1]) if 1 <= index <= len(datas) else match.group(0)
+
+    return TEMPLATE_VAR_RE.sub(repl, template)
+
+
+class RateLimiter:
+    """Per-number frequency rules from the "模板短信规则" page (§5), keyed by CST calendar day."""
+
+    # Caps each table so a benchmark spraying distinct numbers cannot exhaust memory;
+    # evicting the oldest entries only makes the simulator more lenient.
+    MAX_KEYS = 200_000
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget all counters."""
+        self._day = ""
+        self._last_sent: dict[tuple[str, str], float] = {}
+        self._per_template: dict[tuple[str, str], int] = {}
+        self._per_number: dict[str, int] = {}
+
+    def check(self, template_id: str, numbers: list[str], now: float) -> str | None:
+        """Return the error code if sending now would break a limit, else None."""
+        s = self.settings
+        if not s.rate_limits:
+            return None
+        self._roll_day(now)
+        verification = s.templates[template_id].kind == "verification"
+        for number in numbers:
+            key = (template_id, number)
+            if verification:
+                last = self._last_sent.get(key)
+                if last is not None and now - last < s.same_number_interval:
+                    return "160038"
+                if self._per_template.get(key, 0) >= s.daily_per_template:
+                    return "160040"
+                if self._per_number.get(number, 0) >= s.daily_per_number:
+                    return "160040"
+            elif self._per_template.get(key, 0) >= s.daily_per_template_notification:
+                return "160041"
+        return None
+
+    def record(self, template_id: str, numbers: list[str], now: float) -> None:
+        """Count an accepted send (call right after a successful check, with no await between)."""
+        if not self.settings.rate_limits:
+            return
+        verification = self.settings.templates[template_id].kind == "verification"
+        for number in numbers:
+            key = (template_id, number)
+            self._last_sent[key] = now
+            self._per_template[key] = self._per_template.get(key, 0) + 1
+            if verification:  # the 8-per-day cap is a rule for verification templates
+                self._per_number[number] = self._per_number.get(number, 0) + 1
+        for table in (self._last_sent, self._per_template, self._per_number):
+            while len(table) > self.MAX_KEYS:
+                del table[next(iter(table))]
+
+    def _roll_day(self, now: float) -> None:
+        """Reset daily counters when the CST date changes."""
+        day = datetime.fromtimestamp(now, CST).strftime("%Y%m%d")
+        if day != self._day:
+            self._day = day
+            self._per_template.clear()
+            self._per_number.clear()

@@ -1,0 +1,189 @@
+"""Entry point: python server.py [--config PATH] [--port N].
+
+Loads the config once, opens Redis, MySQL, the HTTP client and the executor, serves until
+SIGINT/SIGTERM, lets in-flight requests finish (bounded wait) and closes everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import tornado.httpserver
+import tornado.web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from tornado.curl_httpclient import CurlAsyncHTTPClient
+
+from handlers.base import JsonNotFoundHandler, log_request
+from handlers.verify import ImageCodeHandler, SmsCodeHandler, SmsCodeJsonHandler
+from services.captcha import CaptchaService
+from services.config import Config, ConfigError, load_config
+from services.db import SCHEMA_PATH, Database
+from services.errors import STORAGE_ERRORS
+from services.ronglian import RonglianClient
+from services.sms import SmsCodeService
+from services.users import UserRepository
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CONFIG = ROOT / "config.yml"
+log = logging.getLogger("smsreg")
+
+
+@dataclass
+class Services:
+    """Everything handlers may call, built once per process."""
+
+    config: Config
+    redis: aioredis.Redis
+    db: Database
+    captchas: CaptchaService
+    users: UserRepository
+    sms: SmsCodeService
+
+
+class SmsRegApplication(tornado.web.Application):
+    """The Tornado application; holds the services and counts in-flight requests for drain."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        config = services.config
+        handlers = [
+            (r"/api/v1\.0/image_codes/([^/]*)", ImageCodeHandler),
+            (r"/api/v1\.0/sms_codes/([^/]*)", SmsCodeHandler),
+            (r"/api/v1\.0/sms_codes", SmsCodeJsonHandler),
+        ]
+        super().__init__(
+            handlers,
+            default_handler_class=JsonNotFoundHandler,
+            cookie_secret=config.server.cookie_secret,
+            xsrf_cookies=True,
+            xsrf_cookie_kwargs={"httponly": False, "samesite": "Lax"},
+            template_path=str(ROOT / "templates"),
+            static_path=str(ROOT / "static"),
+            log_function=log_request,
+            compress_response=False,
+        )
+
+    def requests_started(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def requests_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            self._idle.set()
+
+    async def wait_idle(self, deadline: float) -> bool:
+        """Wait until no request is in flight; False if `deadline` seconds passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), deadline)
+        except TimeoutError:
+            return False
+        return True
+
+
+def redis_client(config: Config) -> aioredis.Redis:
+    """A Redis client that fails fast: one reconnect attempt, no backoff, bounded sockets."""
+    return aioredis.Redis.from_url(
+        config.redis.url,
+        decode_responses=True,
+        socket_timeout=config.redis.socket_timeout,
+        socket_connect_timeout=config.redis.connect_timeout,
+        max_connections=config.redis.max_connections,
+        # After a Redis restart the pooled sockets are dead: retry once on a new connection,
+        # but never wait: a client should get DBERR within the timeout, not after backoff.
+        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_services(config: Config) -> AsyncIterator[Services]:
+    """Open every client the services need and close them all on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        executor = ThreadPoolExecutor(
+            max_workers=config.server.executor_workers, thread_name_prefix="render"
+        )
+        stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+        redis = redis_client(config)
+        stack.push_async_callback(redis.aclose)
+        db = await Database.connect(config.mysql)
+        stack.push_async_callback(db.close)
+        http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
+        stack.callback(http.close)
+        await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+        captchas = CaptchaService(redis, executor, config.captcha)
+        users = UserRepository(db)
+        ronglian = RonglianClient(http, config.ronglian)
+        sms = SmsCodeService(redis, captchas, users, ronglian, config.sms)
+        yield Services(config, redis, db, captchas, users, sms)
+
+
+async def serve(config: Config, stop: asyncio.Event) -> None:
+    """Serve until stop is set, then drain and close."""
+    async with open_services(config) as services:
+        app = SmsRegApplication(services)
+        server = tornado.httpserver.HTTPServer(
+            app,
+            max_body_size=config.server.max_body_size,
+            idle_connection_timeout=config.server.idle_connection_timeout,
+            body_timeout=config.server.body_timeout,
+        )
+        server.listen(config.server.port, config.server.host)
+        log.info("listening on http://%s:%s", config.server.host, config.server.port)
+        await stop.wait()
+        log.info("stopping: no new connections, waiting for %d in-flight requests", app.in_flight)
+        server.stop()
+        if not await app.wait_idle(config.server.shutdown_timeout):
+            log.warning("drain deadline passed with %d requests in flight", app.in_flight)
+        await asyncio.wait_for(server.close_all_connections(), config.server.shutdown_timeout)
+    log.info("stopped")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
+    parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    if args.port is not None:
+        config = config.replace(server={"port": args.port})
+    logging.basicConfig(
+        level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve(config, stop)
+    except (OSError, *STORAGE_ERRORS) as exc:
+        # Unreachable Redis/MySQL at start or a busy port: one line, not a traceback.
+        print(f"startup failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,1 @@
+"""Business logic of the registration server: no Tornado request objects in here."""

@@ -1,0 +1,68 @@
+"""Image CAPTCHAs: random text kept in Redis, image rendered off the event loop, one use only."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import secrets
+from concurrent.futures import Executor
+
+from captcha.image import ImageCaptcha
+
+from services import keys
+from services.config import CaptchaConfig
+from services.errors import Ret, ServiceError
+from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
+
+CAPTCHA_CONTENT_TYPE = "image/jpeg"
+
+
+class CaptchaService:
+    """Creates CAPTCHAs and checks answers against them."""
+
+    def __init__(self, redis, executor: Executor, config: CaptchaConfig) -> None:
+        self._redis = redis
+        self._executor = executor
+        self._config = config
+        self._renderer = ImageCaptcha(width=config.width, height=config.height)
+
+    def new_text(self) -> str:
+        """A random CAPTCHA text from the look-alike-free alphabet (secrets, not random)."""
+        alphabet = self._config.alphabet
+        return "".join(secrets.choice(alphabet) for _ in range(self._config.length))
+
+    async def create(self, captcha_id: str) -> bytes:
+        """Store a new CAPTCHA under captcha_id and return its JPEG image."""
+        if not is_captcha_id(captcha_id):
+            raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+        text = self.new_text()
+        # Rendering takes milliseconds of CPU: on the loop it would stall every other request.
+        loop = asyncio.get_running_loop()
+        image = await loop.run_in_executor(self._executor, self.render, text)
+        await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
+        return image
+
+    def render(self, text: str) -> bytes:
+        """Draw text as a JPEG (blocking: call it in an executor)."""
+        buffer = io.BytesIO()
+        self._renderer.generate_image(text).save(buffer, format="JPEG", quality=70)
+        return buffer.getvalue()
+
+    async def consume(self, captcha_id: str, answer: str) -> None:
+        """Check an answer; the CAPTCHA is gone afterwards whether the answer was right or not."""
+        # GETDEL is one atomic step: of many concurrent requests only one can see the text.
+        stored = await self._redis.getdel(keys.captcha_key(captcha_id))
+        if stored is None:
+            raise ServiceError(Ret.NODATA, "图片验证码失效")
+        if not hmac.compare_digest(stored.upper().encode(), answer.upper().encode()):
+            raise ServiceError(Ret.DATAERR, "图片验证码错误")
+
+
+def check_captcha_params(captcha_id: object, answer: object) -> tuple[str, str]:
+    """Validate the CAPTCHA id and answer a client sent (PARAMERR if malformed)."""
+    if not is_captcha_id(captcha_id):
+        raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+    if not isinstance(answer, str) or not 0 < len(answer) <= MAX_CAPTCHA_ANSWER:
+        raise ServiceError(Ret.PARAMERR, "图片验证码格式错误")
+    return captcha_id, answer

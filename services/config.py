@@ -1,0 +1,253 @@
+"""Typed configuration: loaded once from config.yml, overridden by the environment, validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ENV_PREFIX = "SMSREG_"
+PLACEHOLDER_MARK = "change-me"
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported to the operator as one line."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cookie_secret: str = "change-me-cookie-secret"
+    max_body_size: int = 16384
+    idle_connection_timeout: float = 30.0
+    body_timeout: float = 10.0
+    shutdown_timeout: float = 10.0
+    executor_workers: int = 2
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+    socket_timeout: float = 1.0
+    connect_timeout: float = 1.0
+    max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class MysqlConfig:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "smsreg"
+    password: str = "smsreg"
+    database: str = "smsreg"
+    pool_min: int = 1
+    pool_max: int = 20
+    connect_timeout: float = 2.0
+    query_timeout: float = 3.0
+    pool_recycle: int = 3600
+
+
+@dataclass(frozen=True)
+class CaptchaConfig:
+    ttl: int = 180
+    length: int = 4
+    # No look-alikes: 0/O/Q/D, 1/I/L, 2/Z, 5/S, 6/G, 8/B are left out.
+    alphabet: str = "ACEFHJKMNPRTUVWXY34679"
+    width: int = 160
+    height: int = 60
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    code_ttl: int = 300
+    resend_interval: int = 60
+    template_id: str = "1"
+
+
+@dataclass(frozen=True)
+class RonglianConfig:
+    base_url: str = "http://127.0.0.1:8883"
+    account_sid: str = "8aaf0708a2b3c4d5e6f7a8b9c0d1e2f3"
+    auth_token: str = "sandbox0token0000000000000000000a"
+    app_id: str = "8aaf0708app0000000000000000000ab"
+    connect_timeout: float = 2.0
+    request_timeout: float = 5.0
+    max_clients: int = 100
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = "development"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    mysql: MysqlConfig = field(default_factory=MysqlConfig)
+    captcha: CaptchaConfig = field(default_factory=CaptchaConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    ronglian: RonglianConfig = field(default_factory=RonglianConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def replace(self, **sections: dict[str, object]) -> Config:
+        """Return a copy with some settings changed, e.g. replace(redis={"url": ...})."""
+        changes = {
+            name: dataclasses.replace(getattr(self, name), **values)
+            for name, values in sections.items()
+        }
+        return dataclasses.replace(self, **changes)
+
+
+# Secrets that production mode refuses to run with while they hold the shipped sandbox value.
+SANDBOX_SECRETS = {
+    ("ronglian", "auth_token"): RonglianConfig.auth_token,
+    ("ronglian", "account_sid"): RonglianConfig.account_sid,
+}
+
+
+def load_config(path: str | Path | None, environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply SMSREG_<SECTION>_<KEY> overrides and validate."""
+    raw: dict[str, object] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    _apply_environment(raw, os.environ if environ is None else environ)
+    config = _build(Config, raw, "")
+    _validate(config)
+    return config
+
+
+def _apply_environment(raw: dict[str, object], environ: typing.Mapping[str, str]) -> None:
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key in sections and not dataclasses.is_dataclass(sections[key].type):
+            raw[key] = value
+            continue
+        section, _, setting = key.partition("_")
+        if section not in sections or not setting:
+            raise ConfigError(f"unknown environment setting {name}")
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        # Environment values are strings; YAML parsing gives "8000" -> 8000, "true" -> True.
+        target[setting] = _parse_env_value(value)
+
+
+def _parse_env_value(value: str) -> object:
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, str | int | float | bool) else value
+
+
+def _build(cls: type, raw: object, where: str) -> object:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config section {where or '<root>'!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key {_join(where, unknown[0])!r}")
+    values = {}
+    for name, value in raw.items():
+        kind = hints[name]
+        dotted = _join(where, name)
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, value, dotted)
+        else:
+            values[name] = _coerce(kind, value, dotted)
+    return cls(**values)
+
+
+def _coerce(kind: object, value: object, dotted: str) -> object:
+    if isinstance(kind, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if (
+        isinstance(kind, type)
+        and isinstance(value, kind)
+        and not (kind is int and isinstance(value, bool))
+    ):
+        return value
+    expected = getattr(kind, "__name__", str(kind))
+    raise ConfigError(f"config key {dotted!r} must be {expected}, got {value!r}")
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _validate(config: Config) -> None:
+    if config.mode not in ("development", "production"):
+        raise ConfigError(
+            f"config key 'mode' must be development or production, got {config.mode!r}"
+        )
+    positive = {
+        "server.port": config.server.port,
+        "server.max_body_size": config.server.max_body_size,
+        "server.executor_workers": config.server.executor_workers,
+        "redis.socket_timeout": config.redis.socket_timeout,
+        "mysql.pool_max": config.mysql.pool_max,
+        "mysql.query_timeout": config.mysql.query_timeout,
+        "captcha.ttl": config.captcha.ttl,
+        "captcha.length": config.captcha.length,
+        "sms.code_ttl": config.sms.code_ttl,
+        "sms.resend_interval": config.sms.resend_interval,
+        "ronglian.request_timeout": config.ronglian.request_timeout,
+    }
+    for dotted, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"config key {dotted!r} must be positive, got {value!r}")
+    if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("config key 'logging.level' must be DEBUG/INFO/WARNING/ERROR")
+    if config.mysql.pool_min > config.mysql.pool_max:
+        raise ConfigError("config key 'mysql.pool_min' must not exceed 'mysql.pool_max'")
+    if len(set(config.captcha.alphabet)) < 10:
+        raise ConfigError("config key 'captcha.alphabet' needs at least 10 distinct characters")
+    if config.mode == "production":
+        _refuse_placeholders(config)
+
+
+def _refuse_placeholders(config: Config) -> None:
+    secrets_to_check = {
+        "server.cookie_secret": config.server.cookie_secret,
+        "ronglian.auth_token": config.ronglian.auth_token,
+        "mysql.password": config.mysql.password,
+    }
+    for dotted, value in secrets_to_check.items():
+        if not value or PLACEHOLDER_MARK in value:
+            raise ConfigError(
+                f"production mode refuses the placeholder value of {dotted!r}; "
+                f"set {ENV_PREFIX}{dotted.replace('.', '_').upper()}"
+            )
+    for (section, key), sandbox_value in SANDBOX_SECRETS.items():
+        if getattr(getattr(config, section), key) == sandbox_value:
+            raise ConfigError(
+                f"production mode refuses the sandbox value of '{section}.{key}'; "
+                f"set {ENV_PREFIX}{section.upper()}_{key.upper()}"
+            )
+    if len(config.server.cookie_secret) < 32:
+        raise ConfigError("config key 'server.cookie_secret' must be at least 32 characters")

@@ -1,0 +1,70 @@
+"""Business outcomes as ihome's RET codes, and the one exception services raise for them."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+import pymysql
+import redis.exceptions
+
+
+class Ret(enum.Enum):
+    """ihome's RET table (ihome/utils/response_code.py): codes are strings on the wire."""
+
+    OK = ("0", "成功")
+    DBERR = ("4001", "数据库查询错误")
+    NODATA = ("4002", "无数据")
+    DATAEXIST = ("4003", "数据已存在")
+    DATAERR = ("4004", "数据错误")
+    SESSIONERR = ("4101", "用户未登录")
+    LOGINERR = ("4102", "用户登录失败")
+    PARAMERR = ("4103", "参数错误")
+    USERERR = ("4104", "用户不存在或未激活")
+    ROLEERR = ("4105", "用户身份错误")
+    PWDERR = ("4106", "密码错误")
+    REQERR = ("4201", "非法请求或请求次数受限")
+    IPERR = ("4202", "IP受限")
+    THIRDERR = ("4301", "第三方系统错误")
+    IOERR = ("4302", "文件读写错误")
+    SERVERERR = ("4500", "内部错误")
+    UNKOWNERR = ("4501", "未知错误")
+
+    @property
+    def code(self) -> str:
+        return self.value[0]
+
+    @property
+    def message(self) -> str:
+        return self.value[1]
+
+
+class ServiceError(Exception):
+    """A refusal the client should see: a RET code, a message and optional data."""
+
+    def __init__(
+        self,
+        ret: Ret,
+        errmsg: str | None = None,
+        *,
+        data: dict[str, object] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(errmsg or ret.message)
+        self.ret = ret
+        self.errmsg = errmsg or ret.message
+        self.data = dict(data or {})
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.data["retry_after"] = retry_after
+
+
+# Failures of Redis or MySQL (down, restarting, too slow): the client gets DBERR, never a hang.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.RedisError,
+    pymysql.err.Error,
+    ConnectionError,
+    asyncio.TimeoutError,
+)
+
+DBERR_MESSAGE = "数据库暂时不可用，请稍后重试"

@@ -1,0 +1,130 @@
+"""Async client for Ronglian Cloud (容联云通讯) TemplateSMS, REST version 2013-12-26."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import logging
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from services.config import RonglianConfig
+from services.errors import Ret, ServiceError
+from services.validation import mask_mobile
+
+log = logging.getLogger(__name__)
+
+# Ronglian's servers are in China and check the timestamp against China time (UTC+8, no DST).
+CHINA_TIME = datetime.timezone(datetime.timedelta(hours=8), "Asia/Shanghai")
+SUCCESS = "000000"
+SEND_FAILED_MESSAGE = "短信发送失败，请稍后重试"
+
+# Codes an operator must act on (credentials, account, app, template): logged at error level.
+CONFIG_ERRORS = {
+    "111109": "sig check failed: wrong auth_token",
+    "111141": "account does not exist: wrong account_sid",
+    "111142": "account balance exhausted",
+    "111181": "appId does not exist: wrong app_id",
+    "111182": "appId does not belong to this account",
+    "112310": "app not launched: only whitelisted test numbers may receive SMS",
+    "112311": "template does not exist: wrong template_id",
+    "160043": "template does not belong to the app",
+    "111106": "timestamp out of window: check the server clock",
+}
+# Codes caused by the recipient or the provider's own limits: logged as warnings.
+SEND_REFUSALS = {
+    "160038": "provider: same number too often (30 s rule)",
+    "160039": "provider: daily cap per number reached",
+    "160040": "provider: daily cap for verification template reached",
+    "160042": "provider: number format rejected",
+    "111111": "provider: too many concurrent requests",
+}
+
+
+class RonglianError(ServiceError):
+    """A send that did not succeed; the client sees THIRDERR."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(Ret.THIRDERR, SEND_FAILED_MESSAGE)
+        self.reason = reason
+
+
+def sign(account_sid: str, auth_token: str, timestamp: str) -> tuple[str, str]:
+    """Return (sig, Authorization) for a request made at timestamp (yyyyMMddHHmmss)."""
+    sig = hashlib.md5(f"{account_sid}{auth_token}{timestamp}".encode()).hexdigest().upper()
+    authorization = base64.b64encode(f"{account_sid}:{timestamp}".encode()).decode()
+    return sig, authorization
+
+
+def china_timestamp(now: datetime.datetime | None = None) -> str:
+    return (
+        (now or datetime.datetime.now(CHINA_TIME)).astimezone(CHINA_TIME).strftime("%Y%m%d%H%M%S")
+    )
+
+
+class RonglianClient:
+    """Sends template SMS through one AsyncHTTPClient that lives as long as the server."""
+
+    def __init__(self, http: AsyncHTTPClient, config: RonglianConfig) -> None:
+        self._http = http
+        self._config = config
+        self._url = (
+            f"{config.base_url.rstrip('/')}/2013-12-26/Accounts/{config.account_sid}"
+            "/SMS/TemplateSMS"
+        )
+
+    async def send_template_sms(self, to: str, datas: list[str], template_id: str) -> str:
+        """Send one SMS and return its smsMessageSid; raise RonglianError on any failure."""
+        timestamp = china_timestamp()
+        sig, authorization = sign(self._config.account_sid, self._config.auth_token, timestamp)
+        body = json.dumps(
+            {"to": to, "appId": self._config.app_id, "templateId": template_id, "datas": datas},
+            separators=(",", ":"),
+        ).encode()
+        request = HTTPRequest(
+            f"{self._url}?sig={sig}",
+            method="POST",
+            headers={
+                "Accept": "application/json",
+                "Content-Type": "application/json;charset=utf-8",
+                "Authorization": authorization,
+            },
+            body=body,  # a bytes body goes out with Content-Length, never chunked (112609)
+            connect_timeout=self._config.connect_timeout,
+            request_timeout=self._config.request_timeout,
+        )
+        who = mask_mobile(to)
+        try:
+            response = await self._http.fetch(request, raise_error=False)
+        except (OSError, HTTPClientError) as exc:
+            log.warning("ronglian unreachable sending to %s: %s", who, exc)
+            raise RonglianError("unreachable") from None
+        if response.code != 200:
+            # 599 is Tornado's code for "no HTTP answer": refused, reset or timed out.
+            reason = response.error or f"HTTP {response.code}"
+            log.warning("ronglian failed sending to %s: %s", who, reason)
+            raise RonglianError(f"http {response.code}")
+        return self._parse(response.body, who)
+
+    def _parse(self, body: bytes, who: str) -> str:
+        try:
+            answer = json.loads(body)
+            status = answer["statusCode"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("ronglian answered a non-protocol body sending to %s: %.80r", who, body)
+            raise RonglianError("bad body") from None
+        if status == SUCCESS:
+            sid = answer.get("templateSMS", {}).get("smsMessageSid", "")
+            log.info("sms sent to %s sid=%s", who, sid)
+            return sid
+        message = answer.get("statusMsg", "")
+        if status in CONFIG_ERRORS:
+            log.error(
+                "ronglian %s %s (%s) sending to %s", status, CONFIG_ERRORS[status], message, who
+            )
+        else:
+            meaning = SEND_REFUSALS.get(status, "refused")
+            log.warning("ronglian %s %s (%s) sending to %s", status, meaning, message, who)
+        raise RonglianError(f"status {status}")

@@ -1,0 +1,169 @@
+"""Fixtures: real redis-server, mariadbd and Ronglian sandbox processes on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import tornado.httpclient
+import tornado.httpserver
+import tornado.testing
+
+from devstack.processes import MariaDBServer, RedisServer
+from server import SmsRegApplication, open_services
+from services import keys
+from services.config import Config, load_config
+from tests.sandbox_helpers import SandboxProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory):
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    process = SandboxProcess(tmpdir=str(tmp_path_factory.mktemp("sandbox")))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def config(redis_server, mariadb_server, sandbox) -> Config:
+    """The shipped config.yml pointed at this session's processes, with short timeouts."""
+    base = load_config(ROOT / "config.yml", environ={})
+    return base.replace(
+        redis={"url": redis_server.url},
+        mysql={"port": mariadb_server.port, "query_timeout": 2.0},
+        ronglian={"base_url": sandbox.base_url, "request_timeout": 1.5, "connect_timeout": 1.0},
+    )
+
+
+@pytest.fixture
+def clean_state(redis_server, mariadb_server, sandbox):
+    """Every test starts with empty Redis, an empty user table and an empty inbox."""
+    import redis as sync_redis
+
+    with sync_redis.Redis(port=redis_server.port) as client:
+        client.flushdb()
+    with contextlib.closing(mariadb_server.admin_connection()) as conn, conn.cursor() as cur:
+        cur.execute("SHOW TABLES LIKE 'ih_user_profile'")
+        if cur.fetchone():
+            cur.execute("TRUNCATE TABLE ih_user_profile")
+    sandbox.clear()
+    sandbox.reset_faults()
+
+
+@pytest.fixture
+def make_app(io_loop, config, clean_state):
+    """Build the real application and services on this test's loop, with config changes."""
+    stack = contextlib.AsyncExitStack()
+
+    async def build(**changes) -> SmsRegApplication:
+        services = await stack.enter_async_context(open_services(config.replace(**changes)))
+        return SmsRegApplication(services)
+
+    yield build
+    io_loop.run_sync(stack.aclose)
+
+
+@pytest.fixture
+def app(io_loop, make_app):
+    """pytest-tornado's app fixture: the application with the session's processes."""
+    return io_loop.run_sync(make_app)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: SmsRegApplication):
+    """Serve a second application on a free port, for tests that need their own config."""
+    sock, port = tornado.testing.bind_unused_port()
+    server = tornado.httpserver.HTTPServer(app)
+    server.add_sockets([sock])
+    try:
+        yield Client(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.stop()
+        await server.close_all_connections()
+
+
+_mobiles = itertools.count(13_900_000_000)
+
+
+@pytest.fixture
+def fresh_mobile():
+    """A mobile number no other test in this session uses (the sandbox remembers sends)."""
+    return lambda: str(next(_mobiles))
+
+
+class Client:
+    """Speaks the ihome API to the server under test, the way its jQuery front-end does."""
+
+    def __init__(self, base_url: str, app: SmsRegApplication) -> None:
+        self.base_url = base_url
+        self.app = app
+        self.http = tornado.httpclient.AsyncHTTPClient()
+        self.cookies: dict[str, str] = {}
+
+    async def fetch(self, path: str, method: str = "GET", body=None, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if isinstance(body, dict | list):
+            body = json.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        response = await self.http.fetch(
+            self.base_url + path,
+            method=method,
+            body=body,
+            headers=headers,
+            raise_error=False,
+            follow_redirects=False,
+            **kwargs,
+        )
+        for cookie in response.headers.get_list("Set-Cookie"):
+            name, _, rest = cookie.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+        return response
+
+    async def json(self, path: str, method: str = "GET", body=None, headers=None) -> dict:
+        response = await self.fetch(path, method, body, headers)
+        assert response.headers["Content-Type"].startswith("application/json"), response.body
+        return json.loads(response.body)
+
+    async def new_captcha(self, captcha_id: str) -> str:
+        """Fetch a CAPTCHA image and return its text, read from Redis by its documented key."""
+        response = await self.fetch(f"/api/v1.0/image_codes/{captcha_id}")
+        assert response.code == 200
+        assert response.headers["Content-Type"] == "image/jpeg"
+        return await self.app.services.redis.get(keys.captcha_key(captcha_id))
+
+    async def send_sms(self, mobile: str, image_code: str, image_code_id: str) -> dict:
+        query = urllib.parse.urlencode({"image_code": image_code, "image_code_id": image_code_id})
+        return await self.json(f"/api/v1.0/sms_codes/{mobile}?{query}")
+
+    async def xsrf_headers(self) -> dict[str, str]:
+        if "csrf_token" not in self.cookies:
+            await self.fetch("/api/v1.0/image_codes/xsrf-bootstrap")
+        return {"X-CSRFToken": self.cookies["csrf_token"]}
+
+
+@pytest.fixture
+def client(http_server, http_port, app) -> Client:
+    """A client of the app served by pytest-tornado's http_server."""
+    return Client(f"http://127.0.0.1:{http_port}", app)

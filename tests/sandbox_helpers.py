@@ -1,0 +1,154 @@
+"""Run the Ronglian sandbox (sandbox.ronglian) as a subprocess for tests and benchmarks.
+
+Standard library only, so it can be used from plain sync pytest fixtures and scripts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SandboxProcess:
+    """A `python -m sandbox.ronglian` child process plus sync helpers for its control API."""
+
+    def __init__(
+        self, port: int | None = None, config: dict | None = None, tmpdir: str | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self.config = config
+        self._own_tmpdir = tmpdir is None
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="ronglian-sandbox-")
+        # Output goes to a file, not a pipe: one log line per request would fill a pipe
+        # during a benchmark and block the sandbox.
+        self.log_path = os.path.join(self.tmpdir, f"ronglian-sandbox-{self.port}.log")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Base URL to give a Ronglian client, e.g. http://127.0.0.1:PORT."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Spawn the sandbox and wait until /healthz answers; raise with its output on failure."""
+        if self._proc is not None:
+            raise RuntimeError("sandbox already started")
+        cmd = [sys.executable, "-m", "sandbox.ronglian", "--port", str(self.port)]
+        if self.config is not None:
+            config_path = os.path.join(self.tmpdir, f"ronglian-sandbox-{self.port}.json")
+            with open(config_path, "w", encoding="utf-8") as fh:
+                json.dump(self.config, fh)
+            cmd += ["--config-json", config_path]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break
+            if self._healthy():
+                # A stale server on the same port could answer; make sure ours is alive.
+                if self._proc.poll() is None:
+                    return
+                break
+            time.sleep(0.05)
+        output = self.read_log()
+        self.stop()
+        raise RuntimeError(f"Ronglian sandbox failed to start on port {self.port}:\n{output}")
+
+    def stop(self) -> None:
+        """SIGTERM the sandbox, wait, SIGKILL as a fallback; safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.terminate()  # harmless if it already exited
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._own_tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self._own_tmpdir = False  # the directory is gone; a restart would need a new one
+
+    def read_log(self) -> str:
+        """Return the sandbox's log output so far (empty if unavailable)."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return ""
+
+    def __enter__(self) -> SandboxProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- control API -------------------------------------------------------------------------
+
+    def inbox(self, mobile: str | None = None) -> list[dict]:
+        """Messages the sandbox accepted, oldest first, optionally only those sent to `mobile`."""
+        query = "?" + urllib.parse.urlencode({"mobile": mobile}) if mobile else ""
+        return self._request("GET", "/inbox" + query)
+
+    def clear(self) -> None:
+        """Empty the inbox and reset the rate-limit counters."""
+        self._request("DELETE", "/inbox")
+
+    def set_fault(self, **fault: Any) -> None:
+        """Replace the fault setting: latency_ms, mode, status_code, times (see sandbox docs)."""
+        self._request("PUT", "/faults", fault)
+
+    def reset_faults(self) -> None:
+        """Back to normal behaviour (no latency, mode ok)."""
+        self._request("DELETE", "/faults")
+
+    def faults(self) -> dict:
+        """The current fault setting, including the remaining `times`."""
+        return self._request("GET", "/faults")
+
+    def _healthy(self) -> bool:
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            return self._request("GET", "/healthz", timeout=1) == {"status": "ok"}
+        return False
+
+    def _request(self, method: str, path: str, payload: Any = None, timeout: float = 10) -> Any:
+        """Call the control API and decode its JSON answer; raise RuntimeError on HTTP errors."""
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            with err:  # HTTPError holds the response socket; close it
+                body = err.read().decode("utf-8", "replace")
+            raise RuntimeError(f"{method} {path} -> HTTP {err.code}: {body}") from None

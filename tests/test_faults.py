@@ -1,0 +1,106 @@
+"""Failures of Ronglian, Redis and MySQL: a clear errno in bounded time, no half-state, recovery."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from devstack.processes import RedisServer, free_port
+from services import keys
+from tests.conftest import serving
+
+
+async def assert_mobile_free(client, mobile: str) -> None:
+    redis = client.app.services.redis
+    assert not await redis.exists(keys.sms_guard_key(mobile), keys.sms_code_key(mobile))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"mode": "status", "status_code": "160040"},
+        {"mode": "status", "status_code": "111109"},
+        {"mode": "http500"},
+        {"mode": "garbage"},
+        {"mode": "close"},
+        {"mode": "hang"},
+    ],
+    ids=lambda fault: fault.get("status_code", fault["mode"]),
+)
+@pytest.mark.gen_test(timeout=30)
+async def test_failed_send_is_thirderr_and_retry_succeeds_at_once(
+    client, sandbox, fresh_mobile, fault
+):
+    mobile = fresh_mobile()
+    sandbox.set_fault(times=1, **fault)
+    text = await client.new_captcha("f-1")
+    started = time.monotonic()
+    body = await client.send_sms(mobile, text, "f-1")
+    elapsed = time.monotonic() - started
+    assert body == {"errno": "4301", "errmsg": "短信发送失败，请稍后重试"}
+    assert elapsed < client.app.services.config.ronglian.request_timeout + 1.0
+    await assert_mobile_free(client, mobile)
+    assert sandbox.inbox(mobile) == []
+    # The guard was released, so the user may retry at once with a new CAPTCHA.
+    text = await client.new_captcha("f-2")
+    assert (await client.send_sms(mobile, text, "f-2"))["errno"] == "0"
+    assert len(sandbox.inbox(mobile)) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_refused_connection_to_ronglian_is_thirderr(make_app, fresh_mobile):
+    closed_port = free_port()  # nothing listens here: connections are refused
+    app = await make_app(ronglian={"base_url": f"http://127.0.0.1:{closed_port}"})
+    async with serving(app) as client:
+        mobile = fresh_mobile()
+        text = await client.new_captcha("f-3")
+        assert (await client.send_sms(mobile, text, "f-3"))["errno"] == "4301"
+        await assert_mobile_free(client, mobile)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(tmp_path / "own-redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_redis_down_is_dberr_quickly_and_recovers_without_restart(
+    make_app, own_redis, fresh_mobile
+):
+    app = await make_app(redis={"url": own_redis.url})
+    async with serving(app) as client:
+        assert await client.new_captcha("r-1")
+        own_redis.stop()
+        sms_path = f"/api/v1.0/sms_codes/{fresh_mobile()}?image_code=ABCD&image_code_id=r-1"
+        for path in ("/api/v1.0/image_codes/r-2", sms_path):
+            started = time.monotonic()
+            body = await client.json(path)
+            assert body["errno"] == "4001"
+            assert time.monotonic() - started < 3.0
+        own_redis.start()  # same port, empty data
+        mobile = fresh_mobile()
+        text = await client.new_captcha("r-3")
+        assert (await client.send_sms(mobile, text, "r-3"))["errno"] == "0"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_mysql_down_is_dberr_and_recovers_without_restart(
+    client, mariadb_server, sandbox, fresh_mobile
+):
+    mobile = fresh_mobile()
+    text = await client.new_captcha("m-1")
+    mariadb_server.stop()
+    try:
+        started = time.monotonic()
+        body = await client.send_sms(mobile, text, "m-1")
+        assert body["errno"] == "4001"
+        assert time.monotonic() - started < 5.0
+        await assert_mobile_free(client, mobile)
+        assert sandbox.inbox(mobile) == []
+    finally:
+        mariadb_server.start()
+    text = await client.new_captcha("m-2")
+    assert (await client.send_sms(mobile, text, "m-2"))["errno"] == "0"
