@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from handlers.base import JsonNotFoundHandler, log_request
-from handlers.verify import ImageCodeHandler, SmsCodeHandler, SmsCodeJsonHandler
+from handlers import routes
 from services.captcha import CaptchaService
 from services.config import Config, ConfigError, load_config
 from services.db import SCHEMA_PATH, Database
@@ -60,13 +60,8 @@ class SmsRegApplication(tornado.web.Application):
         self._idle = asyncio.Event()
         self._idle.set()
         config = services.config
-        handlers = [
-            (r"/api/v1\.0/image_codes/([^/]*)", ImageCodeHandler),
-            (r"/api/v1\.0/sms_codes/([^/]*)", SmsCodeHandler),
-            (r"/api/v1\.0/sms_codes", SmsCodeJsonHandler),
-        ]
         super().__init__(
-            handlers,
+            routes.all_routes(),
             default_handler_class=JsonNotFoundHandler,
             cookie_secret=config.server.cookie_secret,
             xsrf_cookies=True,

@@ -1,4 +1,4 @@
-"""`make run`: Redis, MariaDB and the Ronglian sandbox on loopback, then the server in the foreground.
+"""`make run`: Redis, MariaDB and the Ronglian sandbox on loopback, then the server in front.
 
 Data lives under var/ (git-ignored). Ctrl-C stops everything.
 """

@@ -46,3 +46,10 @@ class SmsCodeJsonHandler(ApiHandler):
             body.get("mobile"), body.get("image_code"), body.get("image_code_id")
         )
         self.reply("发送成功")
+
+
+ROUTES = [
+    (r"/api/v1\.0/image_codes/([^/]*)", ImageCodeHandler),
+    (r"/api/v1\.0/sms_codes/([^/]*)", SmsCodeHandler),
+    (r"/api/v1\.0/sms_codes", SmsCodeJsonHandler),
+]
