@@ -24,8 +24,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 
-from handlers.base import JsonNotFoundHandler, log_request
 from handlers import routes
+from handlers.base import JsonNotFoundHandler, log_request
 from services.captcha import CaptchaService
 from services.config import Config, ConfigError, load_config
 from services.db import SCHEMA_PATH, Database

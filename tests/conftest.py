@@ -5,6 +5,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -13,7 +17,7 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 
-from devstack.processes import MariaDBServer, RedisServer
+from devstack.processes import MariaDBServer, RedisServer, free_port, wait_for_port
 from server import SmsRegApplication, open_services
 from services import keys
 from services.config import Config, load_config
@@ -167,3 +171,58 @@ class Client:
 def client(http_server, http_port, app) -> Client:
     """A client of the app served by pytest-tornado's http_server."""
     return Client(f"http://127.0.0.1:{http_port}", app)
+
+
+class LiveServer:
+    """`python server.py` as its own process, configured through SMSREG_* environment variables."""
+
+    def __init__(self, config: Config, log_path: Path, extra_env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            "SMSREG_REDIS_URL": config.redis.url,
+            "SMSREG_MYSQL_PORT": str(config.mysql.port),
+            "SMSREG_RONGLIAN_BASE_URL": config.ronglian.base_url,
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "server.py", "--port", str(self.port)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(self.port, 20, self.process)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"server did not start: {self.log_path.read_text()}") from exc
+        return self
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def live_server(config, clean_state, tmp_path):
+    """The real server process on a free port, using this session's Redis, MariaDB and sandbox."""
+    server = LiveServer(config, tmp_path / "server.log").start()
+    yield server
+    server.stop()

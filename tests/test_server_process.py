@@ -1,0 +1,90 @@
+"""server.py as operators run it: start-up config errors, the live flow, and graceful drain."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+from devstack.processes import free_port
+from tests.conftest import ROOT
+
+
+def run_server(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "server.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_unknown_config_key_stops_startup_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("server:\n  prot: 8000\n")
+    result = run_server("--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "config error: unknown config key 'server.prot'"
+
+
+def test_wrong_type_stops_startup_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("redis:\n  socket_timeout: soon\n")
+    result = run_server("--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "'redis.socket_timeout' must be float" in result.stderr
+
+
+def test_production_mode_refuses_placeholder_secrets():
+    env = {**os.environ, "SMSREG_MODE": "production"}
+    result = run_server(env=env)
+    assert result.returncode == 2
+    assert "production mode refuses" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_mysql_at_start_is_one_line():
+    env = {**os.environ, "SMSREG_MYSQL_PORT": str(free_port()), "SMSREG_MYSQL_CONNECT_TIMEOUT": "1"}
+    result = run_server("--port", str(free_port()), env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("startup failed:")
+    assert "Traceback" not in result.stderr
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_sigterm_during_slow_send_still_answers_the_client(live_server, sandbox, redis_server):
+    import redis as sync_redis
+
+    mobile = "13700000001"
+    urllib.request.urlopen(
+        f"{live_server.base_url}/api/v1.0/image_codes/drain-1", timeout=10
+    ).close()
+    with sync_redis.Redis(port=redis_server.port, decode_responses=True) as client:
+        text = client.get("image_code:drain-1")
+    sandbox.set_fault(latency_ms=1000)
+    query = urllib.parse.urlencode({"image_code": text, "image_code_id": "drain-1"})
+    answers: list[dict] = []
+    request = threading.Thread(
+        target=lambda: answers.append(
+            _get_json(f"{live_server.base_url}/api/v1.0/sms_codes/{mobile}?{query}")
+        )
+    )
+    request.start()
+    time.sleep(0.4)  # the request is now waiting on the slow provider
+    assert live_server.stop() == 0
+    request.join(10)
+    assert answers == [{"errno": "0", "errmsg": "发送成功"}]
+    assert len(sandbox.inbox(mobile)) == 1
