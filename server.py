@@ -26,11 +26,15 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from handlers import routes
 from handlers.base import JsonNotFoundHandler, log_request
+from services.accounts import AccountService
 from services.captcha import CaptchaService
+from services.clientip import parse_trusted_proxies
 from services.config import Config, ConfigError, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
+from services.passwords import PasswordHasher
 from services.ronglian import RonglianClient
+from services.sessions import SessionStore
 from services.sms import SmsCodeService
 from services.users import UserRepository
 
@@ -49,6 +53,8 @@ class Services:
     captchas: CaptchaService
     users: UserRepository
     sms: SmsCodeService
+    accounts: AccountService
+    sessions: SessionStore
 
 
 class SmsRegApplication(tornado.web.Application):
@@ -57,13 +63,14 @@ class SmsRegApplication(tornado.web.Application):
     def __init__(self, services: Services) -> None:
         self.services = services
         self.in_flight = 0
+        self.trusted_proxies = parse_trusted_proxies(services.config.security.trusted_proxies)
         self._idle = asyncio.Event()
         self._idle.set()
         config = services.config
         super().__init__(
             routes.all_routes(),
             default_handler_class=JsonNotFoundHandler,
-            cookie_secret=config.server.cookie_secret,
+            cookie_secret=config.security.cookie_secret,
             xsrf_cookies=True,
             xsrf_cookie_kwargs={"httponly": False, "samesite": "Lax"},
             template_path=str(ROOT / "templates"),
@@ -123,8 +130,19 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         captchas = CaptchaService(redis, executor, config.captcha)
         users = UserRepository(db)
         ronglian = RonglianClient(http, config.ronglian)
-        sms = SmsCodeService(redis, captchas, users, ronglian, config.sms)
-        yield Services(config, redis, db, captchas, users, sms)
+        sms = SmsCodeService(
+            redis,
+            captchas,
+            users,
+            ronglian,
+            config.sms,
+            hmac_key=config.security.code_hmac_key,
+            max_attempts=config.accounts.max_code_attempts,
+        )
+        hasher = PasswordHasher(executor)
+        accounts = AccountService(redis, users, hasher, sms, config.accounts)
+        sessions = SessionStore(redis, config.security.session_ttl)
+        yield Services(config, redis, db, captchas, users, sms, accounts, sessions)
 
 
 async def serve(config: Config, stop: asyncio.Event) -> None:

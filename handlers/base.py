@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from services.clientip import resolve_client_ip
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class BaseHandler(tornado.web.RequestHandler):
             self.application.requests_finished()  # type: ignore[attr-defined]
 
 
+SESSION_COOKIE = "session"
+
+
 class ApiHandler(BaseHandler):
     """JSON API: every answer is {"errno", "errmsg"[, "data"]}; business outcomes use HTTP 200."""
 
@@ -68,6 +72,41 @@ class ApiHandler(BaseHandler):
         if data:
             body["data"] = data
         self.finish(json.dumps(body, ensure_ascii=False))
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address; forwarding headers count only from trusted proxies."""
+        request = self.request
+        return resolve_client_ip(
+            request.remote_ip or "",
+            request.headers.get("X-Forwarded-For"),
+            request.headers.get("X-Real-IP"),
+            self.application.trusted_proxies,  # type: ignore[attr-defined]
+        )
+
+    def start_session(self, session_id: str) -> None:
+        """Hand the browser a signed, HttpOnly cookie holding the session id."""
+        security = self.services.config.security
+        self.set_signed_cookie(
+            SESSION_COOKIE,
+            session_id,
+            expires_days=None,
+            max_age=security.session_ttl,
+            httponly=True,
+            samesite="Lax",
+            secure=security.secure_cookies,
+        )
+
+    def session_id(self) -> str | None:
+        value = self.get_signed_cookie(SESSION_COOKIE, max_age_days=31)
+        return value.decode() if value else None
+
+    async def current_session(self) -> dict[str, Any]:
+        """The logged-in session, or SESSIONERR."""
+        session = await self.services.sessions.get(self.session_id())
+        if session is None:
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")
+        return session
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or PARAMERR."""

@@ -1,7 +1,7 @@
 """The URL table: each handler module contributes its ROUTES."""
 
-from handlers import verify
+from handlers import accounts, verify
 
 
 def all_routes() -> list[tuple]:
-    return [*verify.ROUTES]
+    return [*verify.ROUTES, *accounts.ROUTES]

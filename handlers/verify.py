@@ -26,12 +26,12 @@ class SmsCodeHandler(ApiHandler):
 
     async def get(self, mobile: str) -> None:
         """Send an SMS code to mobile once the CAPTCHA answer checks out."""
-        await self.services.sms.send_code(
+        retry_after = await self.services.sms.send_code(
             mobile,
             self.get_query_argument("image_code", None),
             self.get_query_argument("image_code_id", None),
         )
-        self.reply("发送成功")
+        self.reply("发送成功", {"retry_after": retry_after})
 
 
 class SmsCodeJsonHandler(ApiHandler):
@@ -42,10 +42,10 @@ class SmsCodeJsonHandler(ApiHandler):
     async def post(self) -> None:
         """Same flow as the GET form, parameters from a JSON body."""
         body = self.json_body()
-        await self.services.sms.send_code(
+        retry_after = await self.services.sms.send_code(
             body.get("mobile"), body.get("image_code"), body.get("image_code_id")
         )
-        self.reply("发送成功")
+        self.reply("发送成功", {"retry_after": retry_after})
 
 
 ROUTES = [

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from services.clientip import parse_trusted_proxies
+
 ENV_PREFIX = "SMSREG_"
 PLACEHOLDER_MARK = "change-me"
 
@@ -23,12 +25,29 @@ class ConfigError(Exception):
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    cookie_secret: str = "change-me-cookie-secret"
     max_body_size: int = 16384
     idle_connection_timeout: float = 30.0
     body_timeout: float = 10.0
     shutdown_timeout: float = 10.0
     executor_workers: int = 2
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    cookie_secret: str = "change-me-cookie-secret-0000000000"
+    code_hmac_key: str = "change-me-code-hmac-key-000000000"
+    secure_cookies: bool = False
+    session_ttl: int = 86400
+    trusted_proxies: str = ""
+
+
+@dataclass(frozen=True)
+class AccountsConfig:
+    password_min: int = 6
+    password_max: int = 64
+    max_code_attempts: int = 5
+    login_max_failures: int = 5
+    login_failure_window: int = 600
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,8 @@ class LoggingConfig:
 class Config:
     mode: str = "development"
     server: ServerConfig = field(default_factory=ServerConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     mysql: MysqlConfig = field(default_factory=MysqlConfig)
     captcha: CaptchaConfig = field(default_factory=CaptchaConfig)
@@ -213,6 +234,10 @@ def _validate(config: Config) -> None:
         "mysql.pool_max": config.mysql.pool_max,
         "mysql.query_timeout": config.mysql.query_timeout,
         "captcha.ttl": config.captcha.ttl,
+        "security.session_ttl": config.security.session_ttl,
+        "accounts.max_code_attempts": config.accounts.max_code_attempts,
+        "accounts.login_max_failures": config.accounts.login_max_failures,
+        "accounts.login_failure_window": config.accounts.login_failure_window,
         "captcha.length": config.captcha.length,
         "sms.code_ttl": config.sms.code_ttl,
         "sms.resend_interval": config.sms.resend_interval,
@@ -227,13 +252,18 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key 'mysql.pool_min' must not exceed 'mysql.pool_max'")
     if len(set(config.captcha.alphabet)) < 10:
         raise ConfigError("config key 'captcha.alphabet' needs at least 10 distinct characters")
+    try:
+        parse_trusted_proxies(config.security.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'security.trusted_proxies': {exc}") from None
     if config.mode == "production":
         _refuse_placeholders(config)
 
 
 def _refuse_placeholders(config: Config) -> None:
     secrets_to_check = {
-        "server.cookie_secret": config.server.cookie_secret,
+        "security.cookie_secret": config.security.cookie_secret,
+        "security.code_hmac_key": config.security.code_hmac_key,
         "ronglian.auth_token": config.ronglian.auth_token,
         "mysql.password": config.mysql.password,
     }
@@ -249,5 +279,6 @@ def _refuse_placeholders(config: Config) -> None:
                 f"production mode refuses the sandbox value of '{section}.{key}'; "
                 f"set {ENV_PREFIX}{section.upper()}_{key.upper()}"
             )
-    if len(config.server.cookie_secret) < 32:
-        raise ConfigError("config key 'server.cookie_secret' must be at least 32 characters")
+    for dotted in ("cookie_secret", "code_hmac_key"):
+        if len(getattr(config.security, dotted)) < 32:
+            raise ConfigError(f"config key 'security.{dotted}' must be at least 32 characters")

@@ -86,5 +86,5 @@ def test_sigterm_during_slow_send_still_answers_the_client(live_server, sandbox,
     time.sleep(0.4)  # the request is now waiting on the slow provider
     assert live_server.stop() == 0
     request.join(10)
-    assert answers == [{"errno": "0", "errmsg": "发送成功"}]
+    assert answers == [{"errno": "0", "errmsg": "发送成功", "data": {"retry_after": 60}}]
     assert len(sandbox.inbox(mobile)) == 1

@@ -57,13 +57,15 @@ async def test_image_code_rejects_malformed_id(client, bad_id):
 async def test_sms_code_is_sent_and_stored(client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
     body = await send_with_new_captcha(client, mobile, "c-1")
-    assert body == {"errno": "0", "errmsg": "发送成功"}
+    assert body == {"errno": "0", "errmsg": "发送成功", "data": {"retry_after": 60}}
     [message] = sandbox.inbox(mobile)
     code, minutes = message["datas"]
     assert len(code) == 6 and code.isdigit() and minutes == "5"
     assert message["templateId"] == "1"
     redis = client.app.services.redis
-    assert await redis.get(keys.sms_code_key(mobile)) == code
+    stored = await redis.hgetall(keys.sms_code_key(mobile))
+    assert stored["tries"] == "0"
+    assert code not in repr(stored)  # only an HMAC of the code is at rest
     assert 290 <= await redis.ttl(keys.sms_code_key(mobile)) <= 300
     assert 50 <= await redis.ttl(keys.sms_guard_key(mobile)) <= 60
     assert await redis.get(keys.captcha_key("c-1")) is None  # consumed

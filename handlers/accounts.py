@@ -1,0 +1,77 @@
+"""Handlers for registration, login, logout and the profile (ihome routes)."""
+
+from __future__ import annotations
+
+from handlers.base import SESSION_COOKIE, ApiHandler
+from services.errors import Ret, ServiceError
+
+
+class UsersHandler(ApiHandler):
+    """POST /api/v1.0/users {mobile, sms_code, password, password2}: register and log in."""
+
+    route_name = "users"
+
+    async def post(self) -> None:
+        """Create the user, then start a session for it."""
+        body = self.json_body()
+        user = await self.services.accounts.register(
+            body.get("mobile"), body.get("sms_code"), body.get("password"), body.get("password2")
+        )
+        self.start_session(await self.services.sessions.create(user))
+        self.reply("注册成功")
+
+
+class SessionsHandler(ApiHandler):
+    """POST /api/v1.0/sessions {mobile, password}: log in."""
+
+    route_name = "sessions"
+
+    async def post(self) -> None:
+        """Check the password, then start a session."""
+        body = self.json_body()
+        user = await self.services.accounts.login(
+            body.get("mobile"), body.get("password"), self.client_ip
+        )
+        self.start_session(await self.services.sessions.create(user))
+        self.reply("登录成功")
+
+
+class SessionHandler(ApiHandler):
+    """GET /api/v1.0/session (who is logged in) and DELETE (log out)."""
+
+    route_name = "session"
+
+    async def get(self) -> None:
+        """ihome's login check: errmsg "true" with the name, or 4101 "false"."""
+        session = await self.services.sessions.get(self.session_id())
+        if session is None:
+            raise ServiceError(Ret.SESSIONERR, "false")
+        self.reply("true", {"name": session["name"]})
+
+    async def delete(self) -> None:
+        """Delete the server-side session and the cookie."""
+        await self.services.sessions.delete(self.session_id())
+        self.clear_cookie(SESSION_COOKIE)
+        self.reply("OK")
+
+
+class UserHandler(ApiHandler):
+    """GET /api/v1.0/user: the logged-in user's profile."""
+
+    route_name = "user"
+
+    async def get(self) -> None:
+        session = await self.current_session()
+        user = await self.services.users.by_id(session["user_id"])
+        if user is None:  # deleted since login
+            await self.services.sessions.delete(self.session_id())
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")
+        self.reply("OK", user.profile())
+
+
+ROUTES = [
+    (r"/api/v1\.0/users", UsersHandler),
+    (r"/api/v1\.0/sessions", SessionsHandler),
+    (r"/api/v1\.0/session", SessionHandler),
+    (r"/api/v1\.0/user", UserHandler),
+]

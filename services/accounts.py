@@ -1,0 +1,130 @@
+"""Registration and login: SMS-code check, password hashing, login throttling."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+
+from services import keys
+from services.config import AccountsConfig
+from services.errors import Ret, ServiceError
+from services.passwords import PasswordHasher
+from services.sms import SmsCodeService
+from services.users import User, UserRepository
+from services.validation import is_mobile
+
+SMS_CODE_RE = re.compile(r"[0-9]{6}")
+WRONG_LOGIN = "用户名或密码错误"
+
+# Take one login attempt from a fixed-window budget, atomically, before the password is
+# checked: concurrent guesses cannot exceed the budget. Returns -1 (go on) or the ms left.
+TAKE_ATTEMPT_SCRIPT = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then
+    local ms_left = redis.call('PTTL', KEYS[1])
+    if ms_left < 0 then ms_left = tonumber(ARGV[2]) * 1000 end
+    return ms_left
+end
+redis.call('INCR', KEYS[1])
+if used == 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return -1
+"""
+
+# Give an attempt back (it was refused elsewhere or proved right); never creates the key.
+RETURN_ATTEMPT_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+class AccountService:
+    """Creates users from verified SMS codes and checks logins."""
+
+    def __init__(
+        self,
+        redis,
+        users: UserRepository,
+        hasher: PasswordHasher,
+        sms: SmsCodeService,
+        config: AccountsConfig,
+    ) -> None:
+        self._redis = redis
+        self._users = users
+        self._hasher = hasher
+        self._sms = sms
+        self._config = config
+        self._take_attempt = redis.register_script(TAKE_ATTEMPT_SCRIPT)
+        self._return_attempt = redis.register_script(RETURN_ATTEMPT_SCRIPT)
+
+    async def register(
+        self, mobile: object, sms_code: object, password: object, password2: object
+    ) -> User:
+        """Create a user named after the mobile, once the SMS code checks out."""
+        fields = (mobile, sms_code, password, password2)
+        if not all(isinstance(value, str) and value for value in fields):
+            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        if not is_mobile(mobile):
+            raise ServiceError(Ret.PARAMERR, "手机号格式错误")
+        if password != password2:
+            raise ServiceError(Ret.PARAMERR, "两次密码不一致")
+        self._check_password_rule(password)
+        if not SMS_CODE_RE.fullmatch(sms_code):
+            raise ServiceError(Ret.PARAMERR, "短信验证码应为6位数字")
+
+        ms_left = await self._sms.check_code(mobile, sms_code)
+        try:
+            password_hash = await self._hasher.hash(password)
+            return await self._users.create(mobile, mobile, password_hash)
+        except ServiceError:
+            raise  # DATAEXIST: the mobile is taken, the code has no further use
+        except BaseException:
+            # The database failed, not the user: give the code back so a retry needs no new SMS.
+            await asyncio.shield(self._sms.restore_code(mobile, sms_code, ms_left))
+            raise
+
+    async def login(self, mobile: object, password: object, client_ip: str) -> User:
+        """Check mobile and password, at most login_max_failures tries per window."""
+        if not (isinstance(mobile, str) and mobile and isinstance(password, str) and password):
+            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        if not is_mobile(mobile):
+            raise ServiceError(Ret.PARAMERR, "手机号格式错误")
+        if len(password) > self._config.password_max:
+            raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
+
+        mobile_key = keys.login_failures_mobile_key(mobile)
+        ip_key = keys.login_failures_ip_key(client_ip)
+        await self._take_login_attempt(mobile_key)
+        try:
+            await self._take_login_attempt(ip_key)
+        except ServiceError:
+            await self._return_attempt(keys=[mobile_key])  # this attempt never happened
+            raise
+
+        user = await self._users.by_mobile(mobile)
+        # Unknown mobiles are checked against a decoy hash: same work, same answer, same time.
+        verdict = await self._hasher.verify(user.password_hash if user else None, password)
+        if user is None or not verdict.ok:
+            raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
+        await self._redis.delete(mobile_key)
+        await self._return_attempt(keys=[ip_key])
+        if verdict.needs_rehash:
+            # Legacy Werkzeug/Django hash: upgrade it to argon2id now that we know the password.
+            await self._users.set_password_hash(user.user_id, await self._hasher.hash(password))
+        return user
+
+    def _check_password_rule(self, password: str) -> None:
+        low, high = self._config.password_min, self._config.password_max
+        if not low <= len(password) <= high:
+            raise ServiceError(Ret.PARAMERR, f"密码长度应为{low}-{high}位")
+
+    async def _take_login_attempt(self, key: str) -> None:
+        ms_left = await self._take_attempt(
+            keys=[key],
+            args=[self._config.login_max_failures, self._config.login_failure_window],
+        )
+        if ms_left != -1:
+            seconds = max(1, math.ceil(ms_left / 1000))
+            raise ServiceError(
+                Ret.REQERR, f"错误次数过多，请{seconds}秒后重试", retry_after=seconds
+            )
