@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
-from services.captcha import CAPTCHA_CONTENT_TYPE
+from services.captcha import AUDIO_CONTENT_TYPE, CAPTCHA_CONTENT_TYPE
 
 
 class ImageCodeHandler(ApiHandler):
@@ -17,6 +17,19 @@ class ImageCodeHandler(ApiHandler):
         self.errno = "0"
         self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
         self.finish(image)
+
+
+class ImageCodeAudioHandler(ApiHandler):
+    """GET /api/v1.0/image_codes/<image_code_id>/audio: the same CAPTCHA, spoken (WAV)."""
+
+    route_name = "image_codes_audio"
+
+    async def get(self, image_code_id: str) -> None:
+        """Speak the text of an issued CAPTCHA."""
+        audio = await self.services.captchas.audio(image_code_id)
+        self.errno = "0"
+        self.set_header("Content-Type", AUDIO_CONTENT_TYPE)
+        self.finish(audio)
 
 
 class SmsCodeHandler(ApiHandler):
@@ -50,6 +63,7 @@ class SmsCodeJsonHandler(ApiHandler):
 
 ROUTES = [
     (r"/api/v1\.0/image_codes/([^/]*)", ImageCodeHandler),
+    (r"/api/v1\.0/image_codes/([^/]*)/audio", ImageCodeAudioHandler),
     (r"/api/v1\.0/sms_codes/([^/]*)", SmsCodeHandler),
     (r"/api/v1\.0/sms_codes", SmsCodeJsonHandler),
 ]

@@ -8,14 +8,16 @@ import io
 import secrets
 from concurrent.futures import Executor
 
+from captcha.audio import AudioCaptcha
 from captcha.image import ImageCaptcha
 
 from services import keys
-from services.config import CaptchaConfig
+from services.config import VOICES_DIR, CaptchaConfig
 from services.errors import Ret, ServiceError
 from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
 
 CAPTCHA_CONTENT_TYPE = "image/jpeg"
+AUDIO_CONTENT_TYPE = "audio/wav"
 
 
 class CaptchaService:
@@ -26,6 +28,8 @@ class CaptchaService:
         self._executor = executor
         self._config = config
         self._renderer = ImageCaptcha(width=config.width, height=config.height)
+        self._speaker = AudioCaptcha(str(VOICES_DIR))
+        self._speaker.load()  # reads the samples once, at start-up, not per request
 
     def new_text(self) -> str:
         """A random CAPTCHA text from the look-alike-free alphabet (secrets, not random)."""
@@ -42,6 +46,21 @@ class CaptchaService:
         image = await loop.run_in_executor(self._executor, self.render, text)
         await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
         return image
+
+    async def audio(self, captcha_id: str) -> bytes:
+        """The same CAPTCHA spoken, as WAV, for people who cannot read the image."""
+        if not is_captcha_id(captcha_id):
+            raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+        # Plain GET, not GETDEL: listening is not an attempt, the answer still must be typed.
+        text = await self._redis.get(keys.captcha_key(captcha_id))
+        if text is None:
+            raise ServiceError(Ret.NODATA, "图片验证码失效")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.speak, text)
+
+    def speak(self, text: str) -> bytes:
+        """Spoken text as WAV (blocking: call it in an executor)."""
+        return bytes(self._speaker.generate(text))
 
     def render(self, text: str) -> bytes:
         """Draw text as a JPEG (blocking: call it in an executor)."""

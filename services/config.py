@@ -14,6 +14,8 @@ import yaml
 from services.clientip import parse_trusted_proxies
 
 ENV_PREFIX = "SMSREG_"
+# Spoken samples of every alphabet character (scripts/make-voices.sh); the package has digits only.
+VOICES_DIR = Path(__file__).resolve().parent.parent / "assets" / "voices"
 PLACEHOLDER_MARK = "change-me"
 
 
@@ -252,6 +254,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key 'mysql.pool_min' must not exceed 'mysql.pool_max'")
     if len(set(config.captcha.alphabet)) < 10:
         raise ConfigError("config key 'captcha.alphabet' needs at least 10 distinct characters")
+    unspoken = sorted(c for c in set(config.captcha.alphabet) if not (VOICES_DIR / c).is_dir())
+    if unspoken:
+        raise ConfigError(
+            f"config key 'captcha.alphabet': no audio samples for {''.join(unspoken)!r} "
+            "(run scripts/make-voices.sh with the new alphabet)"
+        )
     try:
         parse_trusted_proxies(config.security.trusted_proxies)
     except ValueError as exc:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import urllib.parse
+import wave
 
 import pytest
 
@@ -267,3 +269,21 @@ async def test_concurrent_uses_of_one_captcha_pass_once(client, sandbox, fresh_m
     errnos = sorted(answer["errno"] for answer in answers)
     assert errnos == ["0"] + ["4002"] * 19
     assert len(sandbox.inbox()) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_audio_captcha_speaks_the_issued_captcha_without_consuming_it(client):
+    text = await client.new_captcha("audio-1")
+    response = await client.fetch("/api/v1.0/image_codes/audio-1/audio")
+    assert response.code == 200
+    assert response.headers["Content-Type"] == "audio/wav"
+    assert response.headers["Cache-Control"] == "no-store"
+    with wave.open(io.BytesIO(response.body)) as audio:
+        assert audio.getframerate() == 8000 and audio.getnframes() > 8000  # over a second
+    assert await client.app.services.redis.get(keys.captcha_key("audio-1")) == text
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_audio_captcha_for_unknown_id_is_nodata(client):
+    assert (await client.json("/api/v1.0/image_codes/never-issued/audio"))["errno"] == "4002"
+    assert (await client.json("/api/v1.0/image_codes/bad_id/audio"))["errno"] == "4103"
