@@ -32,6 +32,7 @@ from services.clientip import parse_trusted_proxies
 from services.config import Config, ConfigError, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
+from services.limits import RateLimiter
 from services.passwords import PasswordHasher
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
@@ -127,18 +128,11 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
         stack.callback(http.close)
         await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
-        captchas = CaptchaService(redis, executor, config.captcha)
         users = UserRepository(db)
         ronglian = RonglianClient(http, config.ronglian)
-        sms = SmsCodeService(
-            redis,
-            captchas,
-            users,
-            ronglian,
-            config.sms,
-            hmac_key=config.security.code_hmac_key,
-            max_attempts=config.accounts.max_code_attempts,
-        )
+        limiter = RateLimiter(redis)
+        captchas = CaptchaService(redis, executor, limiter, config)
+        sms = SmsCodeService(redis, captchas, users, ronglian, limiter, config)
         hasher = PasswordHasher(executor)
         accounts = AccountService(redis, users, hasher, sms, config.accounts)
         sessions = SessionStore(redis, config.security.session_ttl)

@@ -13,7 +13,7 @@ class ImageCodeHandler(ApiHandler):
 
     async def get(self, image_code_id: str) -> None:
         """Render a CAPTCHA and remember its text under image_code_id."""
-        image = await self.services.captchas.create(image_code_id)
+        image = await self.services.captchas.create(image_code_id, self.client_ip)
         self.errno = "0"
         self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
         self.finish(image)
@@ -26,7 +26,7 @@ class ImageCodeAudioHandler(ApiHandler):
 
     async def get(self, image_code_id: str) -> None:
         """Speak the text of an issued CAPTCHA."""
-        audio = await self.services.captchas.audio(image_code_id)
+        audio = await self.services.captchas.audio(image_code_id, self.client_ip)
         self.errno = "0"
         self.set_header("Content-Type", AUDIO_CONTENT_TYPE)
         self.finish(audio)
@@ -43,6 +43,7 @@ class SmsCodeHandler(ApiHandler):
             mobile,
             self.get_query_argument("image_code", None),
             self.get_query_argument("image_code_id", None),
+            self.client_ip,
         )
         self.reply("发送成功", {"retry_after": retry_after})
 
@@ -56,7 +57,7 @@ class SmsCodeJsonHandler(ApiHandler):
         """Same flow as the GET form, parameters from a JSON body."""
         body = self.json_body()
         retry_after = await self.services.sms.send_code(
-            body.get("mobile"), body.get("image_code"), body.get("image_code_id")
+            body.get("mobile"), body.get("image_code"), body.get("image_code_id"), self.client_ip
         )
         self.reply("发送成功", {"retry_after": retry_after})
 

@@ -12,8 +12,9 @@ from captcha.audio import AudioCaptcha
 from captcha.image import ImageCaptcha
 
 from services import keys
-from services.config import VOICES_DIR, CaptchaConfig
+from services.config import VOICES_DIR, Config
 from services.errors import Ret, ServiceError
+from services.limits import Limit, RateLimiter
 from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
 
 CAPTCHA_CONTENT_TYPE = "image/jpeg"
@@ -23,11 +24,13 @@ AUDIO_CONTENT_TYPE = "audio/wav"
 class CaptchaService:
     """Creates CAPTCHAs and checks answers against them."""
 
-    def __init__(self, redis, executor: Executor, config: CaptchaConfig) -> None:
+    def __init__(self, redis, executor: Executor, limiter: RateLimiter, config: Config) -> None:
         self._redis = redis
         self._executor = executor
-        self._config = config
-        self._renderer = ImageCaptcha(width=config.width, height=config.height)
+        self._limiter = limiter
+        self._config = config.captcha
+        self._per_ip_minute = config.limits.captcha_per_ip_minute
+        self._renderer = ImageCaptcha(width=self._config.width, height=self._config.height)
         self._speaker = AudioCaptcha(str(VOICES_DIR))
         self._speaker.load()  # reads the samples once, at start-up, not per request
 
@@ -36,10 +39,11 @@ class CaptchaService:
         alphabet = self._config.alphabet
         return "".join(secrets.choice(alphabet) for _ in range(self._config.length))
 
-    async def create(self, captcha_id: str) -> bytes:
+    async def create(self, captcha_id: str, client_ip: str) -> bytes:
         """Store a new CAPTCHA under captcha_id and return its JPEG image."""
         if not is_captcha_id(captcha_id):
             raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+        await self._limiter.take(self._ip_limit(client_ip))
         text = self.new_text()
         # Rendering takes milliseconds of CPU: on the loop it would stall every other request.
         loop = asyncio.get_running_loop()
@@ -47,16 +51,26 @@ class CaptchaService:
         await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
         return image
 
-    async def audio(self, captcha_id: str) -> bytes:
+    async def audio(self, captcha_id: str, client_ip: str) -> bytes:
         """The same CAPTCHA spoken, as WAV, for people who cannot read the image."""
         if not is_captcha_id(captcha_id):
             raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+        await self._limiter.take(self._ip_limit(client_ip))
         # Plain GET, not GETDEL: listening is not an attempt, the answer still must be typed.
         text = await self._redis.get(keys.captcha_key(captcha_id))
         if text is None:
             raise ServiceError(Ret.NODATA, "图片验证码失效")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.speak, text)
+
+    def _ip_limit(self, client_ip: str) -> Limit:
+        return Limit(
+            keys.captcha_ip_minute_key(client_ip),
+            self._per_ip_minute,
+            60,
+            "captcha_ip_minute",
+            "图片验证码请求过于频繁，请{seconds}秒后重试",
+        )
 
     def speak(self, text: str) -> bytes:
         """Spoken text as WAV (blocking: call it in an executor)."""

@@ -53,6 +53,15 @@ class AccountsConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    sms_per_mobile_hour: int = 5
+    sms_per_mobile_day: int = 10
+    sms_per_ip_hour: int = 20
+    sms_global_per_hour: int = 1000
+    captcha_per_ip_minute: int = 60
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     socket_timeout: float = 1.0
@@ -113,6 +122,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     mysql: MysqlConfig = field(default_factory=MysqlConfig)
     captcha: CaptchaConfig = field(default_factory=CaptchaConfig)
@@ -238,6 +248,10 @@ def _validate(config: Config) -> None:
         "captcha.ttl": config.captcha.ttl,
         "security.session_ttl": config.security.session_ttl,
         "accounts.max_code_attempts": config.accounts.max_code_attempts,
+        **{
+            f"limits.{f.name}": getattr(config.limits, f.name)
+            for f in dataclasses.fields(LimitsConfig)
+        },
         "accounts.login_max_failures": config.accounts.login_max_failures,
         "accounts.login_failure_window": config.accounts.login_failure_window,
         "captcha.length": config.captcha.length,

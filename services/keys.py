@@ -20,6 +20,31 @@ def sms_guard_key(mobile: str) -> str:
     return f"sms:{{{mobile}}}:guard"
 
 
+def sms_mobile_hourly_key(mobile: str) -> str:
+    """SMS sent to one mobile in the current hour window."""
+    return f"sms:{{{mobile}}}:hourly"
+
+
+def sms_mobile_daily_key(mobile: str) -> str:
+    """SMS sent to one mobile in the current day window."""
+    return f"sms:{{{mobile}}}:daily"
+
+
+def sms_ip_hourly_key(ip: str) -> str:
+    """SMS requested from one client IP in the current hour window."""
+    return f"sms:ip:{{{ip}}}:hourly"
+
+
+def sms_global_hourly_key() -> str:
+    """SMS sent by the whole deployment in the current hour window (the budget)."""
+    return "sms:global:hourly"
+
+
+def captcha_ip_minute_key(ip: str) -> str:
+    """CAPTCHAs (image or audio) served to one client IP in the current minute window."""
+    return f"captcha:ip:{{{ip}}}:minute"
+
+
 def login_failures_mobile_key(mobile: str) -> str:
     """Login attempts not yet proven right for one mobile (fixed window)."""
     return f"login:{{{mobile}}}:attempts"

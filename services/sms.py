@@ -1,4 +1,4 @@
-"""The SMS-code flow: CAPTCHA → resend guard → registered? → code → Ronglian, with rollback."""
+"""The SMS-code flow: CAPTCHA → limits → registered? → code → Ronglian, with rollback."""
 
 from __future__ import annotations
 
@@ -6,40 +6,63 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import math
 import secrets
+import time
 
 from services import keys
 from services.captcha import CaptchaService, check_captcha_params
-from services.config import SmsConfig
+from services.config import Config
 from services.errors import Ret, ServiceError
+from services.limits import Limit, RateLimiter
 from services.ronglian import RonglianClient
 from services.users import UserRepository
 from services.validation import is_mobile, mask_mobile
 
 log = logging.getLogger(__name__)
 
-# Reserve the mobile for one send: set the resend guard only if absent (so of any number of
-# concurrent requests exactly one passes) and store the new code's HMAC with a fresh attempt
-# counter in the same atomic step. Both keys share the {mobile} hash tag (Redis Cluster).
+HOUR = 3600
+DAY = 86400
+
+# Reserve the mobile for one send, atomically: refuse while the resend guard exists or an
+# hourly/daily cap is reached; otherwise set the guard (so of any number of concurrent
+# requests exactly one passes), count the send, and store the new code's HMAC with a fresh
+# attempt counter. All keys share the {mobile} hash tag, so this also runs on Redis Cluster.
+# KEYS: guard, code, hourly count, daily count. ARGV: guard token, interval, mac, code ttl,
+# hourly limit, hour, daily limit, day. Returns {0, 0} or {refusal (1 guard, 2 hourly,
+# 3 daily), ms until it lifts}.
 RESERVE_SCRIPT = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-    redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[2], 'mac', ARGV[3], 'tries', 0)
-    redis.call('EXPIRE', KEYS[2], ARGV[4])
-    return -1
+local ms_left = redis.call('PTTL', KEYS[1])
+if ms_left ~= -2 then
+    if ms_left < 0 then ms_left = tonumber(ARGV[2]) * 1000 end
+    return {1, ms_left}
 end
-return redis.call('PTTL', KEYS[1])
+for i = 3, 4 do
+    local used = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if used >= tonumber(ARGV[2 * i - 1]) then
+        ms_left = redis.call('PTTL', KEYS[i])
+        if ms_left < 0 then ms_left = tonumber(ARGV[2 * i]) * 1000 end
+        return {i - 1, ms_left}
+    end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'mac', ARGV[3], 'tries', 0)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+for i = 3, 4 do
+    if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i]) end
+end
+return {0, 0}
 """
 
-# Undo a reservation whose SMS was not sent, touching only the values this request wrote.
+# Undo a reservation whose SMS was not sent, touching only the values this request wrote,
+# and give back its place in the hourly and daily counts.
 RELEASE_SCRIPT = """
-local removed = 0
-if redis.call('GET', KEYS[1]) == ARGV[1] then removed = removed + redis.call('DEL', KEYS[1]) end
-if redis.call('HGET', KEYS[2], 'mac') == ARGV[2] then
-    removed = removed + redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('HGET', KEYS[2], 'mac') == ARGV[2] then redis.call('DEL', KEYS[2]) end
+for i = 3, 4 do
+    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DECR', KEYS[i]) end
 end
-return removed
+return 0
 """
 
 # Check a submitted code and count the attempt in one atomic step, so concurrent guesses can
@@ -74,7 +97,7 @@ return 0
 
 
 class SmsCodeService:
-    """Sends verification codes by SMS, at most one per mobile per resend interval."""
+    """Sends verification codes by SMS within the per-mobile, per-IP and global limits."""
 
     def __init__(
         self,
@@ -82,29 +105,34 @@ class SmsCodeService:
         captchas: CaptchaService,
         users: UserRepository,
         ronglian: RonglianClient,
-        config: SmsConfig,
-        hmac_key: str,
-        max_attempts: int,
+        limiter: RateLimiter,
+        config: Config,
     ) -> None:
         self._captchas = captchas
         self._users = users
         self._ronglian = ronglian
-        self._config = config
-        self._hmac_key = hmac_key.encode()
-        self._max_attempts = max_attempts
+        self._limiter = limiter
+        self._config = config.sms
+        self._limits = config.limits
+        self._hmac_key = config.security.code_hmac_key.encode()
+        self._max_attempts = config.accounts.max_code_attempts
         self._reserve = redis.register_script(RESERVE_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
         self._verify = redis.register_script(VERIFY_SCRIPT)
         self._restore = redis.register_script(RESTORE_SCRIPT)
+        self._budget_alarm_until = 0.0
 
     def _mac(self, mobile: str, code: str) -> str:
         # Codes at rest are HMACs: a Redis dump or MONITOR does not reveal a usable code.
         return hmac.new(self._hmac_key, f"{mobile}:{code}".encode(), hashlib.sha256).hexdigest()
 
-    async def send_code(self, mobile: object, image_code: object, image_code_id: object) -> int:
-        """Check the CAPTCHA and send a new code to mobile (ihome's order of checks).
+    async def send_code(
+        self, mobile: object, image_code: object, image_code_id: object, client_ip: str
+    ) -> int:
+        """Check the CAPTCHA and the limits, then send a new code to mobile.
 
-        Returns the seconds until the mobile may be sent another code.
+        Every refusal is decided before anything is sent or stored; a failed send leaves
+        nothing behind. Returns the seconds until the mobile may be sent another code.
         """
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
@@ -114,10 +142,16 @@ class SmsCodeService:
         await self._captchas.consume(image_code_id, image_code)
 
         code = f"{secrets.randbelow(1_000_000):06d}"
-        guard_token = secrets.token_hex(8)
         mac = self._mac(mobile, code)
-        await self._reserve_mobile(mobile, guard_token, mac)
+        guard_token = secrets.token_hex(8)
+        ip_limit = self._ip_limit(client_ip)
+        await self._limiter.take(ip_limit)
+        undo = [lambda: self._limiter.refund(ip_limit)]
         try:
+            await self._reserve_mobile(mobile, guard_token, mac)
+            undo.append(lambda: self._release_mobile(mobile, guard_token, mac))
+            await self._take_global_budget()
+            undo.append(lambda: self._limiter.refund(self._global_limit()))
             if await self._users.mobile_exists(mobile):
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册")
             minutes = str(max(1, self._config.code_ttl // 60))
@@ -125,8 +159,8 @@ class SmsCodeService:
                 mobile, [code, minutes], self._config.template_id
             )
         except BaseException:
-            # Nothing was sent: free the mobile at once so the user can retry.
-            await asyncio.shield(self._undo_reservation(mobile, guard_token, mac))
+            # Nothing was sent: free the mobile at once so the user can retry, uncounted.
+            await asyncio.shield(_run_undo(undo, mobile))
             raise
         return self._config.resend_interval
 
@@ -151,23 +185,96 @@ class SmsCodeService:
                 keys=[keys.sms_code_key(mobile)], args=[self._mac(mobile, code), ms_left]
             )
 
-    async def _reserve_mobile(self, mobile: str, guard_token: str, mac: str) -> None:
-        ms_left = await self._reserve(
-            keys=[keys.sms_guard_key(mobile), keys.sms_code_key(mobile)],
-            args=[guard_token, self._config.resend_interval, mac, self._config.code_ttl],
+    def _ip_limit(self, client_ip: str) -> Limit:
+        return Limit(
+            keys.sms_ip_hourly_key(client_ip),
+            self._limits.sms_per_ip_hour,
+            HOUR,
+            "ip_hourly",
+            "当前网络发送短信次数过多，请{seconds}秒后重试",
         )
-        if ms_left == -1:
-            return
-        # PTTL is -1 for a guard without expiry (never written by us): report the full interval.
-        seconds = math.ceil(ms_left / 1000) if ms_left > 0 else self._config.resend_interval
-        raise ServiceError(Ret.REQERR, f"请求过于频繁，请{seconds}秒后重试", retry_after=seconds)
 
-    async def _undo_reservation(self, mobile: str, guard_token: str, mac: str) -> None:
+    def _global_limit(self) -> Limit:
+        return Limit(
+            keys.sms_global_hourly_key(),
+            self._limits.sms_global_per_hour,
+            HOUR,
+            "global_hourly",
+            "短信服务繁忙，请{seconds}秒后重试",
+        )
+
+    def _mobile_limits(self, mobile: str) -> tuple[Limit, Limit, Limit]:
+        return (
+            Limit(
+                keys.sms_guard_key(mobile),
+                1,
+                self._config.resend_interval,
+                "resend_interval",
+                "请求过于频繁，请{seconds}秒后重试",
+            ),
+            Limit(
+                keys.sms_mobile_hourly_key(mobile),
+                self._limits.sms_per_mobile_hour,
+                HOUR,
+                "mobile_hourly",
+                "该手机号本小时获取验证码次数已达上限，请{seconds}秒后重试",
+            ),
+            Limit(
+                keys.sms_mobile_daily_key(mobile),
+                self._limits.sms_per_mobile_day,
+                DAY,
+                "mobile_daily",
+                "该手机号今日获取验证码次数已达上限，请{seconds}秒后重试",
+            ),
+        )
+
+    async def _reserve_mobile(self, mobile: str, guard_token: str, mac: str) -> None:
+        guard, hourly, daily = self._mobile_limits(mobile)
+        refused, ms_left = await self._reserve(
+            keys=[guard.key, keys.sms_code_key(mobile), hourly.key, daily.key],
+            args=[
+                guard_token,
+                guard.window,
+                mac,
+                self._config.code_ttl,
+                hourly.limit,
+                hourly.window,
+                daily.limit,
+                daily.window,
+            ],
+        )
+        if refused:
+            raise (guard, hourly, daily)[refused - 1].refusal(ms_left)
+
+    async def _release_mobile(self, mobile: str, guard_token: str, mac: str) -> None:
+        guard, hourly, daily = self._mobile_limits(mobile)
+        await self._release(
+            keys=[guard.key, keys.sms_code_key(mobile), hourly.key, daily.key],
+            args=[guard_token, mac],
+        )
+
+    async def _take_global_budget(self) -> None:
         try:
-            await self._release(
-                keys=[keys.sms_guard_key(mobile), keys.sms_code_key(mobile)],
-                args=[guard_token, mac],
-            )
+            await self._limiter.take(self._global_limit())
+        except ServiceError as refusal:
+            # The circuit breaker against SMS pumping tripped: operators must hear of it,
+            # once per window per process rather than once per refused request.
+            now = time.monotonic()
+            if now >= self._budget_alarm_until:
+                self._budget_alarm_until = now + (refusal.retry_after or HOUR)
+                log.error(
+                    "global SMS budget of %d per hour is spent: sending stopped for everyone "
+                    "for %s s",
+                    self._limits.sms_global_per_hour,
+                    refusal.retry_after,
+                )
+            raise
+
+
+async def _run_undo(undo: list, mobile: str) -> None:
+    for step in reversed(undo):
+        try:
+            await step()
         except Exception:
-            # Redis failed mid-request: the guard expires by itself within the interval.
-            log.warning("could not release the SMS reservation of %s", mask_mobile(mobile))
+            # Redis failed mid-request: guards and counters expire by themselves.
+            log.warning("could not undo an SMS reservation of %s", mask_mobile(mobile))
