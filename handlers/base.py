@@ -62,6 +62,14 @@ class ApiHandler(BaseHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
 
+    def prepare(self) -> None:
+        super().prepare()
+        if len(self.request.body) > self.services.config.server.max_body_size:
+            raise tornado.web.HTTPError(413)
+
+    def compute_etag(self) -> None:
+        return None  # answers are never cacheable: no ETag work per request
+
     def reply(self, errmsg: str = "成功", data: dict[str, Any] | None = None) -> None:
         """Finish with OK."""
         self._write_envelope(Ret.OK.code, errmsg, data)

@@ -28,6 +28,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_size: int = 16384
+    max_request_size: int = 1048576
     idle_connection_timeout: float = 30.0
     body_timeout: float = 10.0
     shutdown_timeout: float = 10.0

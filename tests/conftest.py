@@ -18,7 +18,7 @@ import tornado.httpserver
 import tornado.testing
 
 from devstack.processes import MariaDBServer, RedisServer, free_port, wait_for_port
-from server import SmsRegApplication, open_services
+from server import SmsRegApplication, make_http_server, open_services
 from services import keys
 from services.config import Config, load_config
 from tests.sandbox_helpers import SandboxProcess
@@ -97,7 +97,7 @@ def app(io_loop, make_app):
 async def serving(app: SmsRegApplication):
     """Serve a second application on a free port, for tests that need their own config."""
     sock, port = tornado.testing.bind_unused_port()
-    server = tornado.httpserver.HTTPServer(app)
+    server = make_http_server(app, app.services.config)
     server.add_sockets([sock])
     try:
         yield Client(f"http://127.0.0.1:{port}", app)
