@@ -69,7 +69,7 @@ class SmsRegApplication(tornado.web.Application):
         self._idle.set()
         config = services.config
         super().__init__(
-            routes.all_routes(),
+            routes.all_routes(config.families),
             default_handler_class=JsonNotFoundHandler,
             cookie_secret=config.security.cookie_secret,
             xsrf_cookies=True,

@@ -46,6 +46,7 @@ class BaseHandler(tornado.web.RequestHandler):
         """Set Tornado's _xsrf cookie and a copy named csrf_token, which ihome's JS reads."""
         token = self.xsrf_token.decode()  # sets the _xsrf cookie as a side effect
         self.set_cookie("csrf_token", token, samesite="Lax")
+        self.set_cookie("csrftoken", token, samesite="Lax")  # meiduo's AJAX reads this name
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
@@ -72,14 +73,19 @@ class ApiHandler(BaseHandler):
 
     def reply(self, errmsg: str = "成功", data: dict[str, Any] | None = None) -> None:
         """Finish with OK."""
-        self._write_envelope(Ret.OK.code, errmsg, data)
+        self.write_outcome(ServiceError(Ret.OK, errmsg, data=data))
 
-    def _write_envelope(self, errno: str, errmsg: str, data: dict[str, Any] | None) -> None:
-        self.errno = errno
-        body: dict[str, Any] = {"errno": errno, "errmsg": errmsg}
-        if data:
-            body["data"] = data
-        self.finish(json.dumps(body, ensure_ascii=False))
+    def write_outcome(self, outcome: ServiceError) -> None:
+        """Finish with an outcome in this API family's JSON shape."""
+        self.errno = outcome.ret.code
+        self.finish(json.dumps(self.envelope(outcome), ensure_ascii=False))
+
+    def envelope(self, outcome: ServiceError) -> dict[str, Any]:
+        """ihome/news shape: {"errno", "errmsg"[, "data"]}. Other families override this."""
+        body: dict[str, Any] = {"errno": outcome.ret.code, "errmsg": outcome.errmsg}
+        if outcome.data:
+            body["data"] = outcome.data
+        return body
 
     @property
     def client_ip(self) -> str:
@@ -92,14 +98,17 @@ class ApiHandler(BaseHandler):
             self.application.trusted_proxies,  # type: ignore[attr-defined]
         )
 
-    def start_session(self, session_id: str) -> None:
-        """Hand the browser a signed, HttpOnly cookie holding the session id."""
+    def start_session(self, session_id: str, persistent: bool = True) -> None:
+        """Hand the browser a signed, HttpOnly cookie holding the session id.
+
+        Not persistent: a browser-session cookie (meiduo's login without "remember me").
+        """
         security = self.services.config.security
         self.set_signed_cookie(
             SESSION_COOKIE,
             session_id,
             expires_days=None,
-            max_age=security.session_ttl,
+            max_age=security.session_ttl if persistent else None,
             httponly=True,
             samesite="Lax",
             secure=security.secure_cookies,
@@ -128,14 +137,13 @@ class ApiHandler(BaseHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        status, ret, errmsg, data = describe_error(status_code, exc)
+        status, outcome = describe_error(status_code, exc)
         self.set_status(status)
-        # Error answers must not keep a half-built body or headers of the failed attempt.
-        self.clear_header("Content-Disposition")
+        # Error answers must not keep headers of the failed attempt (e.g. an image type).
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        if isinstance(exc, ServiceError) and exc.retry_after is not None:
-            self.set_header("Retry-After", str(exc.retry_after))
-        self._write_envelope(ret.code, errmsg, data)
+        if outcome.retry_after is not None:
+            self.set_header("Retry-After", str(outcome.retry_after))
+        self.write_outcome(outcome)
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         if isinstance(value, ServiceError):
@@ -146,16 +154,16 @@ class ApiHandler(BaseHandler):
         super().log_exception(typ, value, tb)
 
 
-def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, Ret, str, dict]:
-    """Map an exception (or a bare HTTP status) to (HTTP status, RET, errmsg, data)."""
+def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, ServiceError]:
+    """Map an exception (or a bare HTTP status) to (HTTP status, outcome for the client)."""
     if isinstance(exc, ServiceError):
-        return 200, exc.ret, exc.errmsg, exc.data
+        return 200, exc
     if isinstance(exc, STORAGE_ERRORS):
-        return 200, Ret.DBERR, DBERR_MESSAGE, {}
+        return 200, ServiceError(Ret.DBERR, DBERR_MESSAGE)
     if isinstance(exc, tornado.web.HTTPError) or exc is None:
         ret, errmsg = HTTP_ERROR_REPLIES.get(status_code, (Ret.SERVERERR, Ret.SERVERERR.message))
-        return status_code, ret, errmsg, {}
-    return 500, Ret.SERVERERR, Ret.SERVERERR.message, {}
+        return status_code, ServiceError(ret, errmsg)
+    return 500, ServiceError(Ret.SERVERERR)  # details stay in the log, not in the answer
 
 
 class JsonNotFoundHandler(ApiHandler):

@@ -1,7 +1,15 @@
-"""The URL table: each handler module contributes its ROUTES."""
+"""The URL table: each API family's handler module contributes its ROUTES."""
 
-from handlers import accounts, verify
+from handlers import accounts, meiduo, news, pages, verify
+from services.config import FamiliesConfig
 
 
-def all_routes() -> list[tuple]:
-    return [*verify.ROUTES, *accounts.ROUTES]
+def all_routes(families: FamiliesConfig) -> list[tuple]:
+    routes: list[tuple] = []
+    if families.ihome:
+        routes += [*verify.ROUTES, *accounts.ROUTES, *pages.ROUTES]
+    if families.meiduo:
+        routes += meiduo.ROUTES
+    if families.news:
+        routes += news.ROUTES
+    return routes

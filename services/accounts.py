@@ -15,6 +15,7 @@ from services.users import User, UserRepository
 from services.validation import is_mobile
 
 SMS_CODE_RE = re.compile(r"[0-9]{6}")
+USERNAME_RE = re.compile(r"[a-zA-Z0-9_-]{5,20}")  # meiduo's rule
 WRONG_LOGIN = "用户名或密码错误"
 
 # Take one login attempt from a fixed-window budget, atomically, before the password is
@@ -58,24 +59,31 @@ class AccountService:
         self._return_attempt = redis.register_script(RETURN_ATTEMPT_SCRIPT)
 
     async def register(
-        self, mobile: object, sms_code: object, password: object, password2: object
+        self,
+        mobile: object,
+        sms_code: object,
+        password: object,
+        password2: object,
+        username: object = None,
     ) -> User:
-        """Create a user named after the mobile, once the SMS code checks out."""
+        """Create a user once the SMS code checks out; named `username`, else after the mobile."""
         fields = (mobile, sms_code, password, password2)
         if not all(isinstance(value, str) and value for value in fields):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
         if not is_mobile(mobile):
-            raise ServiceError(Ret.PARAMERR, "手机号格式错误")
+            raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
         if password != password2:
-            raise ServiceError(Ret.PARAMERR, "两次密码不一致")
+            raise ServiceError(Ret.PARAMERR, "两次密码不一致", field="password2")
         self._check_password_rule(password)
+        if username is not None:
+            self._check_username(username, mobile)
         if not SMS_CODE_RE.fullmatch(sms_code):
-            raise ServiceError(Ret.PARAMERR, "短信验证码应为6位数字")
+            raise ServiceError(Ret.PARAMERR, "短信验证码应为6位数字", field="sms_code")
 
         ms_left = await self._sms.check_code(mobile, sms_code)
         try:
             password_hash = await self._hasher.hash(password)
-            return await self._users.create(mobile, mobile, password_hash)
+            return await self._users.create(username or mobile, mobile, password_hash)
         except ServiceError:
             raise  # DATAEXIST: the mobile is taken, the code has no further use
         except BaseException:
@@ -83,16 +91,24 @@ class AccountService:
             await asyncio.shield(self._sms.restore_code(mobile, sms_code, ms_left))
             raise
 
-    async def login(self, mobile: object, password: object, client_ip: str) -> User:
-        """Check mobile and password, at most login_max_failures tries per window."""
-        if not (isinstance(mobile, str) and mobile and isinstance(password, str) and password):
+    async def login(
+        self, account: object, password: object, client_ip: str, *, by_username: bool = False
+    ) -> User:
+        """Check account (a mobile, or with by_username a username too) and password.
+
+        At most login_max_failures unproven attempts per account and per client IP per window.
+        """
+        if not (isinstance(account, str) and account and isinstance(password, str) and password):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
-        if not is_mobile(mobile):
-            raise ServiceError(Ret.PARAMERR, "手机号格式错误")
+        use_name = by_username and not is_mobile(account)
+        if use_name and not USERNAME_RE.fullmatch(account):
+            raise ServiceError(Ret.PARAMERR, "用户名格式错误", field="username")
+        if not use_name and not is_mobile(account):
+            raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
         if len(password) > self._config.password_max:
             raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
 
-        mobile_key = keys.login_failures_mobile_key(mobile)
+        mobile_key = keys.login_failures_mobile_key(account)
         ip_key = keys.login_failures_ip_key(client_ip)
         await self._take_login_attempt(mobile_key)
         try:
@@ -101,7 +117,7 @@ class AccountService:
             await self._return_attempt(keys=[mobile_key])  # this attempt never happened
             raise
 
-        user = await self._users.by_mobile(mobile)
+        user = await (self._users.by_name(account) if use_name else self._users.by_mobile(account))
         # Unknown mobiles are checked against a decoy hash: same work, same answer, same time.
         verdict = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not verdict.ok:
@@ -113,10 +129,30 @@ class AccountService:
             await self._users.set_password_hash(user.user_id, await self._hasher.hash(password))
         return user
 
+    async def count_mobile(self, mobile: object) -> int:
+        """How many users have this mobile (0 or 1), for front-ends that check as you type."""
+        if not is_mobile(mobile):
+            raise ServiceError(Ret.PARAMERR, "请输入正确的手机号码", field="mobile")
+        return await self._users.count(mobile=mobile)
+
+    async def count_username(self, username: object) -> int:
+        """How many users have this name (0 or 1)."""
+        if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
+            raise ServiceError(Ret.PARAMERR, "请输入5-20个字符的用户名", field="username")
+        return await self._users.count(name=username)
+
     def _check_password_rule(self, password: str) -> None:
         low, high = self._config.password_min, self._config.password_max
         if not low <= len(password) <= high:
-            raise ServiceError(Ret.PARAMERR, f"密码长度应为{low}-{high}位")
+            raise ServiceError(Ret.PARAMERR, f"密码长度应为{low}-{high}位", field="password")
+
+    def _check_username(self, username: object, mobile: str) -> None:
+        if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
+            raise ServiceError(Ret.PARAMERR, "请输入5-20个字符的用户名", field="username")
+        # ihome and news users are named after their mobile: a username that looks like a
+        # mobile number could take another person's name, so it must be the user's own.
+        if is_mobile(username) and username != mobile:
+            raise ServiceError(Ret.PARAMERR, "用户名不能是他人的手机号", field="username")
 
     async def _take_login_attempt(self, key: str) -> None:
         ms_left = await self._take_attempt(

@@ -42,7 +42,7 @@ class CaptchaService:
     async def create(self, captcha_id: str, client_ip: str) -> bytes:
         """Store a new CAPTCHA under captcha_id and return its JPEG image."""
         if not is_captcha_id(captcha_id):
-            raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+            raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误", field="image_code")
         await self._limiter.take(self._ip_limit(client_ip))
         text = self.new_text()
         # Rendering takes milliseconds of CPU: on the loop it would stall every other request.
@@ -54,12 +54,12 @@ class CaptchaService:
     async def audio(self, captcha_id: str, client_ip: str) -> bytes:
         """The same CAPTCHA spoken, as WAV, for people who cannot read the image."""
         if not is_captcha_id(captcha_id):
-            raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+            raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误", field="image_code")
         await self._limiter.take(self._ip_limit(client_ip))
         # Plain GET, not GETDEL: listening is not an attempt, the answer still must be typed.
         text = await self._redis.get(keys.captcha_key(captcha_id))
         if text is None:
-            raise ServiceError(Ret.NODATA, "图片验证码失效")
+            raise ServiceError(Ret.NODATA, "图片验证码失效", field="image_code")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.speak, text)
 
@@ -87,15 +87,15 @@ class CaptchaService:
         # GETDEL is one atomic step: of many concurrent requests only one can see the text.
         stored = await self._redis.getdel(keys.captcha_key(captcha_id))
         if stored is None:
-            raise ServiceError(Ret.NODATA, "图片验证码失效")
+            raise ServiceError(Ret.NODATA, "图片验证码失效", field="image_code")
         if not hmac.compare_digest(stored.upper().encode(), answer.upper().encode()):
-            raise ServiceError(Ret.DATAERR, "图片验证码错误")
+            raise ServiceError(Ret.DATAERR, "图片验证码错误", field="image_code")
 
 
 def check_captcha_params(captcha_id: object, answer: object) -> tuple[str, str]:
     """Validate the CAPTCHA id and answer a client sent (PARAMERR if malformed)."""
     if not is_captcha_id(captcha_id):
-        raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误")
+        raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误", field="image_code")
     if not isinstance(answer, str) or not 0 < len(answer) <= MAX_CAPTCHA_ANSWER:
-        raise ServiceError(Ret.PARAMERR, "图片验证码格式错误")
+        raise ServiceError(Ret.PARAMERR, "图片验证码格式错误", field="image_code")
     return captcha_id, answer

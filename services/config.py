@@ -54,6 +54,13 @@ class AccountsConfig:
 
 
 @dataclass(frozen=True)
+class FamiliesConfig:
+    ihome: bool = True
+    meiduo: bool = True
+    news: bool = True
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     sms_per_mobile_hour: int = 5
     sms_per_mobile_day: int = 10
@@ -124,6 +131,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    families: FamiliesConfig = field(default_factory=FamiliesConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     mysql: MysqlConfig = field(default_factory=MysqlConfig)
     captcha: CaptchaConfig = field(default_factory=CaptchaConfig)

@@ -49,9 +49,13 @@ class ServiceError(Exception):
         *,
         data: dict[str, object] | None = None,
         retry_after: int | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(errmsg or ret.message)
         self.ret = ret
+        # Which input the refusal is about (mobile, image_code, sms_code, password, password2,
+        # username): adapters with finer code tables (meiduo) map on it.
+        self.field = field
         self.errmsg = errmsg or ret.message
         self.data = dict(data or {})
         self.retry_after = retry_after

@@ -45,9 +45,9 @@ def captcha_ip_minute_key(ip: str) -> str:
     return f"captcha:ip:{{{ip}}}:minute"
 
 
-def login_failures_mobile_key(mobile: str) -> str:
-    """Login attempts not yet proven right for one mobile (fixed window)."""
-    return f"login:{{{mobile}}}:attempts"
+def login_failures_mobile_key(account: str) -> str:
+    """Login attempts not yet proven right for one account, a mobile or username (fixed window)."""
+    return f"login:{{{account}}}:attempts"
 
 
 def login_failures_ip_key(ip: str) -> str:

@@ -137,7 +137,7 @@ class SmsCodeService:
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
         if not is_mobile(mobile):
-            raise ServiceError(Ret.PARAMERR, "手机号格式错误")
+            raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
         await self._captchas.consume(image_code_id, image_code)
 
@@ -153,7 +153,7 @@ class SmsCodeService:
             await self._take_global_budget()
             undo.append(lambda: self._limiter.refund(self._global_limit()))
             if await self._users.mobile_exists(mobile):
-                raise ServiceError(Ret.DATAEXIST, "手机号已注册")
+                raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
             minutes = str(max(1, self._config.code_ttl // 60))
             await self._ronglian.send_template_sms(
                 mobile, [code, minutes], self._config.template_id
@@ -172,11 +172,11 @@ class SmsCodeService:
         if outcome == 1:
             return int(detail)
         if outcome == 0:
-            raise ServiceError(Ret.NODATA, "短信验证码失效，请重新获取")
+            raise ServiceError(Ret.NODATA, "短信验证码失效，请重新获取", field="sms_code")
         if outcome == 3:
-            raise ServiceError(Ret.DATAERR, "短信验证码错误次数过多，请重新获取")
+            raise ServiceError(Ret.DATAERR, "短信验证码错误次数过多，请重新获取", field="sms_code")
         left = self._max_attempts - int(detail)
-        raise ServiceError(Ret.DATAERR, f"短信验证码错误，还可尝试{left}次")
+        raise ServiceError(Ret.DATAERR, f"短信验证码错误，还可尝试{left}次", field="sms_code")
 
     async def restore_code(self, mobile: str, code: str, ms_left: int) -> None:
         """Undo check_code after a failure that was not the user's (e.g. the database)."""

@@ -56,7 +56,9 @@ class UserRepository:
             )
         except pymysql.err.IntegrityError as exc:
             if exc.args and exc.args[0] == DUPLICATE_ENTRY:
-                raise ServiceError(Ret.DATAEXIST, "手机号已注册") from None
+                if "uq_ih_user_profile_name" in str(exc.args[-1]) and name != mobile:
+                    raise ServiceError(Ret.DATAEXIST, "用户名已存在", field="username") from None
+                raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile") from None
             raise
         user = await self.by_mobile(mobile)
         assert user is not None  # just inserted, autocommit
@@ -67,6 +69,20 @@ class UserRepository:
             f"SELECT {USER_COLUMNS} FROM ih_user_profile WHERE mobile = %s", (mobile,)
         )
         return User(*row) if row else None
+
+    async def by_name(self, name: str) -> User | None:
+        row = await self._db.fetch_one(
+            f"SELECT {USER_COLUMNS} FROM ih_user_profile WHERE name = %s", (name,)
+        )
+        return User(*row) if row else None
+
+    async def count(self, *, mobile: str | None = None, name: str | None = None) -> int:
+        """Users with this mobile or this name (0 or 1: both are unique)."""
+        column, value = ("mobile", mobile) if mobile is not None else ("name", name)
+        row = await self._db.fetch_one(
+            f"SELECT COUNT(*) FROM ih_user_profile WHERE {column} = %s", (value,)
+        )
+        return int(row[0]) if row else 0
 
     async def by_id(self, user_id: int) -> User | None:
         row = await self._db.fetch_one(

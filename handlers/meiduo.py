@@ -1,0 +1,203 @@
+"""meiduo (美多商城, Django) routes: {"code", "errmsg"} answers, RETCODE table, form posts.
+
+Only the shape differs from ihome: every route calls the same services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from handlers.base import SESSION_COOKIE, ApiHandler, describe_error
+from services.errors import Ret, ServiceError
+
+USERNAME_COOKIE = "username"  # meiduo's header greeting reads this plain cookie
+USERNAME_COOKIE_AGE = 14 * 86400
+MEIDUO_PASSWORD_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+# meiduo's RETCODE for each refusal, by the input it is about, then by the RET code.
+CODE_BY_FIELD = {
+    "image_code": "4001",  # IMAGECODEERR
+    "username": "4004",  # USERERR
+    "password": "4005",  # PWDERR
+    "password2": "4006",  # CPWDERR
+    "mobile": "4007",  # MOBILEERR
+    "sms_code": "4008",  # SMSCODERR
+    "allow": "4009",  # ALLOWERR
+}
+CODE_BY_RET = {
+    Ret.OK: "0",
+    Ret.REQERR: "4002",  # THROTTLINGERR
+    Ret.PARAMERR: "4003",  # NECESSARYPARAMERR
+    Ret.SESSIONERR: "4101",
+    Ret.NODATA: "5003",  # NODATAERR
+}
+DEFAULT_CODE = "5000"  # DBERR 数据错误: storage, provider and unexpected failures
+
+
+def meiduo_code(outcome: ServiceError) -> str:
+    if outcome.ret is Ret.REQERR or outcome.ret is Ret.OK:
+        return CODE_BY_RET[outcome.ret]
+    return CODE_BY_FIELD.get(outcome.field or "") or CODE_BY_RET.get(outcome.ret, DEFAULT_CODE)
+
+
+class MeiduoApiHandler(ApiHandler):
+    """JSON in meiduo's shape: {"code", "errmsg", ...data at the top level}."""
+
+    def envelope(self, outcome: ServiceError) -> dict[str, Any]:
+        return {"code": meiduo_code(outcome), "errmsg": outcome.errmsg, **outcome.data}
+
+
+class ImageCodeHandler(MeiduoApiHandler):
+    """GET /image_codes/<uuid>/"""
+
+    route_name = "meiduo_image_codes"
+
+    async def get(self, uuid: str) -> None:
+        image = await self.services.captchas.create(uuid, self.client_ip)
+        self.errno = "0"
+        self.set_header("Content-Type", "image/jpeg")
+        self.finish(image)
+
+
+class SmsCodeHandler(MeiduoApiHandler):
+    """GET /sms_codes/<mobile>/?image_code=…&uuid=…"""
+
+    route_name = "meiduo_sms_codes"
+
+    async def get(self, mobile: str) -> None:
+        retry_after = await self.services.sms.send_code(
+            mobile,
+            self.get_query_argument("image_code", None),
+            self.get_query_argument("uuid", None),
+            self.client_ip,
+        )
+        self.reply("发送短信成功", {"retry_after": retry_after})
+
+
+class MobileCountHandler(MeiduoApiHandler):
+    """GET /mobiles/<mobile>/count/: is the mobile registered (0 or 1)?"""
+
+    route_name = "meiduo_mobile_count"
+
+    async def get(self, mobile: str) -> None:
+        self.reply("OK", {"count": await self.services.accounts.count_mobile(mobile)})
+
+
+class UsernameCountHandler(MeiduoApiHandler):
+    """GET /usernames/<username>/count/: is the username taken (0 or 1)?"""
+
+    route_name = "meiduo_username_count"
+
+    async def get(self, username: str) -> None:
+        self.reply("OK", {"count": await self.services.accounts.count_username(username)})
+
+
+class FormHandler(MeiduoApiHandler):
+    """meiduo's native form posts: success redirects, a refusal is a short text page."""
+
+    def check_xsrf_cookie(self) -> None:
+        # Django forms carry the token as csrfmiddlewaretoken; Tornado reads it from a header.
+        token = self.get_body_argument("csrfmiddlewaretoken", None)
+        if token and "X-Xsrftoken" not in self.request.headers:
+            self.request.headers["X-Xsrftoken"] = token
+        super().check_xsrf_cookie()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        status, outcome = describe_error(status_code, kwargs.get("exc_info", (None,) * 3)[1])
+        if status == 200:
+            # meiduo answers invalid input with 403 (HttpResponseForbidden); other refusals
+            # re-render the form with a message: 400 with that message here.
+            status = 403 if outcome.ret is Ret.PARAMERR else 400
+            if outcome.ret is Ret.REQERR:
+                status = 429
+            elif outcome.ret in (Ret.DBERR, Ret.THIRDERR):
+                status = 503
+        self.set_status(status)
+        if outcome.retry_after is not None:
+            self.set_header("Retry-After", str(outcome.retry_after))
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.errno = outcome.ret.code
+        self.finish(outcome.errmsg)
+
+    def form(self, *names: str) -> dict[str, str | None]:
+        return {name: self.get_body_argument(name, None) for name in names}
+
+    def logged_in(self, session_id: str, username: str, persistent: bool = True) -> None:
+        self.start_session(session_id, persistent=persistent)
+        self.set_cookie(USERNAME_COOKIE, username, max_age=USERNAME_COOKIE_AGE, samesite="Lax")
+
+
+class RegisterHandler(FormHandler):
+    """POST /register/ form (username, password, password2, mobile, sms_code, allow)."""
+
+    route_name = "meiduo_register"
+
+    async def post(self) -> None:
+        form = self.form("username", "password", "password2", "mobile", "sms_code", "allow")
+        check_meiduo_register_form(form)
+        user = await self.services.accounts.register(
+            form["mobile"], form["sms_code"], form["password"], form["password2"], form["username"]
+        )
+        self.logged_in(await self.services.sessions.create(user), user.name)
+        self.errno = "0"
+        self.redirect("/")
+
+
+class LoginHandler(FormHandler):
+    """POST /login/ form (username — a username or a mobile — password, remembered)."""
+
+    route_name = "meiduo_login"
+
+    async def post(self) -> None:
+        form = self.form("username", "password", "remembered")
+        user = await self.services.accounts.login(
+            form["username"], form["password"], self.client_ip, by_username=True
+        )
+        session_id = await self.services.sessions.create(user)
+        self.logged_in(session_id, user.name, persistent=bool(form["remembered"]))
+        self.errno = "0"
+        self.redirect(safe_next(self.get_query_argument("next", "/")))
+
+
+class LogoutHandler(FormHandler):
+    """GET /logout/: end the session and go home."""
+
+    route_name = "meiduo_logout"
+
+    async def get(self) -> None:
+        await self.services.sessions.delete(self.session_id())
+        self.clear_cookie(SESSION_COOKIE)
+        self.clear_cookie(USERNAME_COOKIE)
+        self.errno = "0"
+        self.redirect("/")
+
+
+def check_meiduo_register_form(form: dict[str, str | None]) -> None:
+    """meiduo's own stricter rules, in its order; the services check the rest."""
+    if not all(form[name] for name in ("username", "password", "password2", "mobile", "sms_code")):
+        raise ServiceError(Ret.PARAMERR, "缺少必传参数")
+    password = form["password"] or ""
+    if not 8 <= len(password) <= 20 or not set(password) <= MEIDUO_PASSWORD_CHARS:
+        raise ServiceError(Ret.PARAMERR, "请输入8-20位的密码", field="password")
+    if form["allow"] != "on":
+        raise ServiceError(Ret.PARAMERR, "请勾选用户协议", field="allow")
+
+
+def safe_next(target: str) -> str:
+    """Only same-site paths: an absolute or protocol-relative URL would be an open redirect."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+ROUTES = [
+    (r"/image_codes/([^/]*)/", ImageCodeHandler),
+    (r"/sms_codes/([^/]*)/", SmsCodeHandler),
+    (r"/mobiles/([^/]*)/count/", MobileCountHandler),
+    (r"/usernames/([^/]*)/count/", UsernameCountHandler),
+    (r"/register/", RegisterHandler),
+    (r"/login/", LoginHandler),
+    (r"/logout/", LogoutHandler),
+]

@@ -1,0 +1,76 @@
+"""news (新经资讯, Flask) routes under /passport: the ihome envelope and RET table.
+
+Only routes and parameter names differ from ihome: every route calls the same services.
+"""
+
+from __future__ import annotations
+
+from handlers.base import SESSION_COOKIE, ApiHandler
+from handlers.verify import SmsCodeJsonHandler
+
+
+class ImageCodeHandler(ApiHandler):
+    """GET /passport/image_code?imageCodeId=…"""
+
+    route_name = "news_image_code"
+
+    async def get(self) -> None:
+        image_code_id = self.get_query_argument("imageCodeId", "")
+        image = await self.services.captchas.create(image_code_id, self.client_ip)
+        self.errno = "0"
+        self.set_header("Content-Type", "image/jpeg")
+        self.finish(image)
+
+
+class SmsCodeHandler(SmsCodeJsonHandler):
+    """POST /passport/sms_code {mobile, image_code, image_code_id}: ihome's JSON form as is."""
+
+    route_name = "news_sms_code"
+
+
+class RegisterHandler(ApiHandler):
+    """POST /passport/register {mobile, smscode, password}: no confirmation field in news."""
+
+    route_name = "news_register"
+
+    async def post(self) -> None:
+        body = self.json_body()
+        password = body.get("password")
+        user = await self.services.accounts.register(
+            body.get("mobile"), body.get("smscode"), password, password
+        )
+        self.start_session(await self.services.sessions.create(user))
+        self.reply("注册成功")
+
+
+class LoginHandler(ApiHandler):
+    """POST /passport/login {mobile, passport}: the course front-end really names it passport."""
+
+    route_name = "news_login"
+
+    async def post(self) -> None:
+        body = self.json_body()
+        password = body.get("passport", body.get("password"))
+        user = await self.services.accounts.login(body.get("mobile"), password, self.client_ip)
+        self.start_session(await self.services.sessions.create(user))
+        self.reply("登录成功")
+
+
+class LogoutHandler(ApiHandler):
+    """GET /passport/logout"""
+
+    route_name = "news_logout"
+
+    async def get(self) -> None:
+        await self.services.sessions.delete(self.session_id())
+        self.clear_cookie(SESSION_COOKIE)
+        self.reply("退出成功")
+
+
+ROUTES = [
+    (r"/passport/image_code", ImageCodeHandler),
+    (r"/passport/sms_code", SmsCodeHandler),
+    (r"/passport/register", RegisterHandler),
+    (r"/passport/login", LoginHandler),
+    (r"/passport/logout", LogoutHandler),
+]
