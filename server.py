@@ -20,6 +20,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.web
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from tornado.curl_httpclient import CurlAsyncHTTPClient
@@ -29,7 +30,7 @@ from handlers.base import JsonNotFoundHandler, log_request
 from services.accounts import AccountService
 from services.captcha import CaptchaService
 from services.clientip import parse_trusted_proxies
-from services.config import Config, ConfigError, load_config
+from services.config import Config, ConfigError, cluster_nodes, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
 from services.limits import RateLimiter
@@ -99,18 +100,24 @@ class SmsRegApplication(tornado.web.Application):
         return True
 
 
-def redis_client(config: Config) -> aioredis.Redis:
+def redis_client(config: Config) -> aioredis.Redis | RedisCluster:
     """A Redis client that fails fast: one reconnect attempt, no backoff, bounded sockets."""
-    return aioredis.Redis.from_url(
-        config.redis.url,
-        decode_responses=True,
-        socket_timeout=config.redis.socket_timeout,
-        socket_connect_timeout=config.redis.connect_timeout,
-        max_connections=config.redis.max_connections,
+    options = {
+        "decode_responses": True,
+        "socket_timeout": config.redis.socket_timeout,
+        "socket_connect_timeout": config.redis.connect_timeout,
+        "max_connections": config.redis.max_connections,
         # After a Redis restart the pooled sockets are dead: retry once on a new connection,
         # but never wait: a client should get DBERR within the timeout, not after backoff.
-        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
-    )
+        "retry": Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+    }
+    if config.redis.mode == "cluster":
+        # Every multi-key step keeps its keys in one slot through hash tags (services/keys.py).
+        nodes = [
+            ClusterNode(host, port) for host, port in cluster_nodes(config.redis.cluster_nodes)
+        ]
+        return RedisCluster(startup_nodes=nodes, cluster_error_retry_attempts=1, **options)
+    return aioredis.Redis.from_url(config.redis.url, **options)
 
 
 @contextlib.asynccontextmanager

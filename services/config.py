@@ -71,7 +71,9 @@ class LimitsConfig:
 
 @dataclass(frozen=True)
 class RedisConfig:
+    mode: str = "standalone"
     url: str = "redis://127.0.0.1:6379/0"
+    cluster_nodes: str = ""
     socket_timeout: float = 1.0
     connect_timeout: float = 1.0
     max_connections: int = 256
@@ -243,6 +245,13 @@ def _join(where: str, name: str) -> str:
 
 
 def _validate(config: Config) -> None:
+    if config.redis.mode not in ("standalone", "cluster"):
+        raise ConfigError("config key 'redis.mode' must be standalone or cluster")
+    if config.redis.mode == "cluster":
+        try:
+            cluster_nodes(config.redis.cluster_nodes)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'redis.cluster_nodes': {exc}") from None
     if config.mode not in ("development", "production"):
         raise ConfigError(
             f"config key 'mode' must be development or production, got {config.mode!r}"
@@ -289,6 +298,21 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config key 'security.trusted_proxies': {exc}") from None
     if config.mode == "production":
         _refuse_placeholders(config)
+
+
+def cluster_nodes(spec: str) -> list[tuple[str, int]]:
+    """'10.0.0.1:7000, 10.0.0.2:7000' -> [(host, port), ...]; at least one node."""
+    nodes = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{part!r} is not host:port")
+        nodes.append((host, int(port)))
+    if not nodes:
+        raise ValueError("cluster mode needs at least one host:port")
+    return nodes
 
 
 def _refuse_placeholders(config: Config) -> None:
