@@ -10,7 +10,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -34,7 +37,10 @@ from services.config import Config, ConfigError, cluster_nodes, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
 from services.limits import RateLimiter
+from services.logs import configure_logging
+from services.metrics import Metrics
 from services.passwords import PasswordHasher
+from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
 from services.sms import SmsCodeService
@@ -57,6 +63,7 @@ class Services:
     sms: SmsCodeService
     accounts: AccountService
     sessions: SessionStore
+    metrics: Metrics
 
 
 class SmsRegApplication(tornado.web.Application):
@@ -135,15 +142,16 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
         stack.callback(http.close)
         await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+        metrics = Metrics()
         users = UserRepository(db)
-        ronglian = RonglianClient(http, config.ronglian)
+        ronglian = RonglianClient(http, config.ronglian, metrics)
         limiter = RateLimiter(redis)
-        captchas = CaptchaService(redis, executor, limiter, config)
+        captchas = CaptchaService(redis, executor, limiter, metrics, config)
         sms = SmsCodeService(redis, captchas, users, ronglian, limiter, config)
         hasher = PasswordHasher(executor)
         accounts = AccountService(redis, users, hasher, sms, config.accounts)
         sessions = SessionStore(redis, config.security.session_ttl)
-        yield Services(config, redis, db, captchas, users, sms, accounts, sessions)
+        yield Services(config, redis, db, captchas, users, sms, accounts, sessions, metrics)
 
 
 def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserver.HTTPServer:
@@ -158,12 +166,12 @@ def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserv
     )
 
 
-async def serve(config: Config, stop: asyncio.Event) -> None:
-    """Serve until stop is set, then drain and close."""
+async def serve(config: Config, sockets: list[socket.socket], stop: asyncio.Event) -> None:
+    """Serve on the bound sockets until stop is set, then drain and close."""
     async with open_services(config) as services:
         app = SmsRegApplication(services)
         server = make_http_server(app, config)
-        server.listen(config.server.port, config.server.host)
+        server.add_sockets(sockets)
         log.info("listening on http://%s:%s", config.server.host, config.server.port)
         await stop.wait()
         log.info("stopping: no new connections, waiting for %d in-flight requests", app.in_flight)
@@ -174,14 +182,33 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     log.info("stopped")
 
 
+async def run(config: Config, sockets: list[socket.socket]) -> int:
+    """One worker: serve until SIGINT/SIGTERM; a start-up failure is one line, exit 1."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve(config, sockets, stop)
+    except (OSError, *STORAGE_ERRORS) as exc:
+        # Unreachable Redis/MySQL at start: one line, not a traceback.
+        print(f"startup failed: {exc}", file=sys.stderr)
+        return STARTUP_FAILED
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config file")
     parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    parser.add_argument(
+        "--processes", type=int, help="worker processes, 0 = one per core (server.processes)"
+    )
     return parser.parse_args(argv)
 
 
-async def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Load the config, bind the port, then run one worker or fork several."""
     args = parse_args(argv)
     try:
         config = load_config(args.config)
@@ -190,23 +217,22 @@ async def main(argv: list[str] | None = None) -> int:
         return 2
     if args.port is not None:
         config = config.replace(server={"port": args.port})
-    logging.basicConfig(
-        level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # curl's verbose trace prints request lines and headers (sig, Authorization): never log it.
-    logging.getLogger("tornado.curl_httpclient").setLevel(logging.INFO)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    if args.processes is not None:
+        config = config.replace(server={"processes": args.processes})
+    configure_logging(config.logging.level, config.logging.format)
     try:
-        await serve(config, stop)
-    except (OSError, *STORAGE_ERRORS) as exc:
-        # Unreachable Redis/MySQL at start or a busy port: one line, not a traceback.
-        print(f"startup failed: {exc}", file=sys.stderr)
+        # Bound before forking, so every worker accepts on the same sockets.
+        sockets = tornado.netutil.bind_sockets(config.server.port, config.server.host)
+    except OSError as exc:
+        print(f"startup failed: cannot listen on port {config.server.port}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    workers = config.server.processes or os.cpu_count() or 1
+    if workers == 1:
+        return 1 if asyncio.run(run(config, sockets)) == STARTUP_FAILED else 0
+    prepare_multiprocess_metrics()
+    log.info("starting %d worker processes", workers)
+    return supervise(workers, lambda: asyncio.run(run(config, sockets)))
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
@@ -31,6 +32,15 @@ class BaseHandler(tornado.web.RequestHandler):
     """Gives handlers typed access to the services the application holds."""
 
     errno: str | None = None
+    refusal_reason: str | None = None  # the rate limit that refused this request, if any
+    request_id = ""
+
+    def set_default_headers(self) -> None:
+        # Runs again when an error answer replaces the headers: keep one id per request.
+        # It correlates the access line, the answer and any error log line.
+        if not self.request_id:
+            self.request_id = uuid.uuid4().hex[:16]
+        self.set_header("X-Request-Id", self.request_id)
 
     @property
     def services(self) -> Services:
@@ -60,6 +70,7 @@ class ApiHandler(BaseHandler):
     """JSON API: every answer is {"errno", "errmsg"[, "data"]}; business outcomes use HTTP 200."""
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
 
@@ -78,6 +89,7 @@ class ApiHandler(BaseHandler):
     def write_outcome(self, outcome: ServiceError) -> None:
         """Finish with an outcome in this API family's JSON shape."""
         self.errno = outcome.ret.code
+        self.refusal_reason = outcome.data.get("reason")  # type: ignore[assignment]
         self.finish(json.dumps(self.envelope(outcome), ensure_ascii=False))
 
     def envelope(self, outcome: ServiceError) -> dict[str, Any]:
@@ -175,19 +187,34 @@ class JsonNotFoundHandler(ApiHandler):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One access line per request: no query string (it holds CAPTCHA answers), masked mobiles."""
+    """One access line and the request metrics: no query string (it holds CAPTCHA answers)."""
     request = handler.request
     route = getattr(handler, "route_name", None) or type(handler).__name__
     errno = getattr(handler, "errno", None) or "-"
-    duration_ms = 1000.0 * request.request_time()
+    seconds = request.request_time()
     status = handler.get_status()
-    level = logging.INFO if status < 500 else logging.ERROR
+    request_id = getattr(handler, "request_id", "") or "-"
     access_log.log(
-        level,
-        "%s %s %s errno=%s %.1fms",
+        logging.INFO if status < 500 else logging.ERROR,
+        "%s %s %s errno=%s %.1fms rid=%s",
         status,
         request.method,
         route,
         errno,
-        duration_ms,
+        1000.0 * seconds,
+        request_id,
+        extra={
+            "status": status,
+            "method": request.method,
+            "route": route,
+            "errno": errno,
+            "duration_ms": round(1000.0 * seconds, 2),
+            "request_id": request_id,
+        },
     )
+    metrics = handler.application.services.metrics  # type: ignore[attr-defined]
+    metrics.requests.labels(route, request.method, errno).inc()
+    metrics.request_seconds.labels(route).observe(seconds)
+    reason = getattr(handler, "refusal_reason", None)
+    if reason:
+        metrics.refusals.labels(reason).inc()

@@ -15,6 +15,7 @@ from services import keys
 from services.config import VOICES_DIR, Config
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
+from services.metrics import Metrics
 from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
 
 CAPTCHA_CONTENT_TYPE = "image/jpeg"
@@ -24,8 +25,11 @@ AUDIO_CONTENT_TYPE = "audio/wav"
 class CaptchaService:
     """Creates CAPTCHAs and checks answers against them."""
 
-    def __init__(self, redis, executor: Executor, limiter: RateLimiter, config: Config) -> None:
+    def __init__(
+        self, redis, executor: Executor, limiter: RateLimiter, metrics: Metrics, config: Config
+    ) -> None:
         self._redis = redis
+        self._metrics = metrics
         self._executor = executor
         self._limiter = limiter
         self._config = config.captcha
@@ -48,6 +52,7 @@ class CaptchaService:
         # Rendering takes milliseconds of CPU: on the loop it would stall every other request.
         loop = asyncio.get_running_loop()
         image = await loop.run_in_executor(self._executor, self.render, text)
+        self._metrics.captchas.labels("image").inc()
         await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
         return image
 
@@ -61,7 +66,9 @@ class CaptchaService:
         if text is None:
             raise ServiceError(Ret.NODATA, "图片验证码失效", field="image_code")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.speak, text)
+        audio = await loop.run_in_executor(self._executor, self.speak, text)
+        self._metrics.captchas.labels("audio").inc()
+        return audio
 
     def _ip_limit(self, client_ip: str) -> Limit:
         return Limit(

@@ -33,6 +33,7 @@ class ServerConfig:
     body_timeout: float = 10.0
     shutdown_timeout: float = 10.0
     executor_workers: int = 2
+    processes: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class RonglianConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
+    format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,10 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"config key {dotted!r} must be positive, got {value!r}")
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("config key 'logging.level' must be DEBUG/INFO/WARNING/ERROR")
+    if config.logging.format not in ("text", "json"):
+        raise ConfigError("config key 'logging.format' must be text or json")
+    if config.server.processes < 0:
+        raise ConfigError("config key 'server.processes' must be 0 (one per core) or more")
     if config.mysql.pool_min > config.mysql.pool_max:
         raise ConfigError("config key 'mysql.pool_min' must not exceed 'mysql.pool_max'")
     if len(set(config.captcha.alphabet)) < 10:

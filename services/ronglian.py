@@ -7,11 +7,13 @@ import datetime
 import hashlib
 import json
 import logging
+import time
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from services.config import RonglianConfig
 from services.errors import Ret, ServiceError
+from services.metrics import Metrics
 from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,10 @@ SEND_REFUSALS = {
 class RonglianError(ServiceError):
     """A send that did not succeed; the client sees THIRDERR."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, status: str) -> None:
         super().__init__(Ret.THIRDERR, SEND_FAILED_MESSAGE)
-        self.reason = reason
+        # Ronglian's statusCode, or unreachable / http_<code> / bad_body (a metrics label).
+        self.status = status
 
 
 def sign(account_sid: str, auth_token: str, timestamp: str) -> tuple[str, str]:
@@ -67,9 +70,10 @@ def china_timestamp(now: datetime.datetime | None = None) -> str:
 class RonglianClient:
     """Sends template SMS through one AsyncHTTPClient that lives as long as the server."""
 
-    def __init__(self, http: AsyncHTTPClient, config: RonglianConfig) -> None:
+    def __init__(self, http: AsyncHTTPClient, config: RonglianConfig, metrics: Metrics) -> None:
         self._http = http
         self._config = config
+        self._metrics = metrics
         self._url = (
             f"{config.base_url.rstrip('/')}/2013-12-26/Accounts/{config.account_sid}"
             "/SMS/TemplateSMS"
@@ -77,6 +81,18 @@ class RonglianClient:
 
     async def send_template_sms(self, to: str, datas: list[str], template_id: str) -> str:
         """Send one SMS and return its smsMessageSid; raise RonglianError on any failure."""
+        started = time.monotonic()
+        try:
+            sid = await self._send(to, datas, template_id)
+        except RonglianError as exc:
+            self._metrics.sms_sends.labels(exc.status).inc()
+            raise
+        finally:
+            self._metrics.provider_seconds.observe(time.monotonic() - started)
+        self._metrics.sms_sends.labels(SUCCESS).inc()
+        return sid
+
+    async def _send(self, to: str, datas: list[str], template_id: str) -> str:
         timestamp = china_timestamp()
         sig, authorization = sign(self._config.account_sid, self._config.auth_token, timestamp)
         body = json.dumps(
@@ -105,7 +121,7 @@ class RonglianClient:
             # 599 is Tornado's code for "no HTTP answer": refused, reset or timed out.
             reason = response.error or f"HTTP {response.code}"
             log.warning("ronglian failed sending to %s: %s", who, reason)
-            raise RonglianError(f"http {response.code}")
+            raise RonglianError(f"http_{response.code}")
         return self._parse(response.body, who)
 
     def _parse(self, body: bytes, who: str) -> str:
@@ -114,7 +130,7 @@ class RonglianClient:
             status = answer["statusCode"]
         except (ValueError, TypeError, KeyError):
             log.warning("ronglian answered a non-protocol body sending to %s: %.80r", who, body)
-            raise RonglianError("bad body") from None
+            raise RonglianError("bad_body") from None
         if status == SUCCESS:
             sid = answer.get("templateSMS", {}).get("smsMessageSid", "")
             log.info("sms sent to %s sid=%s", who, sid)
@@ -127,4 +143,4 @@ class RonglianClient:
         else:
             meaning = SEND_REFUSALS.get(status, "refused")
             log.warning("ronglian %s %s (%s) sending to %s", status, meaning, message, who)
-        raise RonglianError(f"status {status}")
+        raise RonglianError(status)

@@ -187,6 +187,7 @@ class LiveServer:
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
+        self.args = ["--processes", "1"]
 
     @property
     def base_url(self) -> str:
@@ -195,7 +196,7 @@ class LiveServer:
     def start(self) -> LiveServer:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "server.py", "--port", str(self.port)],
+                [sys.executable, "server.py", "--port", str(self.port), *self.args],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

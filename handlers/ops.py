@@ -1,0 +1,57 @@
+"""Operations endpoints: Prometheus metrics, liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from handlers.base import BaseHandler
+
+
+class MetricsHandler(BaseHandler):
+    """GET /metrics: Prometheus text format (all worker processes summed)."""
+
+    route_name = "metrics"
+
+    def get(self) -> None:
+        body, content_type = self.services.metrics.exposition()
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
+
+
+class HealthHandler(BaseHandler):
+    """GET /healthz: the process is alive and its event loop answers."""
+
+    route_name = "healthz"
+
+    def get(self) -> None:
+        self.finish({"status": "ok"})
+
+
+class ReadyHandler(BaseHandler):
+    """GET /readyz: Redis and MySQL answer in time (else 503: take me out of rotation)."""
+
+    route_name = "readyz"
+
+    async def get(self) -> None:
+        checks = {"redis": self._redis(), "mysql": self._mysql()}
+        results = await asyncio.gather(*checks.values(), return_exceptions=True)
+        report = {
+            name: "ok" if ok is True else "down" for name, ok in zip(checks, results, strict=False)
+        }
+        ready = all(value == "ok" for value in report.values())
+        self.set_status(200 if ready else 503)
+        self.finish({"status": "ready" if ready else "unavailable", **report})
+
+    async def _redis(self) -> bool:
+        timeout = self.services.config.redis.socket_timeout
+        return bool(await asyncio.wait_for(self.services.redis.ping(), timeout))
+
+    async def _mysql(self) -> bool:
+        return await self.services.db.fetch_one("SELECT 1") == (1,)
+
+
+ROUTES = [
+    (r"/metrics", MetricsHandler),
+    (r"/healthz", HealthHandler),
+    (r"/readyz", ReadyHandler),
+]

@@ -1,0 +1,73 @@
+"""Prometheus metrics, aware of server.py's multi-process mode.
+
+prometheus_client decides at import time whether values live in per-process files
+(PROMETHEUS_MULTIPROC_DIR set) or in memory, so it is imported here lazily: server.py sets
+that variable before the first Metrics object exists in a worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The numbers operators watch: requests, SMS sends, provider latency, refusals, CAPTCHAs."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        # A registry per instance (not the global one): tests build many applications.
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "smsreg_requests_total",
+            "HTTP requests by route, method and outcome (errno, or '-' for non-API answers)",
+            ["route", "method", "errno"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "smsreg_request_duration_seconds",
+            "Time to answer, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.sms_sends = Counter(
+            "smsreg_sms_sends_total",
+            "SMS send attempts by Ronglian statusCode (or transport failure)",
+            ["status_code"],
+            registry=registry,
+        )
+        self.provider_seconds = Histogram(
+            "smsreg_provider_duration_seconds",
+            "Ronglian TemplateSMS call duration",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "smsreg_refusals_total",
+            "Requests refused by a rate limit, by limit",
+            ["reason"],
+            registry=registry,
+        )
+        self.captchas = Counter(
+            "smsreg_captchas_rendered_total",
+            "CAPTCHAs rendered, by kind (image or audio)",
+            ["kind"],
+            registry=registry,
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format for GET /metrics, summed over all worker processes if forked."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
