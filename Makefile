@@ -4,14 +4,23 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := redis-server mariadb-server
-.PHONY: run test lint format system-deps venv bench clean
+RUN_PACKAGES := redis-server mariadb-server
+# Tests also drive a real browser (with a CJK font for the Chinese UI) and run nginx.
+TEST_PACKAGES := $(RUN_PACKAGES) chromium nginx fonts-wqy-microhei
+.PHONY: run test lint format bench clean
 
-run: system-deps $(VENV)/.installed
+run: $(VENV)/.installed
+	@bash scripts/install-system-deps.sh $(RUN_PACKAGES)
 	$(PY) -m devstack.run
 
-test: system-deps $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev
+	@bash scripts/install-system-deps.sh $(TEST_PACKAGES)
 	$(PY) -m pytest
+
+# Side-by-side benchmark (docs/PERFORMANCE.md); installs its own extras from bench/requirements.txt.
+bench: $(VENV)/.installed-dev
+	@bash scripts/install-system-deps.sh $(RUN_PACKAGES)
+	$(PY) -m bench.run
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
@@ -20,10 +29,6 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
-
-# Installs the Debian packages only when a binary is missing (needs root or sudo).
-system-deps:
-	@bash scripts/install-system-deps.sh $(DEB_PACKAGES)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

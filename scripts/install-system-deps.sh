@@ -7,6 +7,7 @@ declare -A binary_of=(
   [chromium]=/usr/bin/chromium
   [nginx]=/usr/sbin/nginx
   [wrk]=/usr/bin/wrk
+  [fonts-wqy-microhei]=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 )
 missing=()
 for package in "$@"; do
