@@ -1,0 +1,116 @@
+/* Helpers shared by every page: cookies, ids, the JSON API and inline field errors. */
+"use strict";
+
+const Ihome = (() => {
+  // ihome's RET codes (strings on the wire).
+  const RET = {
+    OK: "0",
+    DBERR: "4001",
+    NODATA: "4002",
+    DATAEXIST: "4003",
+    DATAERR: "4004",
+    SESSIONERR: "4101",
+    PARAMERR: "4103",
+    REQERR: "4201",
+    THIRDERR: "4301",
+  };
+
+  // Same rule as the server (services/validation.py), so most typos never cost a request.
+  const MOBILE_RE = /^1[3-9][0-9]{9}$/;
+
+  function getCookie(name) {
+    for (const part of document.cookie.split(";")) {
+      const [key, ...rest] = part.trim().split("=");
+      if (key === name) return rest.join("=");
+    }
+    return "";
+  }
+
+  // A v4 UUID like ihome's generateUUID, but from the CSPRNG. crypto.randomUUID exists only in
+  // secure contexts, and the server may be reached over plain HTTP on a LAN address.
+  function uuid4() {
+    if (window.crypto.randomUUID) return window.crypto.randomUUID();
+    const b = window.crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  // Calls the JSON API and always resolves to an {errno, errmsg, data?} envelope, so callers
+  // have one error path; network failures get errno "" (no RET code matches it).
+  async function api(method, url, body) {
+    const headers = { Accept: "application/json" };
+    const init = { method, headers, credentials: "same-origin", cache: "no-store" };
+    if (method !== "GET") headers["X-CSRFToken"] = getCookie("csrf_token");
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, init);
+    } catch {
+      return { errno: "", errmsg: "网络连接失败，请检查网络后重试" };
+    }
+    try {
+      const answer = await response.json();
+      if (answer && typeof answer.errno === "string") return answer;
+    } catch {
+      // not JSON: a proxy error page or similar
+    }
+    return { errno: "", errmsg: `服务器繁忙（HTTP ${response.status}），请稍后重试` };
+  }
+
+  // Shows (or clears, with an empty message) the inline error under one input. The message
+  // element is an aria-live region named by the input's aria-describedby.
+  function setError(input, errorElement, message) {
+    errorElement.textContent = message || "";
+    if (input) {
+      if (message) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
+    }
+  }
+
+  // Wires the inline errors of a form: each input's error element is the last id in its
+  // aria-describedby (so screen readers read the error with the field). Typing clears it.
+  function fieldErrors(form, ids) {
+    const fields = {};
+    for (const id of ids) {
+      const input = form.querySelector(`#${id}`);
+      const error = document.getElementById(input.getAttribute("aria-describedby").split(" ").pop());
+      fields[id] = { input, error };
+      input.addEventListener("input", () => setError(input, error, ""));
+    }
+    return {
+      set(id, message) {
+        setError(fields[id].input, fields[id].error, message);
+      },
+      // A message under the field that is not about its value (e.g. "retry in 30 s").
+      note(id, message) {
+        setError(null, fields[id].error, message);
+      },
+      clear() {
+        for (const id of ids) setError(fields[id].input, fields[id].error, "");
+      },
+      // Shows every message in errors ({id: message}), focuses the first field that has one.
+      show(errors) {
+        let first = null;
+        for (const id of ids) {
+          if (errors[id]) {
+            this.set(id, errors[id]);
+            first = first || fields[id].input;
+          }
+        }
+        if (first) first.focus();
+        return first !== null;
+      },
+    };
+  }
+
+  function maskMobile(mobile) {
+    return `${mobile.slice(0, 3)}****${mobile.slice(-4)}`;
+  }
+
+  return { RET, MOBILE_RE, getCookie, uuid4, api, setError, fieldErrors, maskMobile };
+})();
