@@ -123,7 +123,7 @@ def redis_client(config: Config) -> aioredis.Redis | RedisCluster:
         nodes = [
             ClusterNode(host, port) for host, port in cluster_nodes(config.redis.cluster_nodes)
         ]
-        return RedisCluster(startup_nodes=nodes, cluster_error_retry_attempts=1, **options)
+        return RedisCluster(startup_nodes=nodes, **options)
     return aioredis.Redis.from_url(config.redis.url, **options)
 
 
