@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -41,6 +42,23 @@ class BaseHandler(tornado.web.RequestHandler):
         if not self.request_id:
             self.request_id = uuid.uuid4().hex[:16]
         self.set_header("X-Request-Id", self.request_id)
+
+    def _request_summary(self) -> str:
+        # Tornado puts this in its log lines: the URI would carry mobiles and CAPTCHA answers.
+        route = getattr(self, "route_name", None) or type(self).__name__
+        return f"{self.request.method} {route} rid={self.request_id}"
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        if isinstance(value, tornado.web.HTTPError):
+            # Tornado's messages may quote the offending value ("Invalid unicode in x: b'..'"):
+            # keep the part before the value only.
+            message = value.log_message or ""
+            with contextlib.suppress(TypeError, ValueError):
+                message = message % value.args if value.args else message
+            message = message.split(":", 1)[0]
+            log.warning("%d %s: %s", value.status_code, self._request_summary(), message)
+            return
+        super().log_exception(typ, value, tb)
 
     @property
     def services(self) -> Services:
@@ -147,10 +165,21 @@ class ApiHandler(BaseHandler):
             raise ServiceError(Ret.PARAMERR, "请求体必须是JSON对象")
         return body
 
+    def allowed_methods(self) -> list[str]:
+        """The methods this handler implements (for a 405's Allow header)."""
+        base = tornado.web.RequestHandler
+        return [
+            m
+            for m in self.SUPPORTED_METHODS
+            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+        ]
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         status, outcome = describe_error(status_code, exc)
         self.set_status(status)
+        if status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         # Error answers must not keep headers of the failed attempt (e.g. an image type).
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         if outcome.retry_after is not None:
@@ -161,7 +190,7 @@ class ApiHandler(BaseHandler):
         if isinstance(value, ServiceError):
             return  # an ordinary business outcome, logged by the access line
         if isinstance(value, STORAGE_ERRORS):
-            log.warning("storage unavailable on %s: %r", self.request.method, value)
+            log.warning("storage unavailable on %s: %r", self._request_summary(), value)
             return
         super().log_exception(typ, value, tb)
 

@@ -120,6 +120,10 @@ class FormHandler(MeiduoApiHandler):
         self.errno = outcome.ret.code
         self.finish(outcome.errmsg)
 
+    def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
+        self.clear_header("Content-Type")  # an empty 302, not a JSON answer
+        super().redirect(url, permanent, status)
+
     def form(self, *names: str) -> dict[str, str | None]:
         return {name: self.get_body_argument(name, None) for name in names}
 

@@ -33,6 +33,7 @@ class PageHandler(BaseHandler):
     route_name = "page"
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         # no-cache, not no-store: the browser may keep the page but must revalidate it, so a
         # deploy is seen at once while back/forward navigation stays cheap.
         self.set_header("Cache-Control", "no-cache")

@@ -139,3 +139,24 @@ async def test_codes_passwords_and_mobiles_never_reach_the_logs(
     assert f"{mobile[:3]}****{mobile[-4:]}" in logged  # masked, still useful to operators
     for secret in (mobile, code, password, text, client.cookies["session"]):
         assert secret not in logged
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_tornado_warnings_carry_no_query_or_mobile(client, caplog):
+    with caplog.at_level(logging.INFO):
+        path = "/api/v1.0/sms_codes/13812345678?image_code=AB%FF&image_code_id=cap-1"
+        response = await client.fetch(path)
+        missing_xsrf = await client.fetch("/api/v1.0/users", "POST", {"mobile": "13812345678"})
+    assert response.code == 400 and json.loads(response.body)["errno"] == "4103"
+    assert missing_xsrf.code == 403
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Invalid unicode in image_code" in logged  # still diagnosable ...
+    assert "13812345678" not in logged and "AB" not in logged and "cap-1" not in logged
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_wrong_method_is_json_405_with_allow(client):
+    response = await client.fetch("/api/v1.0/users", "PUT", b"{}", await client.xsrf_headers())
+    assert response.code == 405
+    assert response.headers["Allow"] == "POST"
+    assert json.loads(response.body)["errno"] == "4201"
