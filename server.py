@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+import uvloop
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -146,7 +148,17 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         users = UserRepository(db)
         ronglian = RonglianClient(http, config.ronglian, metrics)
         limiter = RateLimiter(redis)
-        captchas = CaptchaService(redis, executor, limiter, metrics, config)
+        render_executor = executor
+        if config.captcha.render_processes:
+            # forkserver, not fork: forking a process that runs threads can deadlock the child.
+            render_executor = ProcessPoolExecutor(
+                max_workers=config.captcha.render_processes,
+                mp_context=multiprocessing.get_context("forkserver"),
+            )
+            stack.callback(render_executor.shutdown, wait=True, cancel_futures=True)
+        captchas = CaptchaService(redis, executor, render_executor, limiter, metrics, config)
+        captchas.start()
+        stack.push_async_callback(captchas.close)
         sms = SmsCodeService(redis, captchas, users, ronglian, limiter, config)
         hasher = PasswordHasher(executor)
         accounts = AccountService(redis, users, hasher, sms, config.accounts)
@@ -227,11 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"startup failed: cannot listen on port {config.server.port}: {exc}", file=sys.stderr)
         return 1
     workers = config.server.processes or os.cpu_count() or 1
+    # uvloop: a faster event loop in C, same asyncio API (Tornado runs on any asyncio loop).
+    run_loop = uvloop.run if config.server.event_loop == "uvloop" else asyncio.run
     if workers == 1:
-        return 1 if asyncio.run(run(config, sockets)) == STARTUP_FAILED else 0
+        return 1 if run_loop(run(config, sockets)) == STARTUP_FAILED else 0
     prepare_multiprocess_metrics()
     log.info("starting %d worker processes", workers)
-    return supervise(workers, lambda: asyncio.run(run(config, sockets)))
+    return supervise(workers, lambda: run_loop(run(config, sockets)))
 
 
 if __name__ == "__main__":

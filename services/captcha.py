@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import functools
 import hmac
 import io
+import logging
 import secrets
 from concurrent.futures import Executor
 
@@ -20,23 +24,62 @@ from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
 
 CAPTCHA_CONTENT_TYPE = "image/jpeg"
 AUDIO_CONTENT_TYPE = "audio/wav"
+REFILL_BATCH = 8  # images per trip to a render process: amortizes the IPC
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _renderer(width: int, height: int) -> ImageCaptcha:
+    return ImageCaptcha(width=width, height=height)
+
+
+def render_jpegs(texts: list[str], width: int, height: int) -> list[bytes]:
+    """Draw each text as a JPEG. Blocking CPU work: runs in a render process or thread."""
+    images = []
+    for text in texts:
+        buffer = io.BytesIO()
+        _renderer(width, height).generate_image(text).save(buffer, format="JPEG", quality=70)
+        images.append(buffer.getvalue())
+    return images
 
 
 class CaptchaService:
     """Creates CAPTCHAs and checks answers against them."""
 
     def __init__(
-        self, redis, executor: Executor, limiter: RateLimiter, metrics: Metrics, config: Config
+        self,
+        redis,
+        executor: Executor,
+        render_executor: Executor,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        config: Config,
     ) -> None:
         self._redis = redis
         self._metrics = metrics
         self._executor = executor
+        # Images are drawn in worker processes where configured: render threads would fight
+        # the event loop for the GIL, which costs more CPU than the IPC (docs/PERFORMANCE.md).
+        self._render_executor = render_executor
         self._limiter = limiter
         self._config = config.captcha
         self._per_ip_minute = config.limits.captcha_per_ip_minute
-        self._renderer = ImageCaptcha(width=self._config.width, height=self._config.height)
+        # A few images drawn ahead, so a request usually takes a ready one (one Redis SET).
+        self._ready: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._refill_task: asyncio.Task | None = None
         self._speaker = AudioCaptcha(str(VOICES_DIR))
         self._speaker.load()  # reads the samples once, at start-up, not per request
+
+    def start(self) -> None:
+        """Begin drawing the ready pool (call on the running loop)."""
+        self._schedule_refill()
+
+    async def close(self) -> None:
+        if self._refill_task is not None:
+            self._refill_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refill_task
 
     def new_text(self) -> str:
         """A random CAPTCHA text from the look-alike-free alphabet (secrets, not random)."""
@@ -48,13 +91,44 @@ class CaptchaService:
         if not is_captcha_id(captcha_id):
             raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误", field="image_code")
         await self._limiter.take(self._ip_limit(client_ip))
-        text = self.new_text()
-        # Rendering takes milliseconds of CPU: on the loop it would stall every other request.
-        loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(self._executor, self.render, text)
-        self._metrics.captchas.labels("image").inc()
+        text, image = await self._next_image()
         await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
         return image
+
+    async def _next_image(self) -> tuple[str, bytes]:
+        """A ready (text, image) pair, or one drawn now if the pool is empty."""
+        self._schedule_refill()
+        if self._ready:
+            return self._ready.popleft()
+        text = self.new_text()
+        [image] = await self._render([text])
+        return text, image
+
+    async def _render(self, texts: list[str]) -> list[bytes]:
+        # Rendering takes milliseconds of CPU: on the loop it would stall every other request.
+        loop = asyncio.get_running_loop()
+        images = await loop.run_in_executor(
+            self._render_executor, render_jpegs, texts, self._config.width, self._config.height
+        )
+        self._metrics.captchas.labels("image").inc(len(images))
+        return images
+
+    def _schedule_refill(self) -> None:
+        wanted = self._config.pool_size
+        if wanted and len(self._ready) < wanted and not self._refilling():
+            self._refill_task = asyncio.get_running_loop().create_task(self._refill())
+
+    def _refilling(self) -> bool:
+        return self._refill_task is not None and not self._refill_task.done()
+
+    async def _refill(self) -> None:
+        try:
+            while len(self._ready) < self._config.pool_size:
+                texts = [self.new_text() for _ in range(REFILL_BATCH)]
+                self._ready.extend(zip(texts, await self._render(texts), strict=True))
+        except Exception:
+            # Requests still get images drawn on demand; the next request retries the refill.
+            log.exception("could not refill the CAPTCHA pool")
 
     async def audio(self, captcha_id: str, client_ip: str) -> bytes:
         """The same CAPTCHA spoken, as WAV, for people who cannot read the image."""
@@ -83,20 +157,21 @@ class CaptchaService:
         """Spoken text as WAV (blocking: call it in an executor)."""
         return bytes(self._speaker.generate(text))
 
-    def render(self, text: str) -> bytes:
-        """Draw text as a JPEG (blocking: call it in an executor)."""
-        buffer = io.BytesIO()
-        self._renderer.generate_image(text).save(buffer, format="JPEG", quality=70)
-        return buffer.getvalue()
-
     async def consume(self, captcha_id: str, answer: str) -> None:
         """Check an answer; the CAPTCHA is gone afterwards whether the answer was right or not."""
         # GETDEL is one atomic step: of many concurrent requests only one can see the text.
         stored = await self._redis.getdel(keys.captcha_key(captcha_id))
         if stored is None:
-            raise ServiceError(Ret.NODATA, "图片验证码失效", field="image_code")
+            raise captcha_refusal(expired=True)
         if not hmac.compare_digest(stored.upper().encode(), answer.upper().encode()):
-            raise ServiceError(Ret.DATAERR, "图片验证码错误", field="image_code")
+            raise captcha_refusal(expired=False)
+
+
+def captcha_refusal(*, expired: bool) -> ServiceError:
+    """NODATA for a CAPTCHA that is gone (expired or used), DATAERR for a wrong answer."""
+    if expired:
+        return ServiceError(Ret.NODATA, "图片验证码失效", field="image_code")
+    return ServiceError(Ret.DATAERR, "图片验证码错误", field="image_code")
 
 
 def check_captcha_params(captcha_id: object, answer: object) -> tuple[str, str]:

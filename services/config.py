@@ -34,6 +34,7 @@ class ServerConfig:
     shutdown_timeout: float = 10.0
     executor_workers: int = 2
     processes: int = 0
+    event_loop: str = "uvloop"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class CaptchaConfig:
     alphabet: str = "ACEFHJKMNPRTUVWXY34679"
     width: int = 160
     height: int = 60
+    render_processes: int = 1
+    pool_size: int = 64
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key 'logging.level' must be DEBUG/INFO/WARNING/ERROR")
     if config.logging.format not in ("text", "json"):
         raise ConfigError("config key 'logging.format' must be text or json")
+    if config.captcha.render_processes < 0 or config.captcha.pool_size < 0:
+        raise ConfigError("config keys 'captcha.render_processes' and 'pool_size' must be >= 0")
+    if config.server.event_loop not in ("uvloop", "asyncio"):
+        raise ConfigError("config key 'server.event_loop' must be uvloop or asyncio")
     if config.server.processes < 0:
         raise ConfigError("config key 'server.processes' must be 0 (one per core) or more")
     if config.mysql.pool_min > config.mysql.pool_max:

@@ -8,9 +8,10 @@ import hmac
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 
 from services import keys
-from services.captcha import CaptchaService, check_captcha_params
+from services.captcha import CaptchaService, captcha_refusal, check_captcha_params
 from services.config import Config
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
@@ -96,6 +97,63 @@ return 0
 """
 
 
+# Standalone Redis only (in a cluster these keys live in different slots): the CAPTCHA check
+# and every limit of one send in a single round trip, with the same order and effects as the
+# step-by-step path: consume the CAPTCHA, then refuse on the first full limit, else take them
+# all and store the code. KEYS: captcha, ip count, guard, code, hourly, daily, global count.
+# ARGV: answer (upper case), ip limit, ip window, guard token, interval, mac, code ttl,
+# hourly limit, hour, daily limit, day, global limit, global window.
+# Returns {0, 0}, or {1 CAPTCHA gone | 2 CAPTCHA wrong | 3 ip | 4 guard | 5 hourly | 6 daily
+# | 7 global, ms until the limit lifts}.
+RESERVE_ALL_SCRIPT = """
+local stored = redis.call('GETDEL', KEYS[1])
+if not stored then return {1, 0} end
+if string.upper(stored) ~= ARGV[1] then return {2, 0} end
+local function full(key, limit, window)
+    local used = tonumber(redis.call('GET', key) or '0')
+    if used >= tonumber(limit) then
+        local ms_left = redis.call('PTTL', key)
+        if ms_left < 0 then ms_left = tonumber(window) * 1000 end
+        return ms_left
+    end
+    return nil
+end
+local ms_left = full(KEYS[2], ARGV[2], ARGV[3])
+if ms_left then return {3, ms_left} end
+ms_left = redis.call('PTTL', KEYS[3])
+if ms_left ~= -2 then
+    if ms_left < 0 then ms_left = tonumber(ARGV[5]) * 1000 end
+    return {4, ms_left}
+end
+local counters = {{5, ARGV[8], ARGV[9], 5}, {6, ARGV[10], ARGV[11], 6}, {7, ARGV[12], ARGV[13], 7}}
+for _, c in ipairs(counters) do
+    ms_left = full(KEYS[c[1]], c[2], c[3])
+    if ms_left then return {c[4], ms_left} end
+end
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
+redis.call('DEL', KEYS[4])
+redis.call('HSET', KEYS[4], 'mac', ARGV[6], 'tries', 0)
+redis.call('EXPIRE', KEYS[4], ARGV[7])
+for _, c in ipairs({{2, ARGV[3]}, {5, ARGV[9]}, {6, ARGV[11]}, {7, ARGV[13]}}) do
+    if redis.call('INCR', KEYS[c[1]]) == 1 then redis.call('EXPIRE', KEYS[c[1]], c[2]) end
+end
+return {0, 0}
+"""
+
+
+ALL_STEPS = 3
+
+
+@dataclass
+class _Reservation:
+    """What one send took, so that it can be given back if the SMS does not go out."""
+
+    mobile: str
+    ip_limit: Limit
+    guard_token: str
+    mac: str
+
+
 class SmsCodeService:
     """Sends verification codes by SMS within the per-mobile, per-IP and global limits."""
 
@@ -108,6 +166,8 @@ class SmsCodeService:
         limiter: RateLimiter,
         config: Config,
     ) -> None:
+        # Standalone Redis: one script for the whole check (one round trip per send).
+        self._one_round_trip = config.redis.mode == "standalone"
         self._captchas = captchas
         self._users = users
         self._ronglian = ronglian
@@ -117,6 +177,7 @@ class SmsCodeService:
         self._hmac_key = config.security.code_hmac_key.encode()
         self._max_attempts = config.accounts.max_code_attempts
         self._reserve = redis.register_script(RESERVE_SCRIPT)
+        self._reserve_all = redis.register_script(RESERVE_ALL_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
         self._verify = redis.register_script(VERIFY_SCRIPT)
         self._restore = redis.register_script(RESTORE_SCRIPT)
@@ -139,19 +200,15 @@ class SmsCodeService:
         if not is_mobile(mobile):
             raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
-        await self._captchas.consume(image_code_id, image_code)
-
         code = f"{secrets.randbelow(1_000_000):06d}"
-        mac = self._mac(mobile, code)
-        guard_token = secrets.token_hex(8)
-        ip_limit = self._ip_limit(client_ip)
-        await self._limiter.take(ip_limit)
-        undo = [lambda: self._limiter.refund(ip_limit)]
+        send = _Reservation(
+            mobile, self._ip_limit(client_ip), secrets.token_hex(8), self._mac(mobile, code)
+        )
+        if self._one_round_trip:
+            await self._reserve_in_one_step(send, image_code_id, image_code)
+        else:
+            await self._reserve_step_by_step(send, image_code_id, image_code)
         try:
-            await self._reserve_mobile(mobile, guard_token, mac)
-            undo.append(lambda: self._release_mobile(mobile, guard_token, mac))
-            await self._take_global_budget()
-            undo.append(lambda: self._limiter.refund(self._global_limit()))
             if await self._users.mobile_exists(mobile):
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
             minutes = str(max(1, self._config.code_ttl // 60))
@@ -160,7 +217,7 @@ class SmsCodeService:
             )
         except BaseException:
             # Nothing was sent: free the mobile at once so the user can retry, uncounted.
-            await asyncio.shield(_run_undo(undo, mobile))
+            await asyncio.shield(self._undo(send, ALL_STEPS))
             raise
         return self._config.resend_interval
 
@@ -228,6 +285,74 @@ class SmsCodeService:
             ),
         )
 
+    async def _reserve_in_one_step(
+        self, send: _Reservation, image_code_id: str, image_code: str
+    ) -> None:
+        """Standalone Redis: CAPTCHA and all limits in one script (RESERVE_ALL_SCRIPT)."""
+        guard, hourly, daily = self._mobile_limits(send.mobile)
+        budget = self._global_limit()
+        refused, ms_left = await self._reserve_all(
+            keys=[
+                keys.captcha_key(image_code_id),
+                send.ip_limit.key,
+                guard.key,
+                keys.sms_code_key(send.mobile),
+                hourly.key,
+                daily.key,
+                budget.key,
+            ],
+            args=[
+                image_code.upper(),
+                send.ip_limit.limit,
+                send.ip_limit.window,
+                send.guard_token,
+                guard.window,
+                send.mac,
+                self._config.code_ttl,
+                hourly.limit,
+                hourly.window,
+                daily.limit,
+                daily.window,
+                budget.limit,
+                budget.window,
+            ],
+        )
+        if refused in (1, 2):
+            raise captcha_refusal(expired=refused == 1)
+        if refused == 7:
+            self._budget_alarm(budget.refusal(ms_left))
+        if refused:
+            raise (send.ip_limit, guard, hourly, daily, budget)[refused - 3].refusal(ms_left)
+
+    async def _reserve_step_by_step(
+        self, send: _Reservation, image_code_id: str, image_code: str
+    ) -> None:
+        """Redis Cluster: the same checks in the same order, one hash slot at a time."""
+        await self._captchas.consume(image_code_id, image_code)
+        await self._limiter.take(send.ip_limit)
+        steps_done = 1
+        try:
+            await self._reserve_mobile(send.mobile, send.guard_token, send.mac)
+            steps_done = 2
+            await self._take_global_budget()
+        except BaseException:
+            await asyncio.shield(self._undo(send, steps_done))
+            raise
+
+    async def _undo(self, send: _Reservation, steps: int) -> None:
+        """Undo the first `steps` reservation steps (IP, mobile, global budget), latest first."""
+        actions = [
+            lambda: self._limiter.refund(send.ip_limit),
+            lambda: self._release_mobile(send.mobile, send.guard_token, send.mac),
+            lambda: self._limiter.refund(self._global_limit()),
+        ]
+        for action in reversed(actions[:steps]):
+            try:
+                await action()
+            except Exception:
+                # Redis failed mid-request: guards and counters expire by themselves.
+                log.warning("could not undo an SMS reservation of %s", mask_mobile(send.mobile))
+
     async def _reserve_mobile(self, mobile: str, guard_token: str, mac: str) -> None:
         guard, hourly, daily = self._mobile_limits(mobile)
         refused, ms_left = await self._reserve(
@@ -257,24 +382,17 @@ class SmsCodeService:
         try:
             await self._limiter.take(self._global_limit())
         except ServiceError as refusal:
-            # The circuit breaker against SMS pumping tripped: operators must hear of it,
-            # once per window per process rather than once per refused request.
-            now = time.monotonic()
-            if now >= self._budget_alarm_until:
-                self._budget_alarm_until = now + (refusal.retry_after or HOUR)
-                log.error(
-                    "global SMS budget of %d per hour is spent: sending stopped for everyone "
-                    "for %s s",
-                    self._limits.sms_global_per_hour,
-                    refusal.retry_after,
-                )
+            self._budget_alarm(refusal)
             raise
 
-
-async def _run_undo(undo: list, mobile: str) -> None:
-    for step in reversed(undo):
-        try:
-            await step()
-        except Exception:
-            # Redis failed mid-request: guards and counters expire by themselves.
-            log.warning("could not undo an SMS reservation of %s", mask_mobile(mobile))
+    def _budget_alarm(self, refusal: ServiceError) -> None:
+        # The circuit breaker against SMS pumping tripped: operators must hear of it,
+        # once per window per process rather than once per refused request.
+        now = time.monotonic()
+        if now >= self._budget_alarm_until:
+            self._budget_alarm_until = now + (refusal.retry_after or HOUR)
+            log.error(
+                "global SMS budget of %d per hour is spent: sending stopped for everyone for %s s",
+                self._limits.sms_global_per_hour,
+                refusal.retry_after,
+            )

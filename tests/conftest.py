@@ -53,6 +53,9 @@ def config(redis_server, mariadb_server, sandbox) -> Config:
     """The shipped config.yml pointed at this session's processes, with short timeouts."""
     base = load_config(ROOT / "config.yml", environ={})
     return base.replace(
+        # Threads and no ready pool: a render process pool per test app would cost seconds;
+        # tests/test_captcha_pool.py covers the shipped process pool and ready pool.
+        captcha={"render_processes": 0, "pool_size": 0},
         redis={"url": redis_server.url},
         mysql={"port": mariadb_server.port, "query_timeout": 2.0},
         ronglian={"base_url": sandbox.base_url, "request_timeout": 1.5, "connect_timeout": 1.0},
