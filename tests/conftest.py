@@ -48,8 +48,7 @@ def sandbox(tmp_path_factory):
     process.stop()
 
 
-@pytest.fixture
-def config(redis_server, mariadb_server, sandbox) -> Config:
+def session_config(redis_server, mariadb_server, sandbox) -> Config:
     """The shipped config.yml pointed at this session's processes, with short timeouts."""
     base = load_config(ROOT / "config.yml", environ={})
     return base.replace(
@@ -63,8 +62,12 @@ def config(redis_server, mariadb_server, sandbox) -> Config:
 
 
 @pytest.fixture
-def clean_state(redis_server, mariadb_server, sandbox):
-    """Every test starts with empty Redis, an empty user table and an empty inbox."""
+def config(redis_server, mariadb_server, sandbox) -> Config:
+    return session_config(redis_server, mariadb_server, sandbox)
+
+
+def reset_state(redis_server, mariadb_server, sandbox) -> None:
+    """Empty Redis, an empty user table, an empty inbox and no faults."""
     import redis as sync_redis
 
     with sync_redis.Redis(port=redis_server.port) as client:
@@ -75,6 +78,12 @@ def clean_state(redis_server, mariadb_server, sandbox):
             cur.execute("TRUNCATE TABLE ih_user_profile")
     sandbox.clear()
     sandbox.reset_faults()
+
+
+@pytest.fixture
+def clean_state(redis_server, mariadb_server, sandbox):
+    """Every test starts with empty Redis, an empty user table and an empty inbox."""
+    reset_state(redis_server, mariadb_server, sandbox)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ Environment knobs for deeper local runs (not SMSREG_*: those are server settings
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import re
 import urllib.parse
@@ -32,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from handlers import routes
-from services.config import FamiliesConfig, load_config
-from tests.conftest import ROOT, LiveServer
+from services.config import FamiliesConfig
+from tests.conftest import ROOT, LiveServer, reset_state, session_config
 
 SPEC_PATH = ROOT / "docs" / "openapi.yaml"
 MAX_EXAMPLES = int(os.environ.get("OPENAPI_FUZZ_EXAMPLES", "25"))
@@ -91,23 +90,10 @@ def api_server(redis_server, mariadb_server, sandbox, tmp_path_factory):
     """server.py as a process for the whole module, with the per-IP limits out of the way.
 
     Module-scoped (Hypothesis refuses function-scoped fixtures around generated cases), so it
-    builds the `config` and does the `clean_state` of conftest.py itself, once.
+    resets the state and builds the config itself, once.
     """
-    import redis as sync_redis
-
-    with sync_redis.Redis(port=redis_server.port) as client:
-        client.flushdb()
-    with contextlib.closing(mariadb_server.admin_connection()) as conn, conn.cursor() as cur:
-        cur.execute("SHOW TABLES LIKE 'ih_user_profile'")
-        if cur.fetchone():
-            cur.execute("TRUNCATE TABLE ih_user_profile")
-    sandbox.clear()
-    sandbox.reset_faults()
-    config = load_config(ROOT / "config.yml", environ={}).replace(
-        redis={"url": redis_server.url},
-        mysql={"port": mariadb_server.port},
-        ronglian={"base_url": sandbox.base_url},
-    )
+    reset_state(redis_server, mariadb_server, sandbox)
+    config = session_config(redis_server, mariadb_server, sandbox)
     log_path = tmp_path_factory.mktemp("openapi") / "server.log"
     server = LiveServer(config, log_path, extra_env=RAISED_LIMITS).start()
     yield server
