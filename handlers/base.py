@@ -50,6 +50,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         if isinstance(value, tornado.web.HTTPError):
+            if not value.log_message:
+                return  # a plain 404/405/413: the access line says enough
             # Tornado's messages may quote the offending value ("Invalid unicode in x: b'..'"):
             # keep the part before the value only.
             message = value.log_message or ""

@@ -76,9 +76,9 @@ class RedisConfig:
     mode: str = "standalone"
     url: str = "redis://127.0.0.1:6379/0"
     cluster_nodes: str = ""
-    socket_timeout: float = 1.0
+    socket_timeout: float = 2.0
     connect_timeout: float = 1.0
-    max_connections: int = 256
+    max_connections: int = 512
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class MysqlConfig:
     password: str = "smsreg"
     database: str = "smsreg"
     pool_min: int = 1
-    pool_max: int = 20
+    pool_max: int = 50
     connect_timeout: float = 2.0
     query_timeout: float = 3.0
     pool_recycle: int = 3600
