@@ -126,7 +126,12 @@ def redis_client(config: Config) -> aioredis.Redis | RedisCluster:
             ClusterNode(host, port) for host, port in cluster_nodes(config.redis.cluster_nodes)
         ]
         return RedisCluster(startup_nodes=nodes, **options)
-    return aioredis.Redis.from_url(config.redis.url, **options)
+    # A blocking pool: when every connection is busy (a burst larger than max_connections),
+    # a request waits up to socket_timeout for one instead of failing at once.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.redis.url, timeout=config.redis.socket_timeout, **options
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 @contextlib.asynccontextmanager
