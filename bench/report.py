@@ -344,7 +344,7 @@ def render_markdown(results: dict) -> str:
         ]
         for c in caps:
             label = {
-                "a": "(a) ours, 1 process (executor threads)",
+                "a": "(a) ours, 1 process (render process + ready pool)",
                 "A": "(A) ours, 2 processes (default)",
                 "c": "(c) inline on the loop",
             }.get(c["system"], c["system"])
