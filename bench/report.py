@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+import platform
 import re
 import subprocess
 from pathlib import Path
@@ -260,18 +262,34 @@ def _categorize(frames: list[str]) -> str:
 def write_docs(results: dict) -> None:
     PERF.mkdir(parents=True, exist_ok=True)
     plot(results)
-    section = "\n".join([BEGIN, render_markdown(results), END])
-    if DOC.exists():
-        text = DOC.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, _, rest = text.partition(BEGIN)
-            _, _, tail = rest.partition(END)
-            DOC.write_text(head + section + tail, encoding="utf-8")
-            print(f"updated the generated section of {DOC}")
+    replace_generated_section(DOC, (BEGIN, END), render_markdown(results), "# Performance")
+
+
+def replace_generated_section(doc, markers: tuple[str, str], body: str, title: str) -> None:
+    """Rewrite the text between the markers in doc, keeping the hand-written text around it."""
+    begin, end = markers
+    section = "\n".join([begin, body, end])
+    if doc.exists():
+        text = doc.read_text(encoding="utf-8")
+        if begin in text and end in text:
+            head, _, rest = text.partition(begin)
+            _, _, tail = rest.partition(end)
+            doc.write_text(head + section + tail, encoding="utf-8")
+            print(f"updated the generated section of {doc}")
             return
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text("# Performance\n\n" + section + "\n", encoding="utf-8")
-    print(f"wrote {DOC}")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(f"{title}\n\n{section}\n", encoding="utf-8")
+    print(f"wrote {doc}")
+
+
+def machine_info() -> dict:
+    """What the numbers were measured on, for the results JSON."""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "commit": git_commit(),
+    }
 
 
 def _fmt(v, digits=0):

@@ -26,7 +26,6 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -554,12 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python -m bench.run", *(argv or sys.argv[1:])]),
         "wall_s": round(time.time() - started),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu_model": report.cpu_model(),
-            "python": platform.python_version(),
-            "commit": report.git_commit(),
-        },
+        "machine": report.machine_info(),
         "settings": {
             "warmup_s": args.warmup,
             "duration_s": args.duration,

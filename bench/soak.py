@@ -30,7 +30,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import re
 import resource
 import shutil
@@ -43,6 +42,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import report
 from bench.loadgen import Generator, Slot, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -886,17 +886,9 @@ def steady_warmup(load: dict) -> str:
 
 def write_docs(results: dict) -> None:
     plot(results)
-    section = "\n".join([BEGIN, render_markdown(results), END])
-    if DOC.exists():
-        text = DOC.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
-            head, _, rest = text.partition(BEGIN)
-            _, _, tail = rest.partition(END)
-            DOC.write_text(head + section + tail, encoding="utf-8")
-            print(f"updated the generated section of {DOC}")
-            return
-    DOC.write_text(f"# Load: the soak test\n\n{section}\n", encoding="utf-8")
-    print(f"wrote {DOC}")
+    report.replace_generated_section(
+        DOC, (BEGIN, END), render_markdown(results), "# Load: the soak test"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -962,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child_loadgen:
         return child_main(args.child_loadgen)
-    from bench import report
+
     from bench.run import ensure_dependencies
 
     for other in other_benchmarks():
@@ -979,12 +971,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python -m bench.soak", *(argv or sys.argv[1:])]),
         "wall_s": round(time.time() - started),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu_model": report.cpu_model(),
-            "python": platform.python_version(),
-            "commit": report.git_commit(),
-        },
+        "machine": report.machine_info(),
         "latency_ms": args.latency_ms,
         "processes_label": (
             f"{args.processes} (--processes)"
