@@ -121,6 +121,19 @@ async def test_register_wrong_code_five_times_destroys_code(client, sandbox, fre
 
 @pytest.mark.gen_test(timeout=60)
 async def test_concurrent_wrong_codes_cannot_exceed_attempt_limit(client, sandbox, fresh_mobile):
+    await check_concurrent_wrong_codes_counted_five_times(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_twenty_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile):
+    await check_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile)
+
+
+# Scenarios shared with tests/test_cluster.py, which runs them on a Redis Cluster.
+
+
+async def check_concurrent_wrong_codes_counted_five_times(client, sandbox, fresh_mobile) -> None:
+    """20 concurrent wrong codes: 5 counted as wrong, then the code is gone for the rest."""
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 21)]
@@ -129,8 +142,8 @@ async def test_concurrent_wrong_codes_cannot_exceed_attempt_limit(client, sandbo
     assert errnos.count("4004") == 5 and errnos.count("4002") == 15
 
 
-@pytest.mark.gen_test(timeout=60)
-async def test_twenty_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile):
+async def check_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile) -> None:
+    """20 concurrent registrations with one right code: one user, never a second row."""
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     answers = await asyncio.gather(*(register(client, mobile, code) for _ in range(20)))

@@ -7,17 +7,33 @@ one node owning that slot; these tests re-run the standalone suites' flows with
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from services import keys
 from tests.cluster_helpers import LocalRedisCluster
 from tests.conftest import serving
-from tests.test_accounts import PASSWORD, post, register, request_code, user_rows
-from tests.test_limits import assert_nothing_stored, assert_refusal, pass_resend_interval, send
-from tests.test_verify import send_with_new_captcha
+from tests.test_accounts import (
+    PASSWORD,
+    check_concurrent_registrations_create_one_user,
+    check_concurrent_wrong_codes_counted_five_times,
+    post,
+    register,
+    request_code,
+    user_rows,
+)
+from tests.test_limits import (
+    assert_nothing_stored,
+    assert_refusal,
+    check_ip_hourly_limit,
+    pass_resend_interval,
+    send,
+)
+from tests.test_verify import (
+    check_one_captcha_passes_once,
+    check_one_sms_for_concurrent_requests,
+    send_with_new_captcha,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +103,7 @@ async def test_concurrent_requests_for_one_mobile_send_one_sms_on_cluster(
 ):
     app = await make_cluster_app()
     async with serving(app) as client:
-        mobile = fresh_mobile()
-        texts = [await client.new_captcha(f"race-{i}") for i in range(50)]
-        answers = await asyncio.gather(
-            *(client.send_sms(mobile, text, f"race-{i}") for i, text in enumerate(texts))
-        )
-        assert sorted(answer["errno"] for answer in answers) == ["0"] + ["4201"] * 49
-        assert len(sandbox.inbox(mobile)) == 1
+        await check_one_sms_for_concurrent_requests(client, sandbox, fresh_mobile)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -102,11 +112,7 @@ async def test_concurrent_uses_of_one_captcha_pass_once_on_cluster(
 ):
     app = await make_cluster_app()
     async with serving(app) as client:
-        text = await client.new_captcha("shared")
-        mobiles = [fresh_mobile() for _ in range(20)]
-        answers = await asyncio.gather(*(client.send_sms(m, text, "shared") for m in mobiles))
-        assert sorted(answer["errno"] for answer in answers) == ["0"] + ["4002"] * 19
-        assert len(sandbox.inbox()) == 1
+        await check_one_captcha_passes_once(client, sandbox, fresh_mobile)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -115,11 +121,7 @@ async def test_twenty_concurrent_registrations_create_one_user_on_cluster(
 ):
     app = await make_cluster_app()
     async with serving(app) as client:
-        mobile = fresh_mobile()
-        code = await request_code(client, sandbox, mobile)
-        answers = await asyncio.gather(*(register(client, mobile, code) for _ in range(20)))
-        assert sorted(a["errno"] for a in answers) == ["0"] + ["4002"] * 19
-        assert await user_rows(client, mobile) == 1
+        await check_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -128,12 +130,7 @@ async def test_concurrent_wrong_codes_cannot_exceed_attempt_limit_on_cluster(
 ):
     app = await make_cluster_app()
     async with serving(app) as client:
-        mobile = fresh_mobile()
-        code = await request_code(client, sandbox, mobile)
-        wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 21)]
-        answers = await asyncio.gather(*(register(client, mobile, w) for w in wrong))
-        errnos = sorted(a["errno"] for a in answers)
-        assert errnos.count("4004") == 5 and errnos.count("4002") == 15
+        await check_concurrent_wrong_codes_counted_five_times(client, sandbox, fresh_mobile)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -181,13 +178,7 @@ async def test_mobile_hourly_limit_on_cluster(make_cluster_app, sandbox, fresh_m
 async def test_client_ip_hourly_limit_on_cluster(make_cluster_app, sandbox, fresh_mobile):
     app = await make_cluster_app()
     async with serving(app) as client:
-        for i in range(20):
-            assert (await send(client, fresh_mobile(), f"ip-{i}"))[1]["errno"] == "0"
-        mobile = fresh_mobile()
-        response, body = await send(client, mobile, "ip-20")
-        assert_refusal(response, body, "ip_hourly", 3500, 3600)
-        await assert_nothing_stored(client, mobile)
-        assert len(sandbox.inbox()) == 20
+        await check_ip_hourly_limit(client, sandbox, fresh_mobile)
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -251,6 +251,19 @@ async def test_unknown_route_gets_json_404(client):
 async def test_concurrent_requests_for_one_mobile_send_exactly_one_sms(
     client, sandbox, fresh_mobile
 ):
+    await check_one_sms_for_concurrent_requests(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_uses_of_one_captcha_pass_once(client, sandbox, fresh_mobile):
+    await check_one_captcha_passes_once(client, sandbox, fresh_mobile)
+
+
+# Scenarios shared with tests/test_cluster.py, which runs them on a Redis Cluster.
+
+
+async def check_one_sms_for_concurrent_requests(client, sandbox, fresh_mobile) -> None:
+    """50 concurrent requests for one mobile, each with its own CAPTCHA: exactly one SMS."""
     mobile = fresh_mobile()
     texts = [await client.new_captcha(f"race-{i}") for i in range(50)]
     answers = await asyncio.gather(
@@ -261,8 +274,8 @@ async def test_concurrent_requests_for_one_mobile_send_exactly_one_sms(
     assert len(sandbox.inbox(mobile)) == 1
 
 
-@pytest.mark.gen_test(timeout=60)
-async def test_concurrent_uses_of_one_captcha_pass_once(client, sandbox, fresh_mobile):
+async def check_one_captcha_passes_once(client, sandbox, fresh_mobile) -> None:
+    """20 concurrent uses of one CAPTCHA: exactly one gets past it."""
     text = await client.new_captcha("shared")
     mobiles = [fresh_mobile() for _ in range(20)]
     answers = await asyncio.gather(*(client.send_sms(m, text, "shared") for m in mobiles))
