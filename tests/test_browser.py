@@ -5,8 +5,8 @@ Set UPDATE_SCREENSHOTS=1 to rewrite docs/screenshots/register-{desktop,phone}.pn
 
 from __future__ import annotations
 
+import datetime
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from tests.browser_helpers import (
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 PASSWORD = "secret-123"
+CLOCK_START = datetime.datetime(2026, 1, 5, 10, 0, 0, tzinfo=datetime.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,13 @@ def page(new_context) -> Page:
 def redis_client(redis_server):
     with redis.Redis(port=redis_server.port, decode_responses=True) as client:
         yield client
+
+
+def freeze_clock(page: Page) -> None:
+    """Fake timers, paused: the page's time moves only by page.clock.run_for, never by itself,
+    so countdown assertions are exact however busy the machine is."""
+    page.clock.install(time=CLOCK_START)
+    page.clock.pause_at(CLOCK_START)
 
 
 def open_register(page: Page) -> None:
@@ -142,6 +150,7 @@ def test_assets_are_local_and_scripts_external(page, live_server):
 
 def test_register_logout_login_journey(page, redis_client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
+    freeze_clock(page)
     page.goto("/")
     expect(page.locator("#guest-panel")).to_be_visible()
     page.click("#register-link")
@@ -150,8 +159,9 @@ def test_register_logout_login_journey(page, redis_client, sandbox, fresh_mobile
 
     request_sms(page, redis_client, mobile)
     expect(page.locator("#phone-code-status")).to_contain_text(mobile[-4:])
-    time.sleep(1.2)
-    assert countdown_seconds(page) < 60, "the countdown must tick"
+    assert countdown_seconds(page) == 60
+    page.clock.run_for(1000)
+    assert countdown_seconds(page) == 59, "the countdown must tick once a second"
     expect(page.locator("#send-sms")).to_be_disabled()
 
     page.fill("#phonecode", last_sms_code(sandbox, mobile))
@@ -242,17 +252,18 @@ def test_audio_captcha_speaks_the_same_id(page):
 
 def test_reload_during_countdown_keeps_counting(page, new_context, redis_client, fresh_mobile):
     mobile = fresh_mobile()
+    freeze_clock(page)
     open_register(page)
     request_sms(page, redis_client, mobile)
+    page.clock.run_for(3000)
 
     page.reload()
     wait_captcha_loaded(page)
     expect(page.locator("#mobile")).to_have_value(mobile)
     expect(page.locator("#send-sms")).to_be_disabled()
-    seconds = countdown_seconds(page)
-    assert 50 <= seconds <= 60
-    time.sleep(1.2)
-    assert countdown_seconds(page) < seconds
+    assert countdown_seconds(page) == 57, "the reloaded page goes on from where it was"
+    page.clock.run_for(1000)
+    assert countdown_seconds(page) == 56
 
     # Another number is not held back by this number's countdown ...
     page.fill("#mobile", fresh_mobile())
@@ -269,10 +280,11 @@ def test_reload_during_countdown_keeps_counting(page, new_context, redis_client,
     other.click("#send-sms")
     expect(other.locator("#phone-code-err")).to_contain_text("请求过于频繁")
     expect(other.locator("#send-sms")).to_be_disabled()
-    assert countdown_seconds(other) <= seconds
+    assert 1 <= countdown_seconds(other) <= 60  # what the server has left of the guard
 
 
 def test_countdown_ends_with_the_button_back(page):
+    freeze_clock(page)
     open_register(page)
     page.evaluate(
         "() => sessionStorage.setItem('ihome.smsCountdown', "
@@ -280,8 +292,11 @@ def test_countdown_ends_with_the_button_back(page):
     )
     page.reload()
     expect(page.locator("#mobile")).to_have_value("13800000000")
+    expect(page.locator("#send-sms")).to_have_text("3秒")
+    page.clock.run_for(1500)
     expect(page.locator("#send-sms")).to_have_text("1秒")
     expect(page.locator("#send-sms")).to_be_disabled()
+    page.clock.run_for(1000)
     expect(page.locator("#send-sms")).to_have_text("获取验证码")
     expect(page.locator("#send-sms")).to_be_enabled()
     assert page.evaluate("() => sessionStorage.getItem('ihome.smsCountdown')") is None

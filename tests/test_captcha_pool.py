@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
 
 from services import keys
 from tests.conftest import serving
+from tests.polling import async_wait_until
 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_images_come_from_render_process_and_ready_pool(make_app):
     app = await make_app(captcha={"render_processes": 1, "pool_size": 16})
     captchas = app.services.captchas
-    for _ in range(200):  # the pool fills in the background, off the loop
-        if len(captchas._ready) >= 16:
-            break
-        await asyncio.sleep(0.05)
-    assert len(captchas._ready) >= 16
+
+    async def ready() -> int:  # the pool fills in the background, off the loop
+        return len(captchas._ready)
+
+    await async_wait_until(ready, lambda n: n >= 16, what="16 CAPTCHAs drawn ahead")
     render_pids = {p.pid for p in captchas._render_executor._processes.values()}
     assert render_pids and os.getpid() not in render_pids
     async with serving(app) as client:

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from devstack.processes import free_port, wait_for_port
 from services import keys
 from tests.conftest import ROOT, Client, LiveServer
+from tests.polling import async_wait_until
 from tests.test_accounts import PASSWORD, post, register
 from tests.test_limits import assert_refusal, send
 
@@ -131,6 +133,15 @@ class Nginx:
 
     def log_lines(self) -> list[str]:
         return self.access_log.read_text(encoding="utf-8").splitlines()
+
+    async def settled_log(self, done: Callable[[list[str]], bool], what: str) -> list[str]:
+        """The access log once done(lines) holds: nginx writes a request's line after the
+        client has its answer, so the last lines may still be on their way."""
+
+        async def lines() -> list[str]:
+            return self.log_lines()
+
+        return await async_wait_until(lines, done, what=what)
 
 
 class SourceClient(Client):
@@ -290,10 +301,12 @@ async def test_journey_through_nginx(nginx, instances, config, sandbox, fresh_mo
         assert response.headers["Content-Type"] == "application/json; charset=utf-8"
         assert json.loads(response.body) == {"errno": "4103", "errmsg": "请求体过大"}
 
-    lines = nginx.log_lines()
-    # Round robin: the journey was served by both instances, one request each in turn.
-    for server in instances:
-        assert any(f"upstream={address(server)} " in line for line in lines)
+    def journey_logged(lines: list[str]) -> bool:
+        # Round robin: the journey was served by both instances, one request each in turn.
+        served_by = [any(f"upstream={address(s)} " in line for line in lines) for s in instances]
+        return all(served_by) and any('" 413 ' in line for line in lines)  # the last request
+
+    lines = await nginx.settled_log(journey_logged, "the journey in nginx's access log")
     # The access log masks mobiles and leaves out query strings (the CAPTCHA answer).
     assert not any(mobile in line or text in line for line in lines)
     assert any("/api/v1.0/sms_codes/<mobile> " in line for line in lines)
@@ -352,7 +365,10 @@ async def test_ip_limit_behind_nginx_uses_the_peer_nginx_saw(
         assert await redis.get(keys.sms_ip_hourly_key("1.2.3.4")) == "1"
         assert not await redis.exists(keys.sms_ip_hourly_key("127.0.0.1"))
     # nginx logged Mallory's real address, not what she wrote.
-    assert sum(line.startswith("127.0.0.2 ") for line in nginx.log_lines()) >= 2 * IP_LIMIT
+    await nginx.settled_log(
+        lambda lines: sum(line.startswith("127.0.0.2 ") for line in lines) >= 2 * IP_LIMIT,
+        "Mallory's requests logged with her real address",
+    )
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -370,7 +386,7 @@ async def test_nginx_moves_requests_off_a_stopped_instance(nginx, instances, con
             assert answer == {"errno": "4103", "errmsg": "手机号格式错误"}, i
             response = await client.fetch(f"/api/v1.0/image_codes/failover-{i}")
             assert response.code == 200
-    lines = nginx.log_lines()
+    lines = await nginx.settled_log(lambda lines: len(lines) >= 6, "all 6 requests logged")
     assert all('" 200 ' in line for line in lines), lines  # no 502 reached the client
     retried = [line for line in lines if f"upstream={address_b}, {address_a} " in line]
     assert retried, lines
@@ -404,7 +420,10 @@ async def test_nginx_retries_a_get_but_never_resends_a_post_an_instance_received
                         login = {"mobile": "1", "password": "x"}
                         response = await client.fetch("/api/v1.0/sessions", "POST", login, headers)
                         codes.append(response.code)
-                lines = proxy.log_lines()
+                lines = await proxy.settled_log(
+                    lambda lines: any(f"upstream={hole.address} " in line for line in lines),
+                    "the POST the hole swallowed, logged",
+                )
             finally:
                 proxy.stop()
     finally:

@@ -10,6 +10,7 @@ import pytest
 
 from devstack.processes import RedisServer
 from tests.conftest import LiveServer, serving
+from tests.polling import wait_until
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -100,19 +101,29 @@ def test_two_processes_share_the_port_and_sum_metrics(config, clean_state, tmp_p
     server.args = ["--processes", "2"]
     server.start()
     try:
-        pids = set()
         for i in range(40):
             status, _ = get(f"{server.base_url}/api/v1.0/image_codes/p-{i}")
             assert status == 200
-        _, body = get(f"{server.base_url}/metrics")
-        text = body.decode()
-        served = metric(text, "smsreg_requests_total", route="image_codes", method="GET", errno="0")
-        assert served == 40
+
+        # A worker counts a request just after answering it, so the last count may land after
+        # the client has its answer: wait for the sum to settle, and check it never passes 40.
+        def metrics_text() -> str:
+            return get(f"{server.base_url}/metrics")[1].decode()
+
+        def served(text: str) -> float:
+            labels = {"route": "image_codes", "method": "GET", "errno": "0"}
+            return metric(text, "smsreg_requests_total", **labels)
+
+        text = wait_until(metrics_text, lambda t: served(t) >= 40, what="40 requests in /metrics")
+        assert served(text) == 40
         # Drawn ahead by both workers' pools, so at least as many as served.
         assert metric(text, "smsreg_captchas_rendered_total", kind="image") >= 40
-        for line in server.log_path.read_text().splitlines():
-            if "smsreg.access" in line:
-                pids.add(line.split()[2])
+
+        def access_pids() -> set[str]:
+            lines = server.log_path.read_text().splitlines()
+            return {line.split()[2] for line in lines if "smsreg.access" in line}
+
+        pids = wait_until(access_pids, lambda p: len(p) == 2, what="both workers logging")
         assert len(pids) == 2  # both workers served requests
     finally:
         assert server.stop() == 0

@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 
 from devstack.processes import free_port
+from services import keys
 from tests.conftest import ROOT
+from tests.polling import wait_until
 
 
 def run_server(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -83,7 +84,10 @@ def test_sigterm_during_slow_send_still_answers_the_client(live_server, sandbox,
         )
     )
     request.start()
-    time.sleep(0.4)  # the request is now waiting on the slow provider
+    with sync_redis.Redis(port=redis_server.port, decode_responses=True) as client:
+        # The resend guard is set just before the send goes out: from then on the request is
+        # in flight, held by the slow provider, and the drain must let it finish.
+        wait_until(lambda: client.exists(keys.sms_guard_key(mobile)), what="the send in flight")
     assert live_server.stop() == 0
     request.join(10)
     assert answers == [{"errno": "0", "errmsg": "发送成功", "data": {"retry_after": 60}}]
