@@ -34,7 +34,7 @@ from handlers import routes
 from handlers.base import JsonNotFoundHandler, log_request
 from services.accounts import AccountService
 from services.captcha import CaptchaService
-from services.clientip import parse_trusted_proxies
+from services.clientip import parse_networks
 from services.config import Config, ConfigError, cluster_nodes, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
@@ -74,7 +74,8 @@ class SmsRegApplication(tornado.web.Application):
     def __init__(self, services: Services) -> None:
         self.services = services
         self.in_flight = 0
-        self.trusted_proxies = parse_trusted_proxies(services.config.security.trusted_proxies)
+        self.trusted_proxies = parse_networks(services.config.security.trusted_proxies)
+        self.metrics_allow = parse_networks(services.config.security.metrics_allow)
         self._idle = asyncio.Event()
         self._idle.set()
         config = services.config
@@ -166,7 +167,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         stack.push_async_callback(captchas.close)
         sms = SmsCodeService(redis, captchas, users, ronglian, limiter, config)
         hasher = PasswordHasher(executor)
-        accounts = AccountService(redis, users, hasher, sms, config.accounts)
+        accounts = AccountService(
+            redis, users, hasher, sms, limiter, config.accounts, config.limits.count_per_ip_minute
+        )
         sessions = SessionStore(redis, config.security.session_ttl)
         yield Services(config, redis, db, captchas, users, sms, accounts, sessions, metrics)
 

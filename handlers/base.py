@@ -12,6 +12,7 @@ import tornado.web
 
 from services.clientip import resolve_client_ip
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
+from services.metrics import method_label
 
 if TYPE_CHECKING:
     from server import Services
@@ -46,7 +47,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def _request_summary(self) -> str:
         # Tornado puts this in its log lines: the URI would carry mobiles and CAPTCHA answers.
         route = getattr(self, "route_name", None) or type(self).__name__
-        return f"{self.request.method} {route} rid={self.request_id}"
+        return f"{method_label(self.request.method)} {route} rid={self.request_id}"
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         if isinstance(value, tornado.web.HTTPError):
@@ -65,6 +66,17 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def services(self) -> Services:
         return self.application.services  # type: ignore[attr-defined]
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address; forwarding headers count only from trusted proxies."""
+        request = self.request
+        return resolve_client_ip(
+            request.remote_ip or "",
+            request.headers.get("X-Forwarded-For"),
+            request.headers.get("X-Real-IP"),
+            self.application.trusted_proxies,  # type: ignore[attr-defined]
+        )
 
     def prepare(self) -> None:
         self.application.requests_started()  # type: ignore[attr-defined]
@@ -119,17 +131,6 @@ class ApiHandler(BaseHandler):
             body["data"] = outcome.data
         return body
 
-    @property
-    def client_ip(self) -> str:
-        """The client's address; forwarding headers count only from trusted proxies."""
-        request = self.request
-        return resolve_client_ip(
-            request.remote_ip or "",
-            request.headers.get("X-Forwarded-For"),
-            request.headers.get("X-Real-IP"),
-            self.application.trusted_proxies,  # type: ignore[attr-defined]
-        )
-
     def start_session(self, session_id: str, persistent: bool = True) -> None:
         """Hand the browser a signed, HttpOnly cookie holding the session id.
 
@@ -161,7 +162,11 @@ class ApiHandler(BaseHandler):
         """The request body as a JSON object, or PARAMERR."""
         try:
             body = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
+            # JSON may spell a lone surrogate ("\ud800") that no UTF-8 text holds: it would
+            # fail later, deep in a hash or a comparison. Refuse it here, with the JSON.
+            json.dumps(body, ensure_ascii=False).encode()
+        except (ValueError, UnicodeError, RecursionError):
+            # RecursionError: thousands of nested brackets exhaust the parser's stack.
             raise ServiceError(Ret.PARAMERR, "请求体不是合法的JSON") from None
         if not isinstance(body, dict):
             raise ServiceError(Ret.PARAMERR, "请求体必须是JSON对象")
@@ -212,6 +217,8 @@ def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, Se
 class JsonNotFoundHandler(ApiHandler):
     """Unknown URLs get a JSON 404, not Tornado's HTML page."""
 
+    route_name = "not_found"  # one metrics label for every unknown URL
+
     def prepare(self) -> None:
         super().prepare()
         raise tornado.web.HTTPError(404)
@@ -221,6 +228,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     """One access line and the request metrics: no query string (it holds CAPTCHA answers)."""
     request = handler.request
     route = getattr(handler, "route_name", None) or type(handler).__name__
+    method = method_label(request.method)
     errno = getattr(handler, "errno", None) or "-"
     seconds = request.request_time()
     status = handler.get_status()
@@ -229,14 +237,14 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         logging.INFO if status < 500 else logging.ERROR,
         "%s %s %s errno=%s %.1fms rid=%s",
         status,
-        request.method,
+        method,
         route,
         errno,
         1000.0 * seconds,
         request_id,
         extra={
             "status": status,
-            "method": request.method,
+            "method": method,
             "route": route,
             "errno": errno,
             "duration_ms": round(1000.0 * seconds, 2),
@@ -244,7 +252,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         },
     )
     metrics = handler.application.services.metrics  # type: ignore[attr-defined]
-    metrics.requests.labels(route, request.method, errno).inc()
+    metrics.requests.labels(route, method, errno).inc()
     metrics.request_seconds.labels(route).observe(seconds)
     reason = getattr(handler, "refusal_reason", None)
     if reason:

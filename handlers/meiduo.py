@@ -5,8 +5,8 @@ Only the shape differs from ihome: every route calls the same services.
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from handlers.base import SESSION_COOKIE, ApiHandler, describe_error
 from services.errors import Ret, ServiceError
@@ -81,7 +81,8 @@ class MobileCountHandler(MeiduoApiHandler):
     route_name = "meiduo_mobile_count"
 
     async def get(self, mobile: str) -> None:
-        self.reply("OK", {"count": await self.services.accounts.count_mobile(mobile)})
+        count = await self.services.accounts.count_mobile(mobile, self.client_ip)
+        self.reply("OK", {"count": count})
 
 
 class UsernameCountHandler(MeiduoApiHandler):
@@ -90,7 +91,8 @@ class UsernameCountHandler(MeiduoApiHandler):
     route_name = "meiduo_username_count"
 
     async def get(self, username: str) -> None:
-        self.reply("OK", {"count": await self.services.accounts.count_username(username)})
+        count = await self.services.accounts.count_username(username, self.client_ip)
+        self.reply("OK", {"count": count})
 
 
 class FormHandler(MeiduoApiHandler):
@@ -188,12 +190,15 @@ def check_meiduo_register_form(form: dict[str, str | None]) -> None:
         raise ServiceError(Ret.PARAMERR, "请勾选用户协议", field="allow")
 
 
+# A same-site path made of RFC 3986 path and query characters only. No backslash (browsers
+# read "/\host" as "//host"), no control or space characters (a 500 in the Location header),
+# no "//" start (protocol-relative), no scheme, no fragment.
+SAFE_NEXT_RE = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
+
+
 def safe_next(target: str) -> str:
-    """Only same-site paths: an absolute or protocol-relative URL would be an open redirect."""
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return "/"
-    return target
+    """Where to go after login: a same-site path of safe characters, anything else is "/"."""
+    return target if SAFE_NEXT_RE.fullmatch(target) else "/"
 
 
 ROUTES = [

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 
-from handlers.base import BaseHandler
+import tornado.web
+
+from handlers.base import ApiHandler, BaseHandler
+from services.clientip import address_in
 
 
-class MetricsHandler(BaseHandler):
-    """GET /metrics: Prometheus text format (all worker processes summed)."""
+class MetricsHandler(ApiHandler):
+    """GET /metrics: Prometheus text format (all worker processes summed).
+
+    Answered only to security.metrics_allow (default loopback); anyone else gets the same
+    JSON 404 as an unknown URL: route names, refusal counts and send rates are not public.
+    """
 
     route_name = "metrics"
 
     def get(self) -> None:
+        if not address_in(self.client_ip, self.application.metrics_allow):  # type: ignore[attr-defined]
+            raise tornado.web.HTTPError(404)
         body, content_type = self.services.metrics.exposition()
         self.set_header("Content-Type", content_type)
         self.finish(body)

@@ -9,6 +9,7 @@ import re
 from services import keys
 from services.config import AccountsConfig
 from services.errors import Ret, ServiceError
+from services.limits import Limit, RateLimiter
 from services.passwords import PasswordHasher
 from services.sms import SmsCodeService
 from services.users import User, UserRepository
@@ -48,9 +49,13 @@ class AccountService:
         users: UserRepository,
         hasher: PasswordHasher,
         sms: SmsCodeService,
+        limiter: RateLimiter,
         config: AccountsConfig,
+        count_per_ip_minute: int,
     ) -> None:
         self._redis = redis
+        self._limiter = limiter
+        self._count_per_ip_minute = count_per_ip_minute
         self._users = users
         self._hasher = hasher
         self._sms = sms
@@ -129,17 +134,30 @@ class AccountService:
             await self._users.set_password_hash(user.user_id, await self._hasher.hash(password))
         return user
 
-    async def count_mobile(self, mobile: object) -> int:
+    async def count_mobile(self, mobile: object, client_ip: str) -> int:
         """How many users have this mobile (0 or 1), for front-ends that check as you type."""
         if not is_mobile(mobile):
             raise ServiceError(Ret.PARAMERR, "请输入正确的手机号码", field="mobile")
+        await self._limiter.take(self._count_limit(client_ip))
         return await self._users.count(mobile=mobile)
 
-    async def count_username(self, username: object) -> int:
+    async def count_username(self, username: object, client_ip: str) -> int:
         """How many users have this name (0 or 1)."""
         if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
             raise ServiceError(Ret.PARAMERR, "请输入5-20个字符的用户名", field="username")
+        await self._limiter.take(self._count_limit(client_ip))
         return await self._users.count(name=username)
+
+    def _count_limit(self, client_ip: str) -> Limit:
+        # The count routes tell anyone whether a mobile is registered: a person checks a few
+        # values as they type, an enumerator thousands. One budget for both routes.
+        return Limit(
+            keys.count_ip_minute_key(client_ip),
+            self._count_per_ip_minute,
+            60,
+            "count_ip_minute",
+            "查询过于频繁，请{seconds}秒后重试",
+        )
 
     def _check_password_rule(self, password: str) -> None:
         low, high = self._config.password_min, self._config.password_max

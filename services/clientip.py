@@ -7,9 +7,14 @@ import ipaddress
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def parse_trusted_proxies(spec: str) -> tuple[Network, ...]:
+def parse_networks(spec: str) -> tuple[Network, ...]:
     """'10.0.0.1, 192.168.0.0/16' -> networks (ValueError on a malformed entry)."""
     return tuple(ipaddress.ip_network(part.strip()) for part in spec.split(",") if part.strip())
+
+
+def address_in(address: str, networks: tuple[Network, ...]) -> bool:
+    """Is address (a literal IP) inside one of networks? False for anything unparsable."""
+    return _is_trusted(address, networks)
 
 
 def resolve_client_ip(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from services.clientip import parse_trusted_proxies
+from services.clientip import parse_networks
 
 ENV_PREFIX = "SMSREG_"
 # Spoken samples of every alphabet character (scripts/make-voices.sh); the package has digits only.
@@ -44,6 +46,7 @@ class SecurityConfig:
     secure_cookies: bool = False
     session_ttl: int = 86400
     trusted_proxies: str = ""
+    metrics_allow: str = "127.0.0.0/8, ::1/128"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class LimitsConfig:
     sms_per_ip_hour: int = 20
     sms_global_per_hour: int = 1000
     captcha_per_ip_minute: int = 60
+    count_per_ip_minute: int = 30
 
 
 @dataclass(frozen=True)
@@ -155,10 +159,11 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-# Secrets that production mode refuses to run with while they hold the shipped sandbox value.
+# Settings that production mode refuses to run with while they hold the shipped sandbox value.
 SANDBOX_SECRETS = {
     ("ronglian", "auth_token"): RonglianConfig.auth_token,
     ("ronglian", "account_sid"): RonglianConfig.account_sid,
+    ("ronglian", "app_id"): RonglianConfig.app_id,
 }
 
 
@@ -305,10 +310,11 @@ def _validate(config: Config) -> None:
             f"config key 'captcha.alphabet': no audio samples for {''.join(unspoken)!r} "
             "(run scripts/make-voices.sh with the new alphabet)"
         )
-    try:
-        parse_trusted_proxies(config.security.trusted_proxies)
-    except ValueError as exc:
-        raise ConfigError(f"config key 'security.trusted_proxies': {exc}") from None
+    for dotted in ("trusted_proxies", "metrics_allow"):
+        try:
+            parse_networks(getattr(config.security, dotted))
+        except ValueError as exc:
+            raise ConfigError(f"config key 'security.{dotted}': {exc}") from None
     if config.mode == "production":
         _refuse_placeholders(config)
 
@@ -350,3 +356,24 @@ def _refuse_placeholders(config: Config) -> None:
     for dotted in ("cookie_secret", "code_hmac_key"):
         if len(getattr(config.security, dotted)) < 32:
             raise ConfigError(f"config key 'security.{dotted}' must be at least 32 characters")
+    if not config.security.secure_cookies:
+        raise ConfigError(
+            "production mode refuses 'security.secure_cookies: false': session cookies must "
+            "only travel over HTTPS"
+        )
+    _refuse_sandbox_url(config.ronglian.base_url)
+
+
+def _refuse_sandbox_url(base_url: str) -> None:
+    """Production sends through Ronglian over HTTPS, never to a sandbox on this machine."""
+    parts = urllib.parse.urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host.endswith(".localhost")
+    if parts.scheme != "https" or loopback:
+        raise ConfigError(
+            f"production mode refuses 'ronglian.base_url' {base_url!r}: it must be an https URL "
+            "of the provider, not the sandbox; set SMSREG_RONGLIAN_BASE_URL"
+        )

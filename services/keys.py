@@ -45,6 +45,11 @@ def captcha_ip_minute_key(ip: str) -> str:
     return f"captcha:ip:{{{ip}}}:minute"
 
 
+def count_ip_minute_key(ip: str) -> str:
+    """ "Is this mobile/username taken?" lookups from one client IP in the current minute."""
+    return f"count:ip:{{{ip}}}:minute"
+
+
 def login_failures_mobile_key(account: str) -> str:
     """Login attempts not yet proven right for one account, a mobile or username (fixed window)."""
     return f"login:{{{account}}}:attempts"

@@ -10,7 +10,16 @@ from __future__ import annotations
 import os
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Label values come from closed sets only: a label taken as sent (an 8 KB junk method) would
+# add a series per request, forever, per process.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def method_label(method: str | None) -> str:
+    """The HTTP method as a metrics and log label: a standard method, else OTHER."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
 
 
 class Metrics:

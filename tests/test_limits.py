@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from services import keys
-from services.clientip import parse_trusted_proxies, resolve_client_ip
+from services.clientip import parse_networks, resolve_client_ip
 from tests.conftest import serving
 
 
@@ -151,7 +151,7 @@ async def test_captcha_images_limited_per_ip_per_minute(client):
 
 # --- client IP resolution ----------------------------------------------------------------
 
-TRUSTED = parse_trusted_proxies("10.0.0.0/8, 192.168.1.1")
+TRUSTED = parse_networks("10.0.0.0/8, 192.168.1.1")
 
 
 @pytest.mark.parametrize(
