@@ -178,13 +178,21 @@ def load_config(path: str | Path | None, environ: typing.Mapping[str, str] | Non
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
     _apply_environment(raw, os.environ if environ is None else environ)
     config = _build(Config, raw, "")
     _validate(config)
     return config
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message on one line: what is wrong and where (its own text spans lines)."""
+    problem = getattr(exc, "problem", None) or "cannot parse"
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _apply_environment(raw: dict[str, object], environ: typing.Mapping[str, str]) -> None:
