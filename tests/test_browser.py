@@ -84,7 +84,9 @@ def freeze_clock(page: Page) -> None:
     """Fake timers, paused: the page's time moves only by page.clock.run_for, never by itself,
     so countdown assertions are exact however busy the machine is."""
     page.clock.install(time=CLOCK_START)
-    page.clock.pause_at(CLOCK_START)
+    # Installed, the clock runs on from CLOCK_START; pausing must jump ahead of wherever it is
+    # by now (pause_at refuses the past), so the pause is an hour on, beyond any slow machine.
+    page.clock.pause_at(CLOCK_START + datetime.timedelta(hours=1))
 
 
 def open_register(page: Page) -> None:
