@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import urllib.parse
 import urllib.request
 
-from devstack.processes import free_port
 from services import keys
 from tests.conftest import ROOT
 from tests.polling import wait_until
@@ -54,10 +54,15 @@ def test_production_mode_refuses_placeholder_secrets():
 
 
 def test_unreachable_mysql_at_start_is_one_line():
-    env = {**os.environ, "SMSREG_MYSQL_PORT": str(free_port()), "SMSREG_MYSQL_CONNECT_TIMEOUT": "1"}
-    result = run_server("--port", str(free_port()), env=env)
-    assert result.returncode == 1
-    assert result.stderr.splitlines()[-1].startswith("startup failed: (2003")
+    # A port bound but not listening refuses every connection, and no other process can take
+    # it meanwhile (a free_port() can be grabbed by a parallel test's server before we use it).
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        port = refusing.getsockname()[1]
+        env = {**os.environ, "SMSREG_MYSQL_PORT": str(port), "SMSREG_MYSQL_CONNECT_TIMEOUT": "1"}
+        result = run_server("--port", "0", env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("startup failed: (2003"), result.stderr
     assert "Traceback" not in result.stderr
 
 
