@@ -39,6 +39,7 @@ from services.config import Config, ConfigError, cluster_nodes, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
 from services.limits import RateLimiter
+from services.login_throttle import LoginThrottle
 from services.logs import configure_logging
 from services.metrics import Metrics
 from services.passwords import PasswordHasher
@@ -167,10 +168,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         stack.push_async_callback(captchas.close)
         sms = SmsCodeService(redis, captchas, users, ronglian, limiter, config)
         hasher = PasswordHasher(executor)
-        accounts = AccountService(
-            redis, users, hasher, sms, limiter, config.accounts, config.limits.count_per_ip_minute
-        )
         sessions = SessionStore(redis, config.security.session_ttl)
+        throttle = LoginThrottle(limiter, captchas, config.accounts)
+        accounts = AccountService(users, hasher, sms, limiter, throttle, sessions, config)
         yield Services(config, redis, db, captchas, users, sms, accounts, sessions, metrics)
 
 

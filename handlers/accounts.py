@@ -17,12 +17,12 @@ class UsersHandler(ApiHandler):
         user = await self.services.accounts.register(
             body.get("mobile"), body.get("sms_code"), body.get("password"), body.get("password2")
         )
-        self.start_session(await self.services.sessions.create(user))
+        await self.log_in(user)
         self.reply("注册成功")
 
 
 class SessionsHandler(ApiHandler):
-    """POST /api/v1.0/sessions {mobile, password}: log in."""
+    """POST /api/v1.0/sessions {mobile, password[, image_code, image_code_id]}: log in."""
 
     route_name = "sessions"
 
@@ -30,9 +30,13 @@ class SessionsHandler(ApiHandler):
         """Check the password, then start a session."""
         body = self.json_body()
         user = await self.services.accounts.login(
-            body.get("mobile"), body.get("password"), self.client_ip
+            body.get("mobile"),
+            body.get("password"),
+            self.client_ip,
+            image_code_id=body.get("image_code_id"),
+            image_code=body.get("image_code"),
         )
-        self.start_session(await self.services.sessions.create(user))
+        await self.log_in(user)
         self.reply("登录成功")
 
 

@@ -13,6 +13,7 @@ import tornado.web
 from services.clientip import resolve_client_ip
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
 from services.metrics import method_label
+from services.users import User
 
 if TYPE_CHECKING:
     from server import Services
@@ -131,11 +132,16 @@ class ApiHandler(BaseHandler):
             body["data"] = outcome.data
         return body
 
-    def start_session(self, session_id: str, persistent: bool = True) -> None:
-        """Hand the browser a signed, HttpOnly cookie holding the session id.
+    async def log_in(self, user: User, persistent: bool = True) -> None:
+        """Start a session for user, ending the one this browser had (session rotation).
 
-        Not persistent: a browser-session cookie (meiduo's login without "remember me").
+        A session id planted or seen before the login (e.g. on a shared computer) must not
+        become, or stay, a logged-in session. Not persistent: a browser-session cookie
+        (meiduo's login without "remember me").
         """
+        sessions = self.services.sessions
+        await sessions.delete(self.session_id())
+        session_id = await sessions.create(user)
         security = self.services.config.security
         self.set_signed_cookie(
             SESSION_COOKIE,

@@ -10,6 +10,7 @@ from typing import Any
 
 from handlers.base import SESSION_COOKIE, ApiHandler, describe_error
 from services.errors import Ret, ServiceError
+from services.users import User
 
 USERNAME_COOKIE = "username"  # meiduo's header greeting reads this plain cookie
 USERNAME_COOKIE_AGE = 14 * 86400
@@ -129,9 +130,9 @@ class FormHandler(MeiduoApiHandler):
     def form(self, *names: str) -> dict[str, str | None]:
         return {name: self.get_body_argument(name, None) for name in names}
 
-    def logged_in(self, session_id: str, username: str, persistent: bool = True) -> None:
-        self.start_session(session_id, persistent=persistent)
-        self.set_cookie(USERNAME_COOKIE, username, max_age=USERNAME_COOKIE_AGE, samesite="Lax")
+    async def log_in_meiduo(self, user: User, persistent: bool = True) -> None:
+        await self.log_in(user, persistent=persistent)
+        self.set_cookie(USERNAME_COOKIE, user.name, max_age=USERNAME_COOKIE_AGE, samesite="Lax")
 
 
 class RegisterHandler(FormHandler):
@@ -145,7 +146,7 @@ class RegisterHandler(FormHandler):
         user = await self.services.accounts.register(
             form["mobile"], form["sms_code"], form["password"], form["password2"], form["username"]
         )
-        self.logged_in(await self.services.sessions.create(user), user.name)
+        await self.log_in_meiduo(user)
         self.errno = "0"
         self.redirect("/")
 
@@ -156,12 +157,16 @@ class LoginHandler(FormHandler):
     route_name = "meiduo_login"
 
     async def post(self) -> None:
-        form = self.form("username", "password", "remembered")
+        form = self.form("username", "password", "remembered", "image_code", "image_code_id")
         user = await self.services.accounts.login(
-            form["username"], form["password"], self.client_ip, by_username=True
+            form["username"],
+            form["password"],
+            self.client_ip,
+            by_username=True,
+            image_code_id=form["image_code_id"],
+            image_code=form["image_code"],
         )
-        session_id = await self.services.sessions.create(user)
-        self.logged_in(session_id, user.name, persistent=bool(form["remembered"]))
+        await self.log_in_meiduo(user, persistent=bool(form["remembered"]))
         self.errno = "0"
         self.redirect(safe_next(self.get_query_argument("next", "/")))
 

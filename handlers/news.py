@@ -39,7 +39,7 @@ class RegisterHandler(ApiHandler):
         user = await self.services.accounts.register(
             body.get("mobile"), body.get("smscode"), password, password
         )
-        self.start_session(await self.services.sessions.create(user))
+        await self.log_in(user)
         self.reply("注册成功")
 
 
@@ -51,8 +51,14 @@ class LoginHandler(ApiHandler):
     async def post(self) -> None:
         body = self.json_body()
         password = body.get("passport", body.get("password"))
-        user = await self.services.accounts.login(body.get("mobile"), password, self.client_ip)
-        self.start_session(await self.services.sessions.create(user))
+        user = await self.services.accounts.login(
+            body.get("mobile"),
+            password,
+            self.client_ip,
+            image_code_id=body.get("image_code_id"),
+            image_code=body.get("image_code"),
+        )
+        await self.log_in(user)
         self.reply("登录成功")
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 
 from services import keys
-from services.config import AccountsConfig
+from services.config import Config
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
+from services.login_throttle import LoginThrottle, account_key
 from services.passwords import PasswordHasher
+from services.sessions import SessionStore
 from services.sms import SmsCodeService
 from services.users import User, UserRepository
 from services.validation import is_mobile
@@ -19,49 +20,28 @@ SMS_CODE_RE = re.compile(r"[0-9]{6}")
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_-]{5,20}")  # meiduo's rule
 WRONG_LOGIN = "用户名或密码错误"
 
-# Take one login attempt from a fixed-window budget, atomically, before the password is
-# checked: concurrent guesses cannot exceed the budget. Returns -1 (go on) or the ms left.
-TAKE_ATTEMPT_SCRIPT = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used >= tonumber(ARGV[1]) then
-    local ms_left = redis.call('PTTL', KEYS[1])
-    if ms_left < 0 then ms_left = tonumber(ARGV[2]) * 1000 end
-    return ms_left
-end
-redis.call('INCR', KEYS[1])
-if used == 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return -1
-"""
-
-# Give an attempt back (it was refused elsewhere or proved right); never creates the key.
-RETURN_ATTEMPT_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
-return 0
-"""
-
 
 class AccountService:
     """Creates users from verified SMS codes and checks logins."""
 
     def __init__(
         self,
-        redis,
         users: UserRepository,
         hasher: PasswordHasher,
         sms: SmsCodeService,
         limiter: RateLimiter,
-        config: AccountsConfig,
-        count_per_ip_minute: int,
+        throttle: LoginThrottle,
+        sessions: SessionStore,
+        config: Config,
     ) -> None:
-        self._redis = redis
-        self._limiter = limiter
-        self._count_per_ip_minute = count_per_ip_minute
         self._users = users
         self._hasher = hasher
         self._sms = sms
-        self._config = config
-        self._take_attempt = redis.register_script(TAKE_ATTEMPT_SCRIPT)
-        self._return_attempt = redis.register_script(RETURN_ATTEMPT_SCRIPT)
+        self._limiter = limiter
+        self._throttle = throttle
+        self._sessions = sessions
+        self._config = config.accounts
+        self._count_per_ip_minute = config.limits.count_per_ip_minute
 
     async def register(
         self,
@@ -97,11 +77,19 @@ class AccountService:
             raise
 
     async def login(
-        self, account: object, password: object, client_ip: str, *, by_username: bool = False
+        self,
+        account: object,
+        password: object,
+        client_ip: str,
+        *,
+        by_username: bool = False,
+        image_code_id: object = None,
+        image_code: object = None,
     ) -> User:
         """Check account (a mobile, or with by_username a username too) and password.
 
-        At most login_max_failures unproven attempts per account and per client IP per window.
+        Throttled per account, per address and per pair (services/login_throttle.py); past the
+        account's failure threshold the attempt must carry a solved CAPTCHA.
         """
         if not (isinstance(account, str) and account and isinstance(password, str) and password):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
@@ -113,26 +101,33 @@ class AccountService:
         if len(password) > self._config.password_max:
             raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
 
-        mobile_key = keys.login_failures_mobile_key(account)
-        ip_key = keys.login_failures_ip_key(client_ip)
-        await self._take_login_attempt(mobile_key)
-        try:
-            await self._take_login_attempt(ip_key)
-        except ServiceError:
-            await self._return_attempt(keys=[mobile_key])  # this attempt never happened
-            raise
-
         user = await (self._users.by_name(account) if use_name else self._users.by_mobile(account))
-        # Unknown mobiles are checked against a decoy hash: same work, same answer, same time.
+        attempt = await self._throttle.begin(
+            account_key(user.user_id if user else None, account),
+            client_ip,
+            image_code_id,
+            image_code,
+        )
+        # Unknown accounts are checked against a decoy hash: same work, same answer, same time.
         verdict = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not verdict.ok:
             raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
-        await self._redis.delete(mobile_key)
-        await self._return_attempt(keys=[ip_key])
+        await self._throttle.succeeded(attempt)
         if verdict.needs_rehash:
             # Legacy Werkzeug/Django hash: upgrade it to argon2id now that we know the password.
             await self._users.set_password_hash(user.user_id, await self._hasher.hash(password))
         return user
+
+    async def change_password(self, user_id: int, password: object) -> None:
+        """Set a new password and end every session of the user (change or reset).
+
+        Whoever held a session — perhaps the reason for the change — is logged out everywhere.
+        """
+        if not isinstance(password, str) or not password:
+            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        self._check_password_rule(password)
+        await self._users.set_password_hash(user_id, await self._hasher.hash(password))
+        await self._sessions.end_all(user_id)
 
     async def count_mobile(self, mobile: object, client_ip: str) -> int:
         """How many users have this mobile (0 or 1), for front-ends that check as you type."""
@@ -171,14 +166,3 @@ class AccountService:
         # mobile number could take another person's name, so it must be the user's own.
         if is_mobile(username) and username != mobile:
             raise ServiceError(Ret.PARAMERR, "用户名不能是他人的手机号", field="username")
-
-    async def _take_login_attempt(self, key: str) -> None:
-        ms_left = await self._take_attempt(
-            keys=[key],
-            args=[self._config.login_max_failures, self._config.login_failure_window],
-        )
-        if ms_left != -1:
-            seconds = max(1, math.ceil(ms_left / 1000))
-            raise ServiceError(
-                Ret.REQERR, f"错误次数过多，请{seconds}秒后重试", retry_after=seconds
-            )

@@ -55,7 +55,10 @@ class AccountsConfig:
     password_max: int = 64
     max_code_attempts: int = 5
     login_max_failures: int = 5
+    login_ip_max_failures: int = 20
     login_failure_window: int = 600
+    login_captcha_after: int = 20
+    login_captcha_window: int = 3600
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,9 @@ def _validate(config: Config) -> None:
         },
         "accounts.login_max_failures": config.accounts.login_max_failures,
         "accounts.login_failure_window": config.accounts.login_failure_window,
+        "accounts.login_ip_max_failures": config.accounts.login_ip_max_failures,
+        "accounts.login_captcha_after": config.accounts.login_captcha_after,
+        "accounts.login_captcha_window": config.accounts.login_captcha_window,
         "captcha.length": config.captcha.length,
         "sms.code_ttl": config.sms.code_ttl,
         "sms.resend_interval": config.sms.resend_interval,

@@ -50,16 +50,32 @@ def count_ip_minute_key(ip: str) -> str:
     return f"count:ip:{{{ip}}}:minute"
 
 
-def login_failures_mobile_key(account: str) -> str:
-    """Login attempts not yet proven right for one account, a mobile or username (fixed window)."""
-    return f"login:{{{account}}}:attempts"
+def login_ip_failures_key(ip: str) -> str:
+    """Login attempts not yet proven right from one client IP, any account (fixed window)."""
+    return f"login:ip:{{{ip}}}:failures"
 
 
-def login_failures_ip_key(ip: str) -> str:
-    """Login attempts not yet proven right from one client IP (fixed window)."""
-    return f"login:ip:{ip}:attempts"
+def login_pair_failures_key(account: str, ip: str) -> str:
+    """Unproven login attempts on one account from one client IP (fixed window).
+
+    `account` is login_throttle.account_key(): the resolved user, whatever the spelling.
+    """
+    return f"login:{{{account}}}:ip:{ip}:failures"
 
 
-def session_key(session_id_digest: str) -> str:
-    """A login session, by the SHA-256 of its cookie value."""
-    return f"session:{session_id_digest}"
+def login_account_failures_key(account: str) -> str:
+    """Unproven login attempts on one account from any address (its CAPTCHA threshold)."""
+    return f"login:{{{account}}}:failures"
+
+
+def session_key(user_id: int, session_id_digest: str) -> str:
+    """A login session, by its user and the SHA-256 of its cookie value."""
+    return f"session:{{{user_id}}}:{session_id_digest}"
+
+
+def session_index_key(user_id: int) -> str:
+    """Hash of one user's sessions: digest -> expiry (Unix s), so all of them can be ended.
+
+    Shares the {user_id} hash tag with the user's session keys: one slot in a cluster.
+    """
+    return f"session:{{{user_id}}}:index"

@@ -1,4 +1,9 @@
-"""Server-side login sessions in Redis, referenced by an opaque id in a signed cookie."""
+"""Server-side login sessions in Redis, referenced by an opaque id in a signed cookie.
+
+A session id is "<user_id>.<random token>": the user id picks the hash slot ({user_id}) that
+holds all of that user's sessions and their index, so ending every session of a user (after a
+password change or reset) is one atomic script on one Redis node, cluster or not.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +14,87 @@ import secrets
 from services import keys
 from services.users import User
 
+# KEYS: session, index. ARGV: data, ttl, digest. Store the session, drop index entries of
+# sessions that have expired (so the index stays as small as the live sessions), add this one.
+CREATE_SCRIPT = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local entries = redis.call('HGETALL', KEYS[2])
+for i = 1, #entries, 2 do
+    if tonumber(entries[i + 1]) <= now then redis.call('HDEL', KEYS[2], entries[i]) end
+end
+redis.call('HSET', KEYS[2], ARGV[3], now + tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 0
+"""
 
-def session_key(session_id: str) -> str:
+# KEYS: session, index. ARGV: digest.
+DELETE_SCRIPT = """
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 0
+"""
+
+# KEYS: index. ARGV: the prefix of the user's session keys. The session keys are built here
+# from the index, not passed in: read and delete in one step, so a session created meanwhile
+# is either listed (and ended) or created after. They carry the index's {user_id} hash tag,
+# so the script still touches one slot.
+END_ALL_SCRIPT = """
+local digests = redis.call('HKEYS', KEYS[1])
+for _, digest in ipairs(digests) do redis.call('DEL', ARGV[1] .. digest) end
+redis.call('DEL', KEYS[1])
+return #digests
+"""
+
+
+def _parse(session_id: str) -> tuple[int, str] | None:
+    """(user_id, digest) of a session id, None if it is not one of ours."""
+    user_part, dot, token = session_id.partition(".")
+    if not (dot and token and user_part.isdigit()):
+        return None
     # Keyed by a hash of the id: a Redis dump does not hold usable session cookies.
-    return keys.session_key(hashlib.sha256(session_id.encode()).hexdigest())
+    return int(user_part), hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class SessionStore:
-    """Creates, reads and deletes sessions; each lives `ttl` seconds."""
+    """Creates, reads and ends sessions; each lives `ttl` seconds."""
 
     def __init__(self, redis, ttl: int) -> None:
         self._redis = redis
         self._ttl = ttl
+        self._create = redis.register_script(CREATE_SCRIPT)
+        self._delete = redis.register_script(DELETE_SCRIPT)
+        self._end_all = redis.register_script(END_ALL_SCRIPT)
 
     async def create(self, user: User) -> str:
         """Start a session for user and return its id (the cookie value)."""
-        session_id = secrets.token_urlsafe(32)
+        session_id = f"{user.user_id}.{secrets.token_urlsafe(32)}"
+        user_id, digest = _parse(session_id)  # type: ignore[misc]
         data = {"user_id": user.user_id, "name": user.name, "mobile": user.mobile}
-        await self._redis.set(session_key(session_id), json.dumps(data), ex=self._ttl)
+        await self._create(
+            keys=[keys.session_key(user_id, digest), keys.session_index_key(user_id)],
+            args=[json.dumps(data), self._ttl, digest],
+        )
         return session_id
 
     async def get(self, session_id: str | None) -> dict | None:
-        if not session_id:
+        parsed = _parse(session_id) if session_id else None
+        if parsed is None:
             return None
-        raw = await self._redis.get(session_key(session_id))
+        raw = await self._redis.get(keys.session_key(*parsed))
         return json.loads(raw) if raw else None
 
     async def delete(self, session_id: str | None) -> None:
-        if session_id:
-            await self._redis.delete(session_key(session_id))
+        """End one session (logout, or the one a new login replaces)."""
+        parsed = _parse(session_id) if session_id else None
+        if parsed is not None:
+            user_id, digest = parsed
+            await self._delete(
+                keys=[keys.session_key(user_id, digest), keys.session_index_key(user_id)],
+                args=[digest],
+            )
+
+    async def end_all(self, user_id: int) -> int:
+        """End every session of a user (password changed or reset); returns how many."""
+        prefix = keys.session_key(user_id, "")
+        return int(await self._end_all(keys=[keys.session_index_key(user_id)], args=[prefix]))

@@ -235,8 +235,10 @@ async def test_session_lives_in_redis_with_ttl(client, sandbox, fresh_mobile):
     code = await request_code(client, sandbox, mobile)
     await register(client, mobile, code)
     redis = client.app.services.redis
-    [key] = [k async for k in redis.scan_iter("session:*")]
+    [key] = [k async for k in redis.scan_iter("session:*") if not k.endswith(":index")]
     assert 86000 <= await redis.ttl(key) <= 86400
+    user_id = json.loads(await redis.get(key))["user_id"]
+    assert key.startswith(f"session:{{{user_id}}}:")  # the user's slot, with its index
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -251,44 +253,35 @@ async def test_wrong_password_and_unknown_mobile_get_the_same_answer(client, san
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_login_blocked_per_ip_after_five_failures(client, sandbox, fresh_mobile):
-    mobile = fresh_mobile()
-    await registered_user(client, sandbox, mobile)
-    for _ in range(5):  # five different mobiles, so only the IP limit can trigger
-        wrong = {"mobile": fresh_mobile(), "password": "wrong-one"}
-        assert (await post(client, "/api/v1.0/sessions", wrong))["errno"] == "4004"
-    blocked = await post(client, "/api/v1.0/sessions", {"mobile": mobile, "password": PASSWORD})
-    assert blocked["errno"] == "4201"
-    assert 590 <= blocked["data"]["retry_after"] <= 600
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_login_blocked_per_mobile_across_ips(make_app, sandbox, fresh_mobile):
-    # Behind a trusted proxy each attempt comes from a different client IP.
-    app = await make_app(security={"trusted_proxies": "127.0.0.1/32"})
+async def test_login_blocked_per_ip_after_too_many_failures(make_app, sandbox, fresh_mobile):
+    app = await make_app(accounts={"login_ip_max_failures": 5})
     async with serving(app) as client:
         mobile = fresh_mobile()
         await registered_user(client, sandbox, mobile)
-        for i in range(5):
-            forwarded = {"X-Forwarded-For": f"203.0.113.{i}"}
-            wrong = {"mobile": mobile, "password": "wrong-one"}
-            assert (await post(client, "/api/v1.0/sessions", wrong, forwarded))["errno"] == "4004"
-        right = {"mobile": mobile, "password": PASSWORD}
-        other_ip = {"X-Forwarded-For": "198.51.100.7"}
-        assert (await post(client, "/api/v1.0/sessions", right, other_ip))["errno"] == "4201"
+        for _ in range(5):  # five different mobiles, so only the IP limit can trigger
+            wrong = {"mobile": fresh_mobile(), "password": "wrong-one"}
+            assert (await post(client, "/api/v1.0/sessions", wrong))["errno"] == "4004"
+        login = {"mobile": mobile, "password": PASSWORD}
+        blocked = await post(client, "/api/v1.0/sessions", login)
+        assert blocked["errno"] == "4201" and blocked["data"]["reason"] == "login_ip"
+        assert 590 <= blocked["data"]["retry_after"] <= 600
+
+
+# Per account and per (account, address): tests/test_login_throttle.py.
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_forged_forwarded_for_does_not_dodge_ip_limit(client, sandbox, fresh_mobile):
-    # No trusted proxies configured: X-Forwarded-For is ignored.
-    for i in range(5):
+async def test_forged_forwarded_for_does_not_dodge_ip_limit(make_app, fresh_mobile):
+    app = await make_app(accounts={"login_ip_max_failures": 5})
+    async with serving(app) as client:
+        # No trusted proxies configured: X-Forwarded-For is ignored.
+        for i in range(5):
+            wrong = {"mobile": fresh_mobile(), "password": "wrong-one"}
+            forged = {"X-Forwarded-For": f"203.0.113.{i}"}
+            assert (await post(client, "/api/v1.0/sessions", wrong, forged))["errno"] == "4004"
         wrong = {"mobile": fresh_mobile(), "password": "wrong-one"}
-        forged = {"X-Forwarded-For": f"203.0.113.{i}"}
-        assert (await post(client, "/api/v1.0/sessions", wrong, forged))["errno"] == "4004"
-    wrong = {"mobile": fresh_mobile(), "password": "wrong-one"}
-    assert (await post(client, "/api/v1.0/sessions", wrong, {"X-Forwarded-For": "1.2.3.4"}))[
-        "errno"
-    ] == "4201"
+        forged = {"X-Forwarded-For": "1.2.3.4"}
+        assert (await post(client, "/api/v1.0/sessions", wrong, forged))["errno"] == "4201"
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -14,6 +14,7 @@ import redis
 from playwright.sync_api import Page, expect, sync_playwright
 
 from services import keys
+from services.login_throttle import account_key
 from tests.browser_helpers import (
     COUNTDOWN_RE,
     DESKTOP,
@@ -366,6 +367,47 @@ def test_registered_mobile_and_wrong_login(page, redis_client, sandbox, fresh_mo
     expect(page.locator("#form-err")).to_have_text("用户名或密码错误")
     expect(page.locator("#password")).to_be_focused()
     expect(page).to_have_url("/login.html")
+
+
+def test_login_asks_for_a_captcha_when_the_server_does(page, redis_client, sandbox, fresh_mobile):
+    mobile = fresh_mobile()
+    open_register(page)
+    request_sms(page, redis_client, mobile)
+    page.fill("#phonecode", last_sms_code(sandbox, mobile))
+    page.fill("#password", PASSWORD)
+    page.fill("#password2", PASSWORD)
+    page.click("#register-submit")
+    expect(page.locator("#user-name")).to_have_text(mobile)
+    [index] = redis_client.keys("session:{*}:index")
+    user_id = int(index.split("{", 1)[1].split("}", 1)[0])
+    page.click("#logout")
+    expect(page.locator("#guest-panel")).to_be_visible()
+    # Stand-in for 20 failed guesses on this account from 20 other addresses.
+    account = keys.login_account_failures_key(account_key(user_id, mobile))
+    redis_client.set(account, 20, ex=3600)
+
+    page.goto("/login.html")
+    expect(page.locator("#login-captcha")).to_be_hidden()  # not while nobody attacks
+    page.fill("#mobile", mobile)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    expect(page.locator("#login-captcha")).to_be_visible()
+    expect(page.locator("#image-code-err")).to_have_text("请先输入图片验证码")
+    expect(page.locator("#imagecode")).to_be_focused()
+    wait_captcha_loaded(page)
+    first_id = captcha_id(page)
+
+    text = captcha_text(page, redis_client)
+    page.fill("#imagecode", "".join("3" if c != "3" else "4" for c in text))
+    page.click("#login-submit")
+    expect(page.locator("#image-code-err")).to_have_text("图片验证码错误")
+    wait_captcha_loaded(page)
+    assert captcha_id(page) != first_id  # a used CAPTCHA is replaced
+
+    page.fill("#imagecode", captcha_text(page, redis_client))
+    page.click("#login-submit")
+    expect(page).to_have_url("/")
+    expect(page.locator("#user-name")).to_have_text(mobile)
 
 
 # --- keyboard only ------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ from tests.test_limits import (
     pass_resend_interval,
     send,
 )
+from tests.test_login_throttle import (
+    check_distributed_guessing_needs_a_captcha,
+    check_password_change_ends_every_session,
+)
 from tests.test_verify import (
     check_one_captcha_passes_once,
     check_one_sms_for_concurrent_requests,
@@ -240,3 +244,19 @@ async def test_keys_of_one_mobile_share_a_slot_and_mobiles_spread_over_nodes(
             if other_port != port:
                 assert not set(mobile_keys(mobile)) & other_keys
     assert all(found[port] for port in redis_cluster.ports)  # the mobiles spread over 3 nodes
+
+
+# --- login throttle and sessions ---------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_login_throttle_on_cluster(make_cluster_app, fresh_mobile):
+    app = await make_cluster_app(
+        security={"trusted_proxies": "127.0.0.0/8"}, accounts={"login_captcha_after": 3}
+    )
+    await check_distributed_guessing_needs_a_captcha(app, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_password_change_ends_every_session_on_cluster(make_cluster_app, fresh_mobile):
+    await check_password_change_ends_every_session(await make_cluster_app(), fresh_mobile)

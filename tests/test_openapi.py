@@ -46,6 +46,8 @@ RAISED_LIMITS = {
     "SMSREG_LIMITS_SMS_PER_IP_HOUR": "100000",
     "SMSREG_LIMITS_COUNT_PER_IP_MINUTE": "100000",
     "SMSREG_ACCOUNTS_LOGIN_MAX_FAILURES": "100000",
+    "SMSREG_ACCOUNTS_LOGIN_IP_MAX_FAILURES": "100000",
+    "SMSREG_ACCOUNTS_LOGIN_CAPTCHA_AFTER": "100000",
 }
 
 # What the document promises. Not negative_data_rejection / positive_data_acceptance: the
