@@ -33,6 +33,45 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def start_listening(
+    args: list[str],
+    port: int,
+    log_path: Path | None,
+    *,
+    timeout: float = 30,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    name: str | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen:
+    """Start `args`, its output appended to log_path, and wait until it listens on `port`.
+
+    If it exits first or is not listening after `timeout` seconds it is stopped (never left
+    behind) and a RuntimeError carries the end of its log. `log_path` None keeps the caller's
+    stdout (`make run` shows the children's output); `env` None inherits ours.
+    """
+    if log_path is None:
+        process = subprocess.Popen(args, cwd=cwd, env=env, start_new_session=new_session)
+    else:
+        # The child holds its own descriptor of the log: ours can close right away.
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=new_session,
+            )
+    try:
+        wait_for_port(port, timeout, process)
+    except (RuntimeError, TimeoutError) as exc:
+        _terminate(process)
+        output = log_path.read_text(errors="replace")[-4000:] if log_path else ""
+        raise RuntimeError(f"{name or args[0]} did not start: {exc}\n{output}") from exc
+    return process
+
+
 def _terminate(process: subprocess.Popen | None, timeout: float = 10) -> None:
     if process is None or process.poll() is not None:
         return
@@ -52,7 +91,6 @@ class RedisServer:
         self.port = port or free_port()
         self.extra = extra or []
         self.process: subprocess.Popen | None = None
-        self._log = None
 
     @property
     def url(self) -> str:
@@ -60,7 +98,6 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - lives with the process
         args = [
             shutil.which("redis-server") or "/usr/bin/redis-server",
             "--port", str(self.port),
@@ -70,15 +107,11 @@ class RedisServer:
             "--appendonly", "no",
             *self.extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, 10, self.process)
+        self.process = start_listening(args, self.port, self.directory / "redis.log", timeout=10)
         return self
 
     def stop(self) -> None:
         _terminate(self.process)
-        if self._log:
-            self._log.close()
-            self._log = None
 
 
 class MariaDBServer:
@@ -111,8 +144,7 @@ class MariaDBServer:
         first_start = not (self.datadir / "mysql").exists()
         if first_start:
             self._install_db()
-        self._log = open(self.directory / "mariadb.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
+        self.process = start_listening(
             [
                 self._binary(),
                 "--no-defaults",
@@ -128,10 +160,10 @@ class MariaDBServer:
                 "--max-connections=500",
                 *(["--user=root"] if os.geteuid() == 0 else []),
             ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            self.port,
+            self.directory / "mariadb.log",
+            timeout=60,
         )
-        wait_for_port(self.port, 60, self.process)
         self._ensure_app_user()
         return self
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack.processes import MariaDBServer, RedisServer, wait_for_port
+from devstack.processes import MariaDBServer, RedisServer, start_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -31,10 +31,13 @@ def main() -> int:
         print(f"redis      127.0.0.1:{REDIS_PORT}   (data in var/redis)", flush=True)
         mariadb.start()
         print(f"mariadb    127.0.0.1:{MARIADB_PORT}   (data in var/mariadb)", flush=True)
-        sandbox = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.ronglian", "--port", str(SANDBOX_PORT)], cwd=ROOT
+        sandbox = start_listening(
+            [sys.executable, "-m", "sandbox.ronglian", "--port", str(SANDBOX_PORT)],
+            SANDBOX_PORT,
+            None,
+            timeout=10,
+            cwd=ROOT,
         )
-        wait_for_port(SANDBOX_PORT, 10, sandbox)
         print(f"ronglian   http://127.0.0.1:{SANDBOX_PORT}/inbox   (sandbox inbox)", flush=True)
         env = {
             **os.environ,

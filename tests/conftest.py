@@ -17,7 +17,7 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 
-from devstack.processes import MariaDBServer, RedisServer, free_port, wait_for_port
+from devstack.processes import MariaDBServer, RedisServer, free_port, start_listening
 from server import SmsRegApplication, make_http_server, open_services
 from services import keys
 from services.config import Config, load_config
@@ -206,18 +206,15 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LiveServer:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "server.py", "--port", str(self.port), *self.args],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port(self.port, 20, self.process)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"server did not start: {self.log_path.read_text()}") from exc
+        self.process = start_listening(
+            [sys.executable, "server.py", "--port", str(self.port), *self.args],
+            self.port,
+            self.log_path,
+            timeout=20,
+            cwd=ROOT,
+            env=self.env,
+            name="server",
+        )
         return self
 
     def stop(self) -> int | None:

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import redis.asyncio as aioredis
 
-from devstack.processes import free_port, wait_for_port
+from devstack.processes import free_port, start_listening
 from services import keys
 from tests.conftest import ROOT, Client, LiveServer
 from tests.polling import async_wait_until
@@ -40,7 +40,6 @@ class Nginx:
         self.port = free_port()
         self.upstreams = upstreams
         self.process: subprocess.Popen | None = None
-        self._output = None
 
     @property
     def base_url(self) -> str:
@@ -97,7 +96,6 @@ class Nginx:
             pytest.fail("nginx not found: install the Debian package nginx")
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.render()
-        self._output = open(self.directory / "nginx.out", "ab")  # noqa: SIM115 - closed in stop()
         directives = f"daemon off; pid {self.directory / 'nginx.pid'}; error_log {self.error_log};"
         args = [
             NGINX,
@@ -106,17 +104,12 @@ class Nginx:
             "-e", str(self.error_log),
             "-g", directives,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args,
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
-        )
         try:
-            wait_for_port(self.port, 10, self.process)
-        except (RuntimeError, TimeoutError) as exc:
-            self.stop()
-            output = (self.directory / "nginx.out").read_text() + self.error_log.read_text()
-            raise RuntimeError(f"nginx did not start:\n{output}") from exc
+            self.process = start_listening(
+                args, self.port, self.directory / "nginx.out", timeout=10, name="nginx"
+            )
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{self.error_log.read_text()}") from exc
         return self
 
     def stop(self) -> None:
@@ -127,9 +120,6 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self._output is not None:
-            self._output.close()
-            self._output = None
 
     def log_lines(self) -> list[str]:
         return self.access_log.read_text(encoding="utf-8").splitlines()
