@@ -1,10 +1,11 @@
-"""The processes a benchmark run needs, and CPU accounting for them (Linux /proc)."""
+"""The processes a benchmark run needs, its data, and CPU accounting for them (Linux /proc)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,11 +14,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.processes import free_port, wait_for_port
+from devstack.processes import MariaDBServer, RedisServer, free_port, start_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VENV_BIN = Path(sys.executable).parent
+ALPHABET = "ACEFHJKMNPRTUVWXY34679"
+REGISTERED_USERS = 20_000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -64,31 +67,28 @@ def machine_busy() -> tuple[float, float]:
 
 @dataclass
 class Proc:
-    """A child process with its log file."""
+    """A child process serving on `port`, with its log file, started from directory `cwd`."""
 
     name: str
     args: list[str]
     log_path: Path
+    port: int
     env: dict[str, str] = field(default_factory=dict)
-    port: int | None = None
+    cwd: Path = ROOT
     process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> Proc:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen(
+        # Its own session: a Ctrl-C reaches the benchmark only, whose stop() ends the children.
+        self.process = start_listening(
             self.args,
-            cwd=ROOT,
+            self.port,
+            self.log_path,
+            timeout=timeout,
+            cwd=self.cwd,
             env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            name=self.name,
+            new_session=True,
         )
-        log.close()
-        if self.port:
-            try:
-                wait_for_port(self.port, timeout, self.process)
-            except (RuntimeError, TimeoutError) as exc:
-                raise RuntimeError(f"{self.name} did not start: {self.tail()}") from exc
         return self
 
     @property
@@ -117,10 +117,11 @@ class Sandbox(Proc):
     """The Ronglian sandbox (rate limits off, access log off) with its control API."""
 
     @classmethod
-    def create(cls, workdir: Path) -> Sandbox:
+    def create(cls, workdir: Path, inbox_limit: int | None = None) -> Sandbox:
         port = free_port()
         config = workdir / "sandbox.json"
-        config.write_text(json.dumps({"rate_limits": False}))
+        limit = {} if inbox_limit is None else {"inbox_limit": inbox_limit}
+        config.write_text(json.dumps({"rate_limits": False, **limit}))
         args = [
             sys.executable,
             "-m",
@@ -169,3 +170,123 @@ def wait_quiet(port: int, path: str, budget: float = 40.0) -> float:
             return time.monotonic() - start
         time.sleep(0.3)
     return time.monotonic() - start
+
+
+class Infrastructure:
+    """Redis, MariaDB (its user table filled) and the Ronglian sandbox of one run."""
+
+    def __init__(self, workdir: Path, inbox_limit: int | None = None) -> None:
+        self.workdir = workdir
+        self.inbox_limit = inbox_limit
+        self.redis: RedisServer | None = None
+        self.mariadb: MariaDBServer | None = None
+        self.sandbox: Sandbox | None = None
+
+    def start(self) -> Infrastructure:
+        import redis
+
+        self.redis = RedisServer(self.workdir / "redis").start()
+        self.mariadb = MariaDBServer(self.workdir / "mariadb").start()
+        self.sandbox = Sandbox.create(self.workdir, self.inbox_limit).start()
+        self.prepare_database()
+        self.redis_client = redis.Redis(port=self.redis.port, decode_responses=True)
+        return self
+
+    def stop(self) -> None:
+        for server in (self.sandbox, self.mariadb, self.redis):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.stop()
+
+    def servers(self) -> dict[str, RedisServer | MariaDBServer | Sandbox]:
+        return {"redis": self.redis, "mariadb": self.mariadb, "sandbox": self.sandbox}
+
+    def pids(self) -> dict[str, int]:
+        return {
+            "sandbox": self.sandbox.pid,
+            "redis": self.redis.process.pid,
+            "mariadb": self.mariadb.process.pid,
+        }
+
+    def prepare_database(self) -> None:
+        """ih_user_profile with REGISTERED_USERS rows (mobiles 15x..., never the bench's 13x)."""
+        import pymysql
+
+        conn = pymysql.connect(
+            host="127.0.0.1",
+            port=self.mariadb.port,
+            user="smsreg",
+            password="smsreg",
+            database="smsreg",
+            autocommit=True,
+        )
+        schema = (ROOT / "sql" / "schema.sql").read_text(encoding="utf-8")
+        lines = [ln for ln in schema.splitlines() if not ln.lstrip().startswith("--")]
+        with conn.cursor() as cur:
+            for statement in "\n".join(lines).split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            rows = [(f"user{n}", "x" * 60, f"15{n:09d}") for n in range(REGISTERED_USERS)]
+            for i in range(0, len(rows), 2000):
+                cur.executemany(
+                    "INSERT IGNORE INTO ih_user_profile (name, password_hash, mobile) "
+                    "VALUES (%s, %s, %s)",
+                    rows[i : i + 2000],
+                )
+        conn.close()
+
+    def seed_captchas(self, count: int, path: Path, index: int) -> Path:
+        """count CAPTCHAs in Redis and a file of 'mobile id text' tuples for the load generator.
+
+        Cell `index` gets its own mobiles (13xx prefix) and CAPTCHA ids.
+        """
+        prefix = f"1{3 + index // 100}{index % 100:02d}"
+        rng = random.Random(index)
+        pipe = self.redis_client.pipeline(transaction=False)
+        with open(path, "w", encoding="ascii") as fh:
+            for n in range(count):
+                cid = f"bench{index}x{n}"
+                text = "".join(rng.choice(ALPHABET) for _ in range(4))
+                pipe.set(f"image_code:{cid}", text, ex=900)
+                fh.write(f"{prefix}{n:07d} {cid} {text}\n")
+                if n % 5000 == 4999:
+                    pipe.execute()
+        pipe.execute()
+        return path
+
+
+@dataclass
+class CpuSnapshot:
+    at: float  # time.monotonic()
+    cpu_s: dict[str, float]  # CPU-seconds of each watched process (tree)
+    busy: tuple[float, float]  # machine_busy()
+
+
+class CpuMeter:
+    """CPU of the server under test and of the infrastructure, between two snapshots."""
+
+    def __init__(self, server_pid: int, infra: Infrastructure) -> None:
+        pids = infra.pids()
+        self.watched = {
+            "server": lambda: tree_cpu_seconds(server_pid),
+            **{name: (lambda pid=pid: cpu_seconds(pid)) for name, pid in pids.items()},
+        }
+
+    def snapshot(self) -> CpuSnapshot:
+        at = time.monotonic()
+        return CpuSnapshot(at, {k: f() for k, f in self.watched.items()}, machine_busy())
+
+    @staticmethod
+    def percent(before: CpuSnapshot, after: CpuSnapshot, loadgen_pct: float) -> dict:
+        """% of one core per process, the load generator's own figure, the machine's total."""
+        elapsed = after.at - before.at
+        cpu = {
+            k: round(100 * (after.cpu_s[k] - before.cpu_s[k]) / elapsed, 1) for k in before.cpu_s
+        }
+        cpu["loadgen"] = loadgen_pct
+        busy = after.busy[0] - before.busy[0]
+        cpu["machine_busy_of_200"] = round(200 * busy / max(1, after.busy[1] - before.busy[1]), 1)
+        # What the rest of this shared machine (other sessions' tests, the kernel) took meanwhile.
+        ours = sum(cpu[k] for k in (*before.cpu_s, "loadgen"))
+        cpu["others"] = round(max(0.0, cpu["machine_busy_of_200"] - ours), 1)
+        return cpu

@@ -1,0 +1,90 @@
+"""The plots of docs/PERFORMANCE.md (docs/perf/*.png), drawn from a results dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.report import NAMES
+
+PERF = Path(__file__).resolve().parent.parent / "docs" / "perf"
+COLORS = {"a": "tab:green", "A": "tab:olive", "b": "tab:red", "c": "tab:blue", "c+": "tab:purple"}
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sms = [c for c in results["cells"] if c["section"] == "sms"]
+    for metric, fname, ylabel in (
+        ("ok_per_s", "sms_throughput.png", "successful requests / s (log)"),
+        ("p99_ms", "sms_p99.png", "p99 latency, ms (log)"),
+    ):
+        plot_sms(sms, metric, ylabel, PERF / fname)
+    caps = [c for c in results["cells"] if c["section"] == "captcha"]
+    if caps:
+        plot_captcha(caps, PERF / "captcha.png")
+
+
+def plot_sms(cells: list[dict], metric: str, ylabel: str, path: Path) -> None:
+    """One panel per upstream latency: `metric` against connections, a line per system."""
+    import matplotlib.pyplot as plt
+
+    latencies = sorted({c["latency_ms"] for c in cells})
+    systems = [s for s in ("a", "A", "b", "c", "c+") if any(c["system"] == s for c in cells)]
+    systems += sorted({c["system"] for c in cells} - set(systems))
+    fig, axes = plt.subplots(1, len(latencies), figsize=(5.2 * len(latencies), 4), squeeze=False)
+    for ax, latency in zip(axes[0], latencies, strict=True):
+        for s in systems:
+            pts = sorted(
+                (c["connections"], c[metric])
+                for c in cells
+                if c["system"] == s and c["latency_ms"] == latency and c[metric] is not None
+            )
+            if not pts:
+                continue
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o", label=NAMES.get(s, s), color=COLORS.get(s))
+            for x, y in pts:
+                ax.annotate(
+                    f"{y:,.0f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8
+                )
+        if metric == "p99_ms":
+            ax.axhline(latency + 50, color="gray", ls="--", lw=1)
+            ax.annotate(
+                f"target {latency + 50} ms (upstream + 50)",
+                (ax.get_xlim()[0], latency + 50),
+                fontsize=7,
+                color="gray",
+            )
+        ax.set_title(f"SMS flow, upstream latency {latency} ms")
+        ax.set_xlabel("concurrent connections")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(sorted({c["connections"] for c in cells}))
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_captcha(caps: list[dict], path: Path) -> None:
+    """Images per second and loop lag p99 during the flood, a bar per system."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    short = {"a": "(a) ours\n1 process", "A": "(A) ours\n2 processes", "c": "(c) inline"}
+    labels = [short.get(c["system"], c["system"]) for c in caps]
+    bar_colors = [COLORS.get(c["system"], "gray") for c in caps]
+    ax1.bar(labels, [c["ok_per_s"] for c in caps], color=bar_colors)
+    ax1.set_title(f"CAPTCHA images / s ({caps[0]['connections']} connections)")
+    ax2.bar(labels, [c["lag"]["p99_ms"] or 0 for c in caps], color=bar_colors)
+    ax2.axhline(10, color="gray", ls="--", lw=1)
+    ax2.set_title("loop lag p99 during the flood, ms")
+    ax2.set_yscale("log")
+    for ax, key in ((ax1, lambda c: c["ok_per_s"]), (ax2, lambda c: c["lag"]["p99_ms"] or 0)):
+        for i, c in enumerate(caps):
+            ax.annotate(f"{key(c):,.1f}", (i, key(c)), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

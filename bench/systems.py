@@ -1,0 +1,162 @@
+"""The systems under test, each started on a free port against one run's infrastructure.
+
+a        server.py (this repo, all protections on), 1 process
+A        server.py as shipped: 1 process per core
+variant  server.py of another checkout (--variant NAME=DIR[,SMSREG_X=V...])
+b        seed 000's Flask view under gunicorn with 4 sync workers (bench/flask_app.py)
+c        the naive Tornado handler (bench/naive_app.py) on Tornado's defaults
+c+       the same handler with CurlAsyncHTTPClient (keep-alive) and uvloop: the honest peer
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.stack import ROOT, VENV_BIN, Infrastructure, Proc
+from devstack.processes import free_port
+
+NAIVE_FLAGS = {"c": [], "c+": ["--curl", "--uvloop"]}
+NAIVE_LABELS = {
+    "c": "naive Tornado handler",
+    "c+": "naive Tornado handler, curl client (keep-alive) + uvloop",
+}
+
+
+@dataclass
+class System:
+    name: str
+    label: str
+    proc: Proc
+    # Whether its CAPTCHA endpoint is measured: (b) has none, and (c+) serves (c)'s inline
+    # render, already measured as (c).
+    captcha: bool = True
+
+
+def processes(count: int) -> dict[str, str]:
+    """SMSREG_SERVER_PROCESSES=count, if this checkout's server has worker processes."""
+    from services import config
+
+    fields = {f.name for f in dataclasses.fields(config.ServerConfig)}
+    return {"SMSREG_SERVER_PROCESSES": str(count)} if "processes" in fields else {}
+
+
+def limit_overrides() -> dict[str, str]:
+    """SMSREG_LIMITS_* = 10^9 for every rate limit the config knows.
+
+    All load comes from one IP and a run sends more SMS in seconds than the hourly global
+    budget allows: without this the benchmark would measure the refusal path. The limits are
+    still checked and counted in Redis on every request (their cost is paid); only their
+    ceilings are out of reach. Derived from services.config so new limits are covered.
+    """
+    from services import config
+
+    section = getattr(config, "LimitsConfig", None)
+    if section is None:
+        return {}
+    return {
+        f"SMSREG_LIMITS_{f.name.upper()}": "1000000000"
+        for f in dataclasses.fields(section)
+        if f.type in (int, "int")
+    }
+
+
+def ours_env(infra: Infrastructure, max_clients: int) -> dict[str, str]:
+    """server.py's settings for a run: this run's processes, the limits out of reach."""
+    return {
+        "SMSREG_REDIS_URL": infra.redis.url,
+        "SMSREG_MYSQL_PORT": str(infra.mariadb.port),
+        "SMSREG_RONGLIAN_BASE_URL": infra.sandbox.base_url,
+        # Same bound on sends in flight as (c) gets: at 100 ms upstream the default 100
+        # would cap any design at 1000 req/s, a configuration limit, not the design's.
+        "SMSREG_RONGLIAN_MAX_CLIENTS": str(max_clients),
+        **limit_overrides(),
+    }
+
+
+def start_ours(
+    name: str, label: str, env: dict[str, str], directory: Path, workdir: Path
+) -> System:
+    """server.py of the checkout in `directory` (this repo, or a patched copy)."""
+    port = free_port()
+    args = [sys.executable, "server.py", "--port", str(port)]
+    proc = Proc(name, args, workdir / f"{name}.log", port=port, env=env, cwd=directory)
+    return System(name, label, proc.start())
+
+
+def ours_specs(
+    wanted: list[str], variants: list[str], common: dict[str, str]
+) -> list[tuple[str, str, dict[str, str], Path]]:
+    """(name, label, env, directory) of every build of our server that was asked for."""
+    specs = []
+    if "a" in wanted:
+        # One process, like (c): the per-process comparison the targets are about.
+        specs.append(("a", "ours: server.py, 1 process", {**common, **processes(1)}, ROOT))
+    if "A" in wanted and processes(0):
+        # As shipped: server.processes = 0, one worker process per core.
+        label = "ours: server.py, 1 process per core (default)"
+        specs.append(("A", label, {**common, **processes(0)}, ROOT))
+    for variant in variants:
+        # NAME=DIR[,KEY=VALUE...]: server.py of another checkout (a patched copy).
+        name, _, rest = variant.partition("=")
+        directory, *pairs = rest.split(",")
+        env = dict(common, **dict(p.split("=", 1) for p in pairs if p))
+        specs.append((name, f"variant {name}", env, Path(directory or ROOT).resolve()))
+    return specs
+
+
+def start_flask(infra: Infrastructure, workdir: Path) -> System:
+    port = free_port()
+    args = [
+        str(VENV_BIN / "gunicorn"),
+        "-w", "4",
+        "-b", f"127.0.0.1:{port}",
+        "--backlog", "2048",
+        "bench.flask_app:app",
+    ]  # fmt: skip
+    env = {
+        "BENCH_REDIS_URL": infra.redis.url,
+        "BENCH_MYSQL_PORT": str(infra.mariadb.port),
+        "BENCH_RONGLIAN_URL": infra.sandbox.base_url,
+    }
+    proc = Proc("b", args, workdir / "b.log", port=port, env=env).start()
+    return System("b", "seeds: Flask + gunicorn 4 sync", proc, captcha=False)
+
+
+def start_naive(name: str, infra: Infrastructure, workdir: Path, max_clients: int) -> System:
+    """(c), or (c+): the same handler with the client and loop our server uses."""
+    port = free_port()
+    args = [
+        sys.executable, "-m", "bench.naive_app",
+        "--port", str(port),
+        "--redis-url", infra.redis.url,
+        "--mysql-port", str(infra.mariadb.port),
+        "--ronglian-url", infra.sandbox.base_url,
+        "--max-clients", str(max_clients),
+        *NAIVE_FLAGS[name],
+    ]  # fmt: skip
+    proc = Proc(name, args, workdir / f"{name}.log", port=port).start()
+    return System(name, NAIVE_LABELS[name], proc, captcha=name == "c")
+
+
+def start_systems(
+    systems: dict[str, System],
+    wanted: list[str],
+    variants: list[str],
+    infra: Infrastructure,
+    workdir: Path,
+    max_clients: int,
+) -> None:
+    """Start every system asked for into `systems` (the order the matrix measures them in).
+
+    Filled as they start: if one fails, the caller still stops those already running.
+    """
+    for name, label, env, directory in ours_specs(wanted, variants, ours_env(infra, max_clients)):
+        systems[name] = start_ours(name, label, env, directory, workdir)
+    if "b" in wanted:
+        systems["b"] = start_flask(infra, workdir)
+    for name in NAIVE_FLAGS:
+        if name in wanted:
+            systems[name] = start_naive(name, infra, workdir, max_clients)
