@@ -44,6 +44,9 @@ from services.logs import configure_logging
 from services.metrics import Metrics
 from services.passwords import PasswordHasher
 from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
+from services.providers.aliyun import AliyunProvider
+from services.providers.failover import CircuitBreaker, FailoverSender
+from services.providers.ronglian import RonglianProvider
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
 from services.sms import SmsCodeService
@@ -67,6 +70,7 @@ class Services:
     accounts: AccountService
     sessions: SessionStore
     metrics: Metrics
+    sender: FailoverSender
 
 
 class SmsRegApplication(tornado.web.Application):
@@ -153,7 +157,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
         metrics = Metrics()
         users = UserRepository(db)
-        ronglian = RonglianClient(http, config.ronglian, metrics)
+        sender = provider_sender(config, http, metrics)
         limiter = RateLimiter(redis)
         render_executor = executor
         if config.captcha.render_processes:
@@ -166,12 +170,28 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         captchas = CaptchaService(redis, executor, render_executor, limiter, metrics, config)
         captchas.start()
         stack.push_async_callback(captchas.close)
-        sms = SmsCodeService(redis, captchas, users, ronglian, limiter, config)
+        sms = SmsCodeService(redis, captchas, users, sender, limiter, config)
         hasher = PasswordHasher(executor)
         sessions = SessionStore(redis, config.security.session_ttl)
         throttle = LoginThrottle(limiter, captchas, config.accounts)
         accounts = AccountService(users, hasher, sms, limiter, throttle, sessions, config)
-        yield Services(config, redis, db, captchas, users, sms, accounts, sessions, metrics)
+        yield Services(config, redis, db, captchas, users, sms, accounts, sessions, metrics, sender)
+
+
+def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics) -> FailoverSender:
+    """The configured providers, in order, each behind its own circuit breaker."""
+    available = {
+        "ronglian": lambda: RonglianProvider(
+            RonglianClient(http, config.ronglian, metrics), config.sms.template_id
+        ),
+        "aliyun": lambda: AliyunProvider(http, config.aliyun),
+    }
+    providers = [available[name]() for name in config.providers]
+    breakers = {
+        p.name: CircuitBreaker(config.failover.breaker_failures, config.failover.breaker_cooldown)
+        for p in providers
+    }
+    return FailoverSender(providers, breakers, metrics)
 
 
 def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserver.HTTPServer:

@@ -1,4 +1,4 @@
-"""`make run`: Redis, MariaDB and the Ronglian sandbox on loopback, then the server in front.
+"""`make run`: Redis, MariaDB and the Ronglian and Aliyun sandboxes on loopback, then the server.
 
 Data lives under var/ (git-ignored). Ctrl-C stops everything.
 """
@@ -19,12 +19,15 @@ VAR = ROOT / "var"
 REDIS_PORT = 6380
 MARIADB_PORT = 3307
 SANDBOX_PORT = 8883
+ALIYUN_SANDBOX_PORT = 8884
+SERVER_PORT = 8000
 
 
 def main() -> int:
     redis = RedisServer(VAR / "redis", port=REDIS_PORT)
     mariadb = MariaDBServer(VAR / "mariadb", port=MARIADB_PORT)
     sandbox: subprocess.Popen | None = None
+    aliyun: subprocess.Popen | None = None
     server: subprocess.Popen | None = None
     try:
         redis.start()
@@ -39,11 +42,19 @@ def main() -> int:
             cwd=ROOT,
         )
         print(f"ronglian   http://127.0.0.1:{SANDBOX_PORT}/inbox   (sandbox inbox)", flush=True)
+        aliyun = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.aliyun", "--port", str(ALIYUN_SANDBOX_PORT)], cwd=ROOT
+        )
+        wait_for_port(ALIYUN_SANDBOX_PORT, 10, aliyun)
+        print(
+            f"aliyun     http://127.0.0.1:{ALIYUN_SANDBOX_PORT}/inbox   (sandbox inbox)", flush=True
+        )
         env = {
             **os.environ,
             "SMSREG_REDIS_URL": redis.url,
             "SMSREG_MYSQL_PORT": str(MARIADB_PORT),
             "SMSREG_RONGLIAN_BASE_URL": f"http://127.0.0.1:{SANDBOX_PORT}",
+            "SMSREG_ALIYUN_BASE_URL": f"http://127.0.0.1:{ALIYUN_SANDBOX_PORT}",
         }
         server = subprocess.Popen([sys.executable, "server.py", *sys.argv[1:]], cwd=ROOT, env=env)
         return server.wait()
@@ -51,7 +62,7 @@ def main() -> int:
         return 0
     finally:
         # Ctrl-C reaches every child of the terminal; SIGTERM covers a `kill` of make itself.
-        for process in (server, sandbox):
+        for process in (server, sandbox, aliyun):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:

@@ -133,6 +133,26 @@ class RonglianConfig:
 
 
 @dataclass(frozen=True)
+class AliyunConfig:
+    base_url: str = "http://127.0.0.1:8884"
+    access_key_id: str = "LTAI5tSandboxAccessKey01"
+    access_key_secret: str = "sandbox0secret000000000000000a"
+    sign_name: str = "阿里云短信测试"
+    template_code: str = "SMS_154950909"
+    connect_timeout: float = 2.0
+    request_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class FailoverConfig:
+    breaker_failures: int = 3
+    breaker_cooldown: float = 30.0
+
+
+PROVIDER_NAMES = ("ronglian", "aliyun")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "text"
@@ -151,12 +171,17 @@ class Config:
     captcha: CaptchaConfig = field(default_factory=CaptchaConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     ronglian: RonglianConfig = field(default_factory=RonglianConfig)
+    providers: tuple[str, ...] = ("ronglian", "aliyun")
+    aliyun: AliyunConfig = field(default_factory=AliyunConfig)
+    failover: FailoverConfig = field(default_factory=FailoverConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def replace(self, **sections: dict[str, object]) -> Config:
         """Return a copy with some settings changed, e.g. replace(redis={"url": ...})."""
         changes = {
             name: dataclasses.replace(getattr(self, name), **values)
+            if isinstance(values, dict)
+            else values  # a top-level setting such as providers=("ronglian", "aliyun")
             for name, values in sections.items()
         }
         return dataclasses.replace(self, **changes)
@@ -167,6 +192,8 @@ SANDBOX_SECRETS = {
     ("ronglian", "auth_token"): RonglianConfig.auth_token,
     ("ronglian", "account_sid"): RonglianConfig.account_sid,
     ("ronglian", "app_id"): RonglianConfig.app_id,
+    ("aliyun", "access_key_secret"): AliyunConfig.access_key_secret,
+    ("aliyun", "access_key_id"): AliyunConfig.access_key_id,
 }
 
 
@@ -245,6 +272,12 @@ def _build(cls: type, raw: object, where: str) -> object:
 
 
 def _coerce(kind: object, value: object, dotted: str) -> object:
+    if typing.get_origin(kind) is tuple:
+        # A list of names: a YAML list, or "a, b" from an environment variable.
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"config key {dotted!r} must be a list of names, got {value!r}")
+        return tuple(i.strip() for i in items if i.strip())
     if isinstance(kind, types.UnionType):
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -300,10 +333,21 @@ def _validate(config: Config) -> None:
         "sms.code_ttl": config.sms.code_ttl,
         "sms.resend_interval": config.sms.resend_interval,
         "ronglian.request_timeout": config.ronglian.request_timeout,
+        "aliyun.request_timeout": config.aliyun.request_timeout,
+        "failover.breaker_failures": config.failover.breaker_failures,
+        "failover.breaker_cooldown": config.failover.breaker_cooldown,
     }
     for dotted, value in positive.items():
         if value <= 0:
             raise ConfigError(f"config key {dotted!r} must be positive, got {value!r}")
+    if not config.providers:
+        raise ConfigError("config key 'providers' must name at least one provider")
+    unknown = [name for name in config.providers if name not in PROVIDER_NAMES]
+    if unknown or len(set(config.providers)) != len(config.providers):
+        raise ConfigError(
+            f"config key 'providers' must list distinct names of {', '.join(PROVIDER_NAMES)}, "
+            f"got {', '.join(config.providers)}"
+        )
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("config key 'logging.level' must be DEBUG/INFO/WARNING/ERROR")
     if config.logging.format not in ("text", "json"):
@@ -353,8 +397,14 @@ def _refuse_placeholders(config: Config) -> None:
         "security.cookie_secret": config.security.cookie_secret,
         "security.code_hmac_key": config.security.code_hmac_key,
         "ronglian.auth_token": config.ronglian.auth_token,
+        "aliyun.access_key_secret": config.aliyun.access_key_secret,
         "mysql.password": config.mysql.password,
     }
+    # A provider that is not in use may keep its sandbox credentials.
+    unused = set(PROVIDER_NAMES) - set(config.providers)
+    for dotted in list(secrets_to_check):
+        if dotted.split(".")[0] in unused:
+            del secrets_to_check[dotted]
     for dotted, value in secrets_to_check.items():
         if not value or PLACEHOLDER_MARK in value:
             raise ConfigError(
@@ -362,6 +412,8 @@ def _refuse_placeholders(config: Config) -> None:
                 f"set {ENV_PREFIX}{dotted.replace('.', '_').upper()}"
             )
     for (section, key), sandbox_value in SANDBOX_SECRETS.items():
+        if section in unused:
+            continue
         if getattr(getattr(config, section), key) == sandbox_value:
             raise ConfigError(
                 f"production mode refuses the sandbox value of '{section}.{key}'; "
@@ -375,11 +427,12 @@ def _refuse_placeholders(config: Config) -> None:
             "production mode refuses 'security.secure_cookies: false': session cookies must "
             "only travel over HTTPS"
         )
-    _refuse_sandbox_url(config.ronglian.base_url)
+    for provider in config.providers:
+        _refuse_sandbox_url(provider, getattr(config, provider).base_url)
 
 
-def _refuse_sandbox_url(base_url: str) -> None:
-    """Production sends through Ronglian over HTTPS, never to a sandbox on this machine."""
+def _refuse_sandbox_url(provider: str, base_url: str) -> None:
+    """Production sends through the providers over HTTPS, never to a sandbox on this machine."""
     parts = urllib.parse.urlsplit(base_url)
     host = (parts.hostname or "").lower()
     try:
@@ -388,6 +441,6 @@ def _refuse_sandbox_url(base_url: str) -> None:
         loopback = host.endswith(".localhost")
     if parts.scheme != "https" or loopback:
         raise ConfigError(
-            f"production mode refuses 'ronglian.base_url' {base_url!r}: it must be an https URL "
-            "of the provider, not the sandbox; set SMSREG_RONGLIAN_BASE_URL"
+            f"production mode refuses '{provider}.base_url' {base_url!r}: it must be an https URL "
+            f"of the provider, not the sandbox; set SMSREG_{provider.upper()}_BASE_URL"
         )

@@ -56,6 +56,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.provider_attempts = Counter(
+            "smsreg_provider_attempts_total",
+            "Send attempts by provider, channel and outcome (sent, provider_failed, "
+            "number_refused, unknown, skipped_open)",
+            ["provider", "channel", "outcome"],
+            registry=registry,
+        )
+        self.provider_call_seconds = Histogram(
+            "smsreg_provider_call_duration_seconds",
+            "Duration of one provider API call, by provider",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.refusals = Counter(
             "smsreg_refusals_total",
             "Requests refused by a rate limit, by limit",

@@ -12,8 +12,13 @@ import time
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from services.config import RonglianConfig
-from services.errors import Ret, ServiceError
 from services.metrics import Metrics
+from services.providers.base import (
+    Outcome,
+    ProviderError,
+    classify_http_status,
+    classify_transport_error,
+)
 from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
@@ -21,7 +26,6 @@ log = logging.getLogger(__name__)
 # Ronglian's servers are in China and check the timestamp against China time (UTC+8, no DST).
 CHINA_TIME = datetime.timezone(datetime.timedelta(hours=8), "Asia/Shanghai")
 SUCCESS = "000000"
-SEND_FAILED_MESSAGE = "短信发送失败，请稍后重试"
 
 # Codes an operator must act on (credentials, account, app, template): logged at error level.
 CONFIG_ERRORS = {
@@ -43,15 +47,18 @@ SEND_REFUSALS = {
     "160042": "provider: number format rejected",
     "111111": "provider: too many concurrent requests",
 }
+# Answers about this number (format, per-number throttles and caps): every provider would
+# refuse the same, so they never fail over. Every other statusCode is a definite non-send
+# for a reason on Ronglian's side (account, app, template, signature, system).
+NUMBER_REFUSALS = {"160038", "160039", "160040", "160041", "160042", "160045", "160048"}
 
 
-class RonglianError(ServiceError):
+class RonglianError(ProviderError):
     """A send that did not succeed; the client sees THIRDERR."""
 
-    def __init__(self, status: str) -> None:
-        super().__init__(Ret.THIRDERR, SEND_FAILED_MESSAGE)
-        # Ronglian's statusCode, or unreachable / http_<code> / bad_body (a metrics label).
-        self.status = status
+    def __init__(self, status: str, outcome: Outcome) -> None:
+        # status: Ronglian's statusCode, or refused / timeout / http_<code> / bad_body.
+        super().__init__("ronglian", status, outcome)
 
 
 def sign(account_sid: str, auth_token: str, timestamp: str) -> tuple[str, str]:
@@ -115,13 +122,13 @@ class RonglianClient:
         try:
             response = await self._http.fetch(request, raise_error=False)
         except (OSError, HTTPClientError) as exc:
-            log.warning("ronglian unreachable sending to %s: %s", who, exc)
-            raise RonglianError("unreachable") from None
+            status, outcome = classify_transport_error(exc)
+            log.warning("ronglian unreachable sending to %s: %s (%s)", who, exc, outcome.value)
+            raise RonglianError(status, outcome) from None
         if response.code != 200:
-            # 599 is Tornado's code for "no HTTP answer": refused, reset or timed out.
             reason = response.error or f"HTTP {response.code}"
             log.warning("ronglian failed sending to %s: %s", who, reason)
-            raise RonglianError(f"http_{response.code}")
+            raise RonglianError(f"http_{response.code}", classify_http_status(response.code))
         return self._parse(response.body, who)
 
     def _parse(self, body: bytes, who: str) -> str:
@@ -130,7 +137,8 @@ class RonglianClient:
             status = answer["statusCode"]
         except (ValueError, TypeError, KeyError):
             log.warning("ronglian answered a non-protocol body sending to %s: %.80r", who, body)
-            raise RonglianError("bad_body") from None
+            # Not Ronglian's answer (a proxy's page?): whether it sent is unknown.
+            raise RonglianError("bad_body", Outcome.UNKNOWN) from None
         if status == SUCCESS:
             sid = answer.get("templateSMS", {}).get("smsMessageSid", "")
             # DEBUG: the access line already records every send (errno 0), at a cost per request.
@@ -144,4 +152,5 @@ class RonglianClient:
         else:
             meaning = SEND_REFUSALS.get(status, "refused")
             log.warning("ronglian %s %s (%s) sending to %s", status, meaning, message, who)
-        raise RonglianError(status)
+        outcome = Outcome.NUMBER_REFUSED if status in NUMBER_REFUSALS else Outcome.PROVIDER_FAILED
+        raise RonglianError(status, outcome)

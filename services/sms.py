@@ -15,7 +15,8 @@ from services.captcha import CaptchaService, captcha_refusal, check_captcha_para
 from services.config import Config
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
-from services.ronglian import RonglianClient
+from services.providers.base import CodeMessage
+from services.providers.failover import FailoverSender
 from services.users import UserRepository
 from services.validation import is_mobile, mask_mobile
 
@@ -162,7 +163,7 @@ class SmsCodeService:
         redis,
         captchas: CaptchaService,
         users: UserRepository,
-        ronglian: RonglianClient,
+        sender: FailoverSender,
         limiter: RateLimiter,
         config: Config,
     ) -> None:
@@ -170,7 +171,7 @@ class SmsCodeService:
         self._one_round_trip = config.redis.mode == "standalone"
         self._captchas = captchas
         self._users = users
-        self._ronglian = ronglian
+        self._sender = sender
         self._limiter = limiter
         self._config = config.sms
         self._limits = config.limits
@@ -211,10 +212,8 @@ class SmsCodeService:
         try:
             if await self._users.mobile_exists(mobile):
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
-            minutes = str(max(1, self._config.code_ttl // 60))
-            await self._ronglian.send_template_sms(
-                mobile, [code, minutes], self._config.template_id
-            )
+            minutes = max(1, self._config.code_ttl // 60)
+            await self._sender.send(CodeMessage(mobile, code, minutes))
         except BaseException:
             # Nothing was sent: free the mobile at once so the user can retry, uncounted.
             await asyncio.shield(self._undo(send, ALL_STEPS))

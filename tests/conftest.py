@@ -21,7 +21,7 @@ from devstack.processes import MariaDBServer, RedisServer, free_port, start_list
 from server import SmsRegApplication, make_http_server, open_services
 from services import keys
 from services.config import Config, load_config
-from tests.sandbox_helpers import SandboxProcess
+from tests.sandbox_helpers import AliyunSandboxProcess, SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,15 @@ def sandbox(tmp_path_factory):
     process.stop()
 
 
-def session_config(redis_server, mariadb_server, sandbox) -> Config:
+@pytest.fixture(scope="session")
+def aliyun_sandbox(tmp_path_factory):
+    process = AliyunSandboxProcess(tmpdir=str(tmp_path_factory.mktemp("aliyun")))
+    process.start()
+    yield process
+    process.stop()
+
+
+def session_config(redis_server, mariadb_server, sandbox, aliyun=None) -> Config:
     """The shipped config.yml pointed at this session's processes, with short timeouts."""
     base = load_config(ROOT / "config.yml", environ={})
     return base.replace(
@@ -58,15 +66,22 @@ def session_config(redis_server, mariadb_server, sandbox) -> Config:
         redis={"url": redis_server.url},
         mysql={"port": mariadb_server.port, "query_timeout": 2.0},
         ronglian={"base_url": sandbox.base_url, "request_timeout": 1.5, "connect_timeout": 1.0},
+        # Ronglian alone unless a test asks for failover (tests/test_failover.py).
+        providers=("ronglian",),
+        aliyun={
+            "base_url": aliyun.base_url if aliyun else "http://127.0.0.1:9",
+            "request_timeout": 1.5,
+            "connect_timeout": 1.0,
+        },
     )
 
 
 @pytest.fixture
-def config(redis_server, mariadb_server, sandbox) -> Config:
-    return session_config(redis_server, mariadb_server, sandbox)
+def config(redis_server, mariadb_server, sandbox, aliyun_sandbox) -> Config:
+    return session_config(redis_server, mariadb_server, sandbox, aliyun_sandbox)
 
 
-def reset_state(redis_server, mariadb_server, sandbox) -> None:
+def reset_state(redis_server, mariadb_server, sandbox, *more_sandboxes) -> None:
     """Empty Redis, an empty user table, an empty inbox and no faults."""
     import redis as sync_redis
 
@@ -76,14 +91,15 @@ def reset_state(redis_server, mariadb_server, sandbox) -> None:
         cur.execute("SHOW TABLES LIKE 'ih_user_profile'")
         if cur.fetchone():
             cur.execute("TRUNCATE TABLE ih_user_profile")
-    sandbox.clear()
-    sandbox.reset_faults()
+    for each in (sandbox, *more_sandboxes):
+        each.clear()
+        each.reset_faults()
 
 
 @pytest.fixture
-def clean_state(redis_server, mariadb_server, sandbox):
-    """Every test starts with empty Redis, an empty user table and an empty inbox."""
-    reset_state(redis_server, mariadb_server, sandbox)
+def clean_state(redis_server, mariadb_server, sandbox, aliyun_sandbox):
+    """Every test starts with empty Redis, an empty user table and empty inboxes."""
+    reset_state(redis_server, mariadb_server, sandbox, aliyun_sandbox)
 
 
 @pytest.fixture
@@ -196,6 +212,8 @@ class LiveServer:
             "SMSREG_REDIS_URL": config.redis.url,
             "SMSREG_MYSQL_PORT": str(config.mysql.port),
             "SMSREG_RONGLIAN_BASE_URL": config.ronglian.base_url,
+            "SMSREG_PROVIDERS": ",".join(config.providers),
+            "SMSREG_ALIYUN_BASE_URL": config.aliyun.base_url,
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None

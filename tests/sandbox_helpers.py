@@ -1,4 +1,4 @@
-"""Run the Ronglian sandbox (sandbox.ronglian) as a subprocess for tests and benchmarks.
+"""Run the provider sandboxes (sandbox.ronglian, sandbox.aliyun) as subprocesses.
 
 Standard library only, so it can be used from plain sync pytest fixtures and scripts.
 """
@@ -31,18 +31,28 @@ def free_port() -> int:
 
 
 class SandboxProcess:
-    """A `python -m sandbox.ronglian` child process plus sync helpers for its control API."""
+    """A `python -m sandbox.<module>` child process plus sync helpers for its control API.
+
+    Both sandboxes share the control API (/inbox, /faults, /healthz).
+    """
+
+    module = "ronglian"
 
     def __init__(
-        self, port: int | None = None, config: dict | None = None, tmpdir: str | None = None
+        self,
+        port: int | None = None,
+        config: dict | None = None,
+        tmpdir: str | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
+        self.extra_args = extra_args or []
         self.port = port or free_port()
         self.config = config
         self._own_tmpdir = tmpdir is None
-        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="ronglian-sandbox-")
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix=f"{self.module}-sandbox-")
         # Output goes to a file, not a pipe: one log line per request would fill a pipe
         # during a benchmark and block the sandbox.
-        self.log_path = os.path.join(self.tmpdir, f"ronglian-sandbox-{self.port}.log")
+        self.log_path = os.path.join(self.tmpdir, f"{self.module}-sandbox-{self.port}.log")
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -55,9 +65,10 @@ class SandboxProcess:
         """Spawn the sandbox and wait until /healthz answers; raise with its output on failure."""
         if self._proc is not None:
             raise RuntimeError("sandbox already started")
-        cmd = [sys.executable, "-m", "sandbox.ronglian", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", f"sandbox.{self.module}", "--port", str(self.port)]
+        cmd += self.extra_args
         if self.config is not None:
-            config_path = os.path.join(self.tmpdir, f"ronglian-sandbox-{self.port}.json")
+            config_path = os.path.join(self.tmpdir, f"{self.module}-sandbox-{self.port}.json")
             with open(config_path, "w", encoding="utf-8") as fh:
                 json.dump(self.config, fh)
             cmd += ["--config-json", config_path]
@@ -77,7 +88,7 @@ class SandboxProcess:
             time.sleep(0.05)
         output = self.read_log()
         self.stop()
-        raise RuntimeError(f"Ronglian sandbox failed to start on port {self.port}:\n{output}")
+        raise RuntimeError(f"{self.module} sandbox failed to start on port {self.port}:\n{output}")
 
     def stop(self) -> None:
         """SIGTERM the sandbox, wait, SIGKILL as a fallback; safe to call twice."""
@@ -152,3 +163,9 @@ class SandboxProcess:
             with err:  # HTTPError holds the response socket; close it
                 body = err.read().decode("utf-8", "replace")
             raise RuntimeError(f"{method} {path} -> HTTP {err.code}: {body}") from None
+
+
+class AliyunSandboxProcess(SandboxProcess):
+    """`python -m sandbox.aliyun`: dysmsapi SendSms with the same control API."""
+
+    module = "aliyun"

@@ -1,0 +1,1 @@
+"""SMS/voice providers behind one interface, and the failover sender that orders them."""
