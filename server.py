@@ -47,6 +47,7 @@ from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, sup
 from services.providers.aliyun import AliyunProvider
 from services.providers.failover import CircuitBreaker, FailoverSender
 from services.providers.ronglian import RonglianProvider
+from services.receipts import ReceiptStore
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
 from services.sms import SmsCodeService
@@ -71,6 +72,7 @@ class Services:
     sessions: SessionStore
     metrics: Metrics
     sender: FailoverSender
+    receipts: ReceiptStore
 
 
 class SmsRegApplication(tornado.web.Application):
@@ -170,12 +172,21 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         captchas = CaptchaService(redis, executor, render_executor, limiter, metrics, config)
         captchas.start()
         stack.push_async_callback(captchas.close)
-        sms = SmsCodeService(redis, captchas, users, sender, limiter, config)
+        receipts = ReceiptStore(
+            redis,
+            config.sms.code_ttl,
+            metrics,
+            config.receipts.callback_token,
+            config.receipts.allowed_sources,
+        )
+        sms = SmsCodeService(redis, captchas, users, sender, limiter, config, receipts)
         hasher = PasswordHasher(executor)
         sessions = SessionStore(redis, config.security.session_ttl)
         throttle = LoginThrottle(limiter, captchas, config.accounts)
         accounts = AccountService(users, hasher, sms, limiter, throttle, sessions, config)
-        yield Services(config, redis, db, captchas, users, sms, accounts, sessions, metrics, sender)
+        yield Services(
+            config, redis, db, captchas, users, sms, accounts, sessions, metrics, sender, receipts
+        )
 
 
 def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics) -> FailoverSender:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from devstack.processes import MariaDBServer, RedisServer, start_listening
+from services.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -20,7 +21,13 @@ REDIS_PORT = 6380
 MARIADB_PORT = 3307
 SANDBOX_PORT = 8883
 ALIYUN_SANDBOX_PORT = 8884
-SERVER_PORT = 8000
+
+
+def callback_url(kind: str) -> str:
+    """Where the sandboxes push delivery receipts: the server's callback route."""
+    config = load_config(ROOT / "config.yml")
+    base = f"http://127.0.0.1:{config.server.port}"
+    return f"{base}/callbacks/{config.receipts.callback_token}/{kind}"
 
 
 def main() -> int:
@@ -35,17 +42,26 @@ def main() -> int:
         mariadb.start()
         print(f"mariadb    127.0.0.1:{MARIADB_PORT}   (data in var/mariadb)", flush=True)
         sandbox = start_listening(
-            [sys.executable, "-m", "sandbox.ronglian", "--port", str(SANDBOX_PORT)],
+            [
+                sys.executable, "-m", "sandbox.ronglian", "--port", str(SANDBOX_PORT),
+                "--report-url", callback_url("ronglian/sms"),
+            ],
             SANDBOX_PORT,
             None,
             timeout=10,
             cwd=ROOT,
-        )
+        )  # fmt: skip
         print(f"ronglian   http://127.0.0.1:{SANDBOX_PORT}/inbox   (sandbox inbox)", flush=True)
-        aliyun = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.aliyun", "--port", str(ALIYUN_SANDBOX_PORT)], cwd=ROOT
-        )
-        wait_for_port(ALIYUN_SANDBOX_PORT, 10, aliyun)
+        aliyun = start_listening(
+            [
+                sys.executable, "-m", "sandbox.aliyun", "--port", str(ALIYUN_SANDBOX_PORT),
+                "--report-url", callback_url("aliyun/sms"),
+            ],
+            ALIYUN_SANDBOX_PORT,
+            None,
+            timeout=10,
+            cwd=ROOT,
+        )  # fmt: skip
         print(
             f"aliyun     http://127.0.0.1:{ALIYUN_SANDBOX_PORT}/inbox   (sandbox inbox)", flush=True
         )

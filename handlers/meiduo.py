@@ -67,13 +67,13 @@ class SmsCodeHandler(MeiduoApiHandler):
     route_name = "meiduo_sms_codes"
 
     async def get(self, mobile: str) -> None:
-        retry_after = await self.services.sms.send_code(
+        sent = await self.services.sms.send_code(
             mobile,
             self.get_query_argument("image_code", None),
             self.get_query_argument("uuid", None),
             self.client_ip,
         )
-        self.reply("发送短信成功", {"retry_after": retry_after})
+        self.reply("发送短信成功", {"retry_after": sent.retry_after})
 
 
 class MobileCountHandler(MeiduoApiHandler):

@@ -1,11 +1,11 @@
 """The URL table: each API family's handler module contributes its ROUTES."""
 
-from handlers import accounts, meiduo, news, ops, pages, verify
+from handlers import accounts, callbacks, meiduo, news, ops, pages, verify
 from services.config import FamiliesConfig
 
 
 def all_routes(families: FamiliesConfig) -> list[tuple]:
-    routes: list[tuple] = [*ops.ROUTES]
+    routes: list[tuple] = [*ops.ROUTES, *callbacks.ROUTES]
     if families.ihome:
         routes += [*verify.ROUTES, *accounts.ROUTES, *pages.ROUTES]
     if families.meiduo:

@@ -39,13 +39,13 @@ class SmsCodeHandler(ApiHandler):
 
     async def get(self, mobile: str) -> None:
         """Send an SMS code to mobile once the CAPTCHA answer checks out."""
-        retry_after = await self.services.sms.send_code(
+        sent = await self.services.sms.send_code(
             mobile,
             self.get_query_argument("image_code", None),
             self.get_query_argument("image_code_id", None),
             self.client_ip,
         )
-        self.reply("发送成功", {"retry_after": retry_after})
+        self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 
 
 class SmsCodeJsonHandler(ApiHandler):
@@ -56,10 +56,19 @@ class SmsCodeJsonHandler(ApiHandler):
     async def post(self) -> None:
         """Same flow as the GET form, parameters from a JSON body."""
         body = self.json_body()
-        retry_after = await self.services.sms.send_code(
+        sent = await self.services.sms.send_code(
             body.get("mobile"), body.get("image_code"), body.get("image_code_id"), self.client_ip
         )
-        self.reply("发送成功", {"retry_after": retry_after})
+        self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
+
+
+class SmsSendHandler(ApiHandler):
+    """GET /api/v1.0/sms_sends/<send_id>: how a send is doing ({status, channel, updated_at})."""
+
+    route_name = "sms_sends"
+
+    async def get(self, send_id: str) -> None:
+        self.reply("成功", await self.services.receipts.status(send_id))
 
 
 ROUTES = [
@@ -67,4 +76,5 @@ ROUTES = [
     (r"/api/v1\.0/image_codes/([^/]*)/audio", ImageCodeAudioHandler),
     (r"/api/v1\.0/sms_codes/([^/]*)", SmsCodeHandler),
     (r"/api/v1\.0/sms_codes", SmsCodeJsonHandler),
+    (r"/api/v1\.0/sms_sends/([^/]*)", SmsSendHandler),
 ]

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import tornado.httpclient
 import tornado.httpserver
 import tornado.web
 
@@ -41,12 +40,12 @@ from sandbox.aliyun_protocol import (
     render,
     validate_send_sms,
 )
+from sandbox.receipts import RECEIPT_MODES, CallbackHandler, ReceiptPusher
 
 log = logging.getLogger("sandbox.aliyun")
 
 JSON_CT = "application/json;charset=utf-8"
 FAULT_MODES = ("ok", "hang", "http500", "garbage", "status", "close")
-RECEIPT_MODES = ("delivered", "failed", "late", "twice", "never")
 CHINA = timezone(timedelta(hours=8))
 
 
@@ -110,55 +109,27 @@ class SandboxState:
         self.inbox: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=settings.inbox_limit
         )
-        self.reports_sent = 0
-        self.http = tornado.httpclient.AsyncHTTPClient()
-        self.background: set[asyncio.Task] = set()
+        self.pusher = ReceiptPusher(settings.report_delay_ms)
+        self.pusher.url = settings.report_url
 
     def schedule_report(self, number: str, biz_id: str, out_id: str, send_time: str) -> None:
-        """Push an SmsReport for one accepted message, as the fault setting says."""
-        if not self.settings.report_url:
-            return
-        mode = self.faults.take_receipt()
-        if mode == "never":
-            return
-        low, high = self.settings.report_delay_ms
-        delay = random.uniform(low, high) / 1000
-        if mode == "late":
-            delay += self.faults.late_ms / 1000
-        delivered = mode != "failed"
-        report = {
-            "phone_number": number,
-            "send_time": send_time,
-            "report_time": "",
-            "success": delivered,
-            "err_code": "DELIVERED" if delivered else "UNDELIV",
-            "err_msg": "用户接收成功" if delivered else "用户未接收",
-            "sms_size": "1",
-            "biz_id": biz_id,
-            "out_id": out_id,
-        }
-        task = asyncio.ensure_future(self.push_report(report, delay, 2 if mode == "twice" else 1))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        """An SmsReport push (a JSON array of one report) for one accepted message."""
 
-    async def push_report(self, report: dict[str, Any], delay: float, copies: int) -> None:
-        await asyncio.sleep(delay)  # the carrier's delivery time, simulated
-        report = {**report, "report_time": datetime.now(CHINA).strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(copies):
-            try:
-                response = await self.http.fetch(
-                    self.settings.report_url,
-                    method="POST",
-                    headers={"Content-Type": "application/json"},
-                    body=json.dumps([report], ensure_ascii=False),
-                    raise_error=False,
-                    connect_timeout=2,
-                    request_timeout=5,
-                )
-                self.reports_sent += 1
-                log.info("SmsReport push -> HTTP %s %.60r", response.code, response.body)
-            except Exception as exc:  # the receiver is down: Aliyun retries; we only log
-                log.warning("SmsReport push failed: %s", exc)
+        def build(delivered: bool) -> tuple[bytes, str]:
+            report = {
+                "phone_number": number,
+                "send_time": send_time,
+                "report_time": datetime.now(CHINA).strftime("%Y-%m-%d %H:%M:%S"),
+                "success": delivered,
+                "err_code": "DELIVERED" if delivered else "UNDELIV",
+                "err_msg": "用户接收成功" if delivered else "用户未接收",
+                "sms_size": "1",
+                "biz_id": biz_id,
+                "out_id": out_id,
+            }
+            return json.dumps([report], ensure_ascii=False).encode(), "application/json"
+
+        self.pusher.schedule(self.faults.take_receipt(), self.faults.late_ms, build)
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -336,6 +307,7 @@ def make_app(settings: AliyunSettings | None = None) -> tornado.web.Application:
             (r"/", ApiHandler, args),
             (r"/inbox", InboxHandler, args),
             (r"/faults", FaultsHandler, args),
+            (r"/callback", CallbackHandler, args),
             (r"/healthz", HealthHandler, args),
         ],
         log_function=_log_request,

@@ -120,6 +120,9 @@ class SandboxSettings:
     daily_per_template_notification: int = 20
     ts_window_seconds: float = 86400.0
     inbox_limit: int = 100_000
+    # Status report push (action SMSArrived): where to POST, and the delay range before it.
+    report_url: str = ""
+    report_delay_ms: list[int] = field(default_factory=lambda: [50, 300])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SandboxSettings:

@@ -6,7 +6,8 @@ Endpoints:
   POST   /2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig=...   the real protocol (see protocol.py)
   GET    /inbox[?mobile=...]   accepted messages, oldest first
   DELETE /inbox                clears the inbox and the rate-limit counters
-  GET/PUT/DELETE /faults       fault injection for the next TemplateSMS requests
+  GET/PUT/DELETE /faults       fault injection for the next TemplateSMS requests and receipts
+  GET/PUT        /callback     where status reports (SMSArrived) are pushed: {"url": ...}
   GET    /healthz
 """
 
@@ -39,6 +40,7 @@ from sandbox.protocol import (
     status_message,
     validate_body,
 )
+from sandbox.receipts import RECEIPT_MODES, CallbackHandler, ReceiptPusher
 
 __all__ = ["Faults", "SandboxSettings", "SandboxState", "main", "make_app"]
 
@@ -57,13 +59,26 @@ class Faults:
     mode: str = "ok"
     status_code: str = "160038"
     times: int | None = None
+    # Status reports pushed after an accepted message (sandbox/receipts.py).
+    receipt: str = "delivered"
+    receipt_times: int | None = None
+    late_ms: int = 3000
 
     @classmethod
     def from_json(cls, data: Any) -> Faults:
         """Validate a PUT /faults body (missing keys take their defaults)."""
-        if not isinstance(data, dict) or set(data) - {"latency_ms", "mode", "status_code", "times"}:
-            raise ValueError("expected an object with latency_ms, mode, status_code, times")
+        names = set(cls.__dataclass_fields__)
+        if not isinstance(data, dict) or set(data) - names:
+            raise ValueError(f"expected an object with keys among {sorted(names)}")
         faults = cls(**data)
+        if faults.receipt not in RECEIPT_MODES:
+            raise ValueError(f"receipt must be one of {RECEIPT_MODES}")
+        if faults.receipt_times is not None and (
+            not isinstance(faults.receipt_times, int) or faults.receipt_times < 1
+        ):
+            raise ValueError("receipt_times must be a positive integer or null")
+        if not isinstance(faults.late_ms, int) or faults.late_ms < 0:
+            raise ValueError("late_ms must be a non-negative integer")
         if not isinstance(faults.latency_ms, int) or faults.latency_ms < 0:
             raise ValueError("latency_ms must be a non-negative integer")
         if faults.mode not in FAULT_MODES:
@@ -84,6 +99,15 @@ class Faults:
                 self.mode, self.times = "ok", None
         return mode
 
+    def take_receipt(self) -> str:
+        """Return the receipt mode for one accepted message and consume one of receipt_times."""
+        mode = self.receipt
+        if mode != "delivered" and self.receipt_times is not None:
+            self.receipt_times -= 1
+            if self.receipt_times <= 0:
+                self.receipt, self.receipt_times = "delivered", None
+        return mode
+
 
 class SandboxState:
     """Mutable simulator state shared by all handlers."""
@@ -96,6 +120,29 @@ class SandboxState:
         self.inbox: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=settings.inbox_limit
         )
+        self.pusher = ReceiptPusher(settings.report_delay_ms)
+        self.pusher.url = settings.report_url
+
+    def schedule_report(self, number: str, message_sid: str, date_sent: str) -> None:
+        """A status report push (action SMSArrived, JSON) for one accepted message."""
+
+        def build(delivered: bool) -> tuple[bytes, str]:
+            report = {
+                "action": "SMSArrived",
+                "smsType": "1",
+                "apiVersion": "2013-12-26",
+                "content": message_sid,
+                "fromNum": number,
+                "dateSent": date_sent,
+                "deliverCode": "DELIVRD" if delivered else "UNDELIV",
+                "recvTime": format_ts(now_cst()),
+                "status": "0" if delivered else "1",
+                "reqId": "",
+                "smsCount": "1",
+            }
+            return json.dumps({"Request": report}).encode(), "application/json;charset=utf-8"
+
+        self.pusher.schedule(self.faults.take_receipt(), self.faults.late_ms, build)
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -195,8 +242,10 @@ class TemplateSMSHandler(BaseHandler):
         message_sid, date_created = uuid.uuid4().hex, format_ts(now)
         text = render_text(settings.templates[sms.template_id].text, sms.datas)
         for number in sms.to:  # one inbox entry per recipient so ?mobile= filtering works
+            self.state.schedule_report(number, message_sid, date_created)
             self.state.inbox.append(
                 {
+                    "channel": "sms",
                     "to": number,
                     "appId": sms.app_id,
                     "templateId": sms.template_id,
@@ -301,6 +350,7 @@ def make_app(settings: SandboxSettings | None = None) -> tornado.web.Application
             (r"/2013-12-26/Accounts/([^/]+)/SMS/TemplateSMS", TemplateSMSHandler, args),
             (r"/inbox", InboxHandler, args),
             (r"/faults", FaultsHandler, args),
+            (r"/callback", CallbackHandler, args),
             (r"/healthz", HealthHandler, args),
         ],
         log_function=_log_request,
@@ -314,11 +364,15 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8883)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--config-json", help="JSON file overriding SandboxSettings fields")
+    parser.add_argument("--report-url", help="where to push status reports (SMSArrived)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
     settings = SandboxSettings.from_json_file(args.config_json) if args.config_json else None
+    if args.report_url:
+        settings = settings or SandboxSettings()
+        settings.report_url = args.report_url
     server = tornado.httpserver.HTTPServer(make_app(settings))
     server.listen(args.port, address=args.host)
     log.info("Ronglian sandbox listening on http://%s:%d", args.host, args.port)

@@ -153,6 +153,14 @@ PROVIDER_NAMES = ("ronglian", "aliyun")
 
 
 @dataclass(frozen=True)
+class ReceiptsConfig:
+    # Providers push receipts to {public_base_url}/callbacks/{callback_token}/<provider>/<kind>.
+    callback_token: str = "change-me-callback-token-00000000"
+    allowed_sources: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "text"
@@ -174,6 +182,7 @@ class Config:
     providers: tuple[str, ...] = ("ronglian", "aliyun")
     aliyun: AliyunConfig = field(default_factory=AliyunConfig)
     failover: FailoverConfig = field(default_factory=FailoverConfig)
+    receipts: ReceiptsConfig = field(default_factory=ReceiptsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def replace(self, **sections: dict[str, object]) -> Config:
@@ -373,6 +382,15 @@ def _validate(config: Config) -> None:
             parse_networks(getattr(config.security, dotted))
         except ValueError as exc:
             raise ConfigError(f"config key 'security.{dotted}': {exc}") from None
+    try:
+        parse_networks(config.receipts.allowed_sources)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'receipts.allowed_sources': {exc}") from None
+    if (
+        len(config.receipts.callback_token) < 16
+        or not config.receipts.callback_token.replace("-", "").isalnum()
+    ):
+        raise ConfigError("config key 'receipts.callback_token' must be 16+ letters, digits or '-'")
     if config.mode == "production":
         _refuse_placeholders(config)
 
@@ -398,6 +416,7 @@ def _refuse_placeholders(config: Config) -> None:
         "security.code_hmac_key": config.security.code_hmac_key,
         "ronglian.auth_token": config.ronglian.auth_token,
         "aliyun.access_key_secret": config.aliyun.access_key_secret,
+        "receipts.callback_token": config.receipts.callback_token,
         "mysql.password": config.mysql.password,
     }
     # A provider that is not in use may keep its sandbox credentials.

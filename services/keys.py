@@ -79,3 +79,13 @@ def session_index_key(user_id: int) -> str:
     Shares the {user_id} hash tag with the user's session keys: one slot in a cluster.
     """
     return f"session:{{{user_id}}}:index"
+
+
+def send_record_key(send_id: str) -> str:
+    """One send's delivery record (provider, message id, channel, status, timestamps)."""
+    return f"sms:send:{{{send_id}}}"
+
+
+def provider_message_key(provider: str, message_id: str) -> str:
+    """Index from a provider's message id to our send id, for matching its receipts."""
+    return f"sms:msg:{provider}:{message_id}"

@@ -14,6 +14,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # add a series per request, forever, per process.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 OTHER_METHOD = "OTHER"
+# Delivery takes seconds to minutes; 60/300/600 s let "no receipt after N minutes" be read off.
+DELIVERY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -68,6 +70,20 @@ class Metrics:
             "Duration of one provider API call, by provider",
             ["provider"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.receipts = Counter(
+            "smsreg_receipts_total",
+            "Delivery receipts by provider, channel and result: delivered and failed are a "
+            "send's final status; duplicate and unmatched receipts change nothing",
+            ["provider", "channel", "status"],
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            "smsreg_delivery_latency_seconds",
+            "From the provider accepting a send to its receipt, by provider and channel",
+            ["provider", "channel"],
+            buckets=DELIVERY_BUCKETS,
             registry=registry,
         )
         self.refusals = Counter(

@@ -17,6 +17,7 @@ from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
 from services.providers.base import CodeMessage
 from services.providers.failover import FailoverSender
+from services.receipts import ReceiptStore
 from services.users import UserRepository
 from services.validation import is_mobile, mask_mobile
 
@@ -145,6 +146,14 @@ return {0, 0}
 ALL_STEPS = 3
 
 
+@dataclass(frozen=True)
+class SentCode:
+    """A code on its way: when the mobile may ask again, and the id to follow its delivery."""
+
+    retry_after: int
+    send_id: str
+
+
 @dataclass
 class _Reservation:
     """What one send took, so that it can be given back if the SMS does not go out."""
@@ -166,12 +175,14 @@ class SmsCodeService:
         sender: FailoverSender,
         limiter: RateLimiter,
         config: Config,
+        receipts: ReceiptStore,
     ) -> None:
         # Standalone Redis: one script for the whole check (one round trip per send).
         self._one_round_trip = config.redis.mode == "standalone"
         self._captchas = captchas
         self._users = users
         self._sender = sender
+        self._receipts = receipts
         self._limiter = limiter
         self._config = config.sms
         self._limits = config.limits
@@ -190,11 +201,12 @@ class SmsCodeService:
 
     async def send_code(
         self, mobile: object, image_code: object, image_code_id: object, client_ip: str
-    ) -> int:
+    ) -> SentCode:
         """Check the CAPTCHA and the limits, then send a new code to mobile.
 
         Every refusal is decided before anything is sent or stored; a failed send leaves
-        nothing behind. Returns the seconds until the mobile may be sent another code.
+        nothing behind. Returns the seconds until the mobile may be sent another code and
+        the send's id (for GET /api/v1.0/sms_sends/<send_id>).
         """
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
@@ -213,12 +225,16 @@ class SmsCodeService:
             if await self._users.mobile_exists(mobile):
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
             minutes = max(1, self._config.code_ttl // 60)
-            await self._sender.send(CodeMessage(mobile, code, minutes))
+            send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
+            delivery = await self._sender.send(
+                CodeMessage(mobile, code, minutes, reference=send_id)
+            )
         except BaseException:
             # Nothing was sent: free the mobile at once so the user can retry, uncounted.
             await asyncio.shield(self._undo(send, ALL_STEPS))
             raise
-        return self._config.resend_interval
+        await self._receipts.record_sent(send_id, delivery)
+        return SentCode(self._config.resend_interval, send_id)
 
     async def check_code(self, mobile: str, code: str) -> int:
         """Consume a right code (returns its remaining ms, for restore_code) or raise."""

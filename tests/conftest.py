@@ -94,6 +94,7 @@ def reset_state(redis_server, mariadb_server, sandbox, *more_sandboxes) -> None:
     for each in (sandbox, *more_sandboxes):
         each.clear()
         each.reset_faults()
+        each.set_callback("")
 
 
 @pytest.fixture

@@ -141,6 +141,10 @@ class SandboxProcess:
         """Back to normal behaviour (no latency, mode ok)."""
         self._request("DELETE", "/faults")
 
+    def set_callback(self, url: str) -> None:
+        """Where the sandbox pushes delivery receipts ("" = nowhere)."""
+        self._request("PUT", "/callback", {"url": url})
+
     def faults(self) -> dict:
         """The current fault setting, including the remaining `times`."""
         return self._request("GET", "/faults")

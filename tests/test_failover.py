@@ -201,6 +201,7 @@ def test_providers_setting_is_checked_at_start():
         "SMSREG_RONGLIAN_AUTH_TOKEN": "z" * 32,
         "SMSREG_RONGLIAN_ACCOUNT_SID": "a" * 32,
         "SMSREG_MYSQL_PASSWORD": "real-password",
+        "SMSREG_RECEIPTS_CALLBACK_TOKEN": "t0ken" * 8,
     }
     with pytest.raises(ConfigError, match="aliyun"):
         load_config(None, environ=production)

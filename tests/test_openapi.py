@@ -267,7 +267,9 @@ def test_documented_flow_answers_conform(api_server, api_schema, xsrf, redis_ser
         path_parameters={"mobile": MOBILE},
         query={"image_code": text.lower(), "image_code_id": "flow-1"},
     )
-    assert sent.json() == {"errno": "0", "errmsg": "发送成功", "data": {"retry_after": 60}}
+    body = sent.json()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", body["data"].pop("send_id"))
+    assert body == {"errno": "0", "errmsg": "发送成功", "data": {"retry_after": 60}}
     used = call(
         sms,
         "GET",

@@ -459,7 +459,13 @@ def test_fault_times_reverts_to_ok(sb: SandboxProcess) -> None:
     assert code_of(sb) == "160040"
     assert sb.faults()["times"] == 1
     assert code_of(sb) == "160040"
-    assert sb.faults() == {"latency_ms": 0, "mode": "ok", "status_code": "160040", "times": None}
+    faults = sb.faults()
+    assert {k: faults[k] for k in ("latency_ms", "mode", "status_code", "times")} == {
+        "latency_ms": 0,
+        "mode": "ok",
+        "status_code": "160040",
+        "times": None,
+    }
     assert code_of(sb) == "000000"
     assert len(sb.inbox()) == 1  # faulted sends neither land in the inbox nor count for limits
 

@@ -59,6 +59,8 @@ async def test_image_code_rejects_malformed_id(client, bad_id):
 async def test_sms_code_is_sent_and_stored(client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
     body = await send_with_new_captcha(client, mobile, "c-1")
+    send_id = body["data"].pop("send_id")
+    assert len(send_id) == 22  # 128 random bits, URL-safe base64
     assert body == {"errno": "0", "errmsg": "发送成功", "data": {"retry_after": 60}}
     [message] = sandbox.inbox(mobile)
     code, minutes = message["datas"]

@@ -133,6 +133,30 @@
     return null;
   }
 
+  // After a send, ask the server briefly whether the provider reported delivery
+  // (GET /api/v1.0/sms_sends/<send_id>): 已送达, or 发送失败 so the user can ask again.
+  const DELIVERY_POLL_MS = 2000;
+  const DELIVERY_POLL_TRIES = 15;
+  let deliveryPoll = 0;
+
+  function followDelivery(sendId, mobile, triesLeft = DELIVERY_POLL_TRIES) {
+    clearTimeout(deliveryPoll);
+    if (!sendId || triesLeft <= 0) return;
+    deliveryPoll = setTimeout(async () => {
+      const resp = await api("GET", `/api/v1.0/sms_sends/${encodeURIComponent(sendId)}`);
+      const status = resp.errno === RET.OK && resp.data ? resp.data.status : "";
+      if (status === "delivered") {
+        smsStatus.textContent = `验证码已送达 ${maskMobile(mobile)}，请查收短信`;
+        smsStatus.dataset.delivery = "delivered";
+      } else if (status === "failed") {
+        smsStatus.textContent = "短信发送失败，请稍后重新获取验证码";
+        smsStatus.dataset.delivery = "failed";
+      } else if (status === "sent" || resp.errno === "") {
+        followDelivery(sendId, mobile, triesLeft - 1);
+      }
+    }, DELIVERY_POLL_MS);
+  }
+
   async function sendSmsCode() {
     if (sending || smsButton.disabled) return;
     const mobile = mobileInput.value.trim();
@@ -160,6 +184,8 @@
       case RET.OK:
         startCountdown(mobile, retryAfter);
         smsStatus.textContent = `验证码已发送至 ${maskMobile(mobile)}，请查收短信`;
+        delete smsStatus.dataset.delivery;
+        followDelivery(resp.data && resp.data.send_id, mobile);
         phoneCodeInput.focus();
         return;
       case RET.REQERR:

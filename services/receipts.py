@@ -1,0 +1,233 @@
+"""Delivery receipts: one record per send, updated by the providers' status pushes.
+
+A send gets an opaque `send_id` (128 random bits) and a Redis hash with the provider, its
+message id, the channel, the status (sent → delivered | failed, with the provider's reason)
+and timestamps, for as long as the code lives. An index from the provider's message id to
+the send id lets a push find its send. Pushes are parsed here (no HTTP objects), applied
+idempotently in one Lua step, and counted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+import json
+import logging
+import re
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from services import keys
+from services.clientip import address_in, parse_networks
+from services.errors import STORAGE_ERRORS, Ret, ServiceError
+from services.metrics import Metrics
+from services.providers.base import Delivery
+
+log = logging.getLogger(__name__)
+
+SEND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9^_.:-]{1,64}$")
+MAX_REPORTS = 1000
+
+# KEYS: the send record. ARGV: provider, message id, status, reason, now (s).
+# Returns {0} no such send (expired or not this provider's message), {1} already final
+# (a repeated push: nothing changes), or {2, created_at, channel} applied.
+APPLY_SCRIPT = """
+local record = redis.call(
+    'HMGET', KEYS[1], 'provider', 'message_id', 'status', 'created_at', 'channel')
+if not record[1] or record[1] ~= ARGV[1] or record[2] ~= ARGV[2] then return {0} end
+if record[3] ~= 'sent' then return {1} end
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'reason', ARGV[4], 'updated_at', ARGV[5])
+return {2, record[4], record[5]}
+"""
+
+
+class MalformedReceipt(ValueError):
+    """A push that is not in the provider's format: answered 400, nothing changes."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One status report: which provider message, delivered or not, and the provider's code."""
+
+    provider: str
+    message_id: str
+    delivered: bool
+    reason: str
+
+
+def _message_id(value: object) -> str:
+    if not isinstance(value, str) or not MESSAGE_ID_RE.match(value):
+        raise MalformedReceipt("message id missing or malformed")
+    return value
+
+
+def _xml_fields(body: bytes) -> dict[str, str]:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise MalformedReceipt("body is not XML") from None
+    if root.tag != "Request":
+        raise MalformedReceipt("root element must be Request")
+    return {child.tag: (child.text or "").strip() for child in root}
+
+
+def parse_ronglian_sms(body: bytes) -> list[Receipt]:
+    """Ronglian's SMS status report push (action SMSArrived), JSON or XML.
+
+    `content` carries the smsMessageSid of the TemplateSMS answer, `status` 0 = delivered,
+    1 = failed, `deliverCode` the carrier's code (DELIVRD, UNDELIV, …).
+    """
+    text = body.strip()
+    if text.startswith(b"<"):
+        fields = _xml_fields(text)
+    else:
+        try:
+            document = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedReceipt("body is neither JSON nor XML") from None
+        fields = document.get("Request") if isinstance(document, dict) else None
+        if not isinstance(fields, dict):
+            raise MalformedReceipt('expected {"Request": {...}}')
+    if fields.get("action") != "SMSArrived":
+        raise MalformedReceipt("action must be SMSArrived")
+    status = fields.get("status")
+    if status not in ("0", "1"):
+        raise MalformedReceipt("status must be 0 or 1")
+    reason = fields.get("deliverCode") or ""
+    if not isinstance(reason, str) or len(reason) > 32:
+        raise MalformedReceipt("deliverCode malformed")
+    return [Receipt("ronglian", _message_id(fields.get("content")), status == "0", reason)]
+
+
+VOICE_STATES = {"0": "answered", "1": "not_answered", "2": "call_failed"}
+
+
+def parse_ronglian_voice(body: bytes) -> list[Receipt]:
+    """The VoiceVerify call result pushed to respUrl: XML, action VoiceCode, state 0/1/2."""
+    fields = _xml_fields(body.strip())
+    if fields.get("action") != "VoiceCode":
+        raise MalformedReceipt("action must be VoiceCode")
+    state = fields.get("state")
+    if state not in VOICE_STATES:
+        raise MalformedReceipt("state must be 0, 1 or 2")
+    call_sid = _message_id(fields.get("callSid"))
+    return [Receipt("ronglian", call_sid, state == "0", VOICE_STATES[state])]
+
+
+def parse_aliyun_sms(body: bytes) -> list[Receipt]:
+    """Aliyun's SmsReport HTTP push: a JSON array of reports (biz_id, success, err_code)."""
+    try:
+        reports = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedReceipt("body is not JSON") from None
+    if not isinstance(reports, list) or not 0 < len(reports) <= MAX_REPORTS:
+        raise MalformedReceipt(f"expected a JSON array of 1 to {MAX_REPORTS} reports")
+    receipts = []
+    for report in reports:
+        if not isinstance(report, dict) or not isinstance(report.get("success"), bool):
+            raise MalformedReceipt("each report needs biz_id and a boolean success")
+        reason = report.get("err_code", "")
+        if not isinstance(reason, str) or len(reason) > 32:
+            raise MalformedReceipt("err_code malformed")
+        receipts.append(
+            Receipt("aliyun", _message_id(report.get("biz_id")), report["success"], reason)
+        )
+    return receipts
+
+
+def _iso(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class ReceiptStore:
+    """Send records in Redis; the receipts that update them; the status for the page."""
+
+    def __init__(
+        self, redis, ttl: int, metrics: Metrics, callback_token: str, allowed_sources: str = ""
+    ) -> None:
+        self._redis = redis
+        self._ttl = ttl
+        self._metrics = metrics
+        self._apply = redis.register_script(APPLY_SCRIPT)
+        self._token = callback_token.encode()
+        self._sources = parse_networks(allowed_sources)
+
+    def authorized(self, token: str, source_ip: str) -> bool:
+        """The path's token matches (compared in constant time) and the source is allowed."""
+        if not hmac.compare_digest(token.encode(), self._token):
+            return False
+        return not self._sources or address_in(source_ip, self._sources)
+
+    async def record_sent(self, send_id: str, delivery: Delivery) -> None:
+        """Remember an accepted send. The code is out already: a failure here is only logged."""
+        now = f"{time.time():.3f}"
+        record = keys.send_record_key(send_id)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(
+                    record,
+                    mapping={
+                        "provider": delivery.provider,
+                        "message_id": delivery.message_id,
+                        "channel": delivery.channel.value,
+                        "status": "sent",
+                        "reason": "",
+                        "created_at": now,
+                        "updated_at": now,
+                    },
+                )
+                pipe.expire(record, self._ttl)
+                index = keys.provider_message_key(delivery.provider, delivery.message_id)
+                pipe.set(index, send_id, ex=self._ttl)
+                await pipe.execute()
+        except STORAGE_ERRORS as exc:
+            log.warning("could not record send %s…: %r", send_id[:6], exc)
+
+    async def apply(self, receipts: list[Receipt], channel_hint: str = "sms") -> None:
+        """Apply each receipt once; unknown or repeated ones change nothing (and are counted)."""
+        for receipt in receipts:
+            index = keys.provider_message_key(receipt.provider, receipt.message_id)
+            send_id = await self._redis.get(index)
+            outcome = [0]
+            if send_id:
+                outcome = await self._apply(
+                    keys=[keys.send_record_key(send_id)],
+                    args=[
+                        receipt.provider,
+                        receipt.message_id,
+                        "delivered" if receipt.delivered else "failed",
+                        receipt.reason,
+                        f"{time.time():.3f}",
+                    ],
+                )
+            if outcome[0] == 2:
+                created_at, channel = float(outcome[1]), str(outcome[2])
+                status = "delivered" if receipt.delivered else "failed"
+                self._metrics.receipts.labels(receipt.provider, channel, status).inc()
+                self._metrics.delivery_seconds.labels(receipt.provider, channel).observe(
+                    max(0.0, time.time() - created_at)
+                )
+                log.info(
+                    "receipt %s %s for send %s… (%s)",
+                    receipt.provider,
+                    status,
+                    send_id[:6],
+                    receipt.reason or "-",
+                )
+            else:
+                kind = "duplicate" if outcome[0] == 1 else "unmatched"
+                self._metrics.receipts.labels(receipt.provider, channel_hint, kind).inc()
+
+    async def status(self, send_id: object) -> dict[str, str]:
+        """{status, channel, updated_at} of one send (no mobile, no code), or a refusal."""
+        if not isinstance(send_id, str) or not SEND_ID_RE.match(send_id):
+            raise ServiceError(Ret.PARAMERR, "发送编号格式错误")
+        status, channel, updated_at = await self._redis.hmget(
+            keys.send_record_key(send_id), ["status", "channel", "updated_at"]
+        )
+        if status is None:
+            raise ServiceError(Ret.NODATA, "发送记录不存在或已过期")
+        return {"status": status, "channel": channel, "updated_at": _iso(float(updated_at))}
