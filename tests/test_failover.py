@@ -202,7 +202,20 @@ def test_providers_setting_is_checked_at_start():
         "SMSREG_RONGLIAN_ACCOUNT_SID": "a" * 32,
         "SMSREG_MYSQL_PASSWORD": "real-password",
         "SMSREG_RECEIPTS_CALLBACK_TOKEN": "t0ken" * 8,
+        "SMSREG_RONGLIAN_APP_ID": "b" * 32,
+        "SMSREG_RONGLIAN_BASE_URL": "https://app.cloopen.com:8883",
+        "SMSREG_SECURITY_SECURE_COOKIES": "true",
     }
-    with pytest.raises(ConfigError, match="aliyun"):
+    with pytest.raises(ConfigError, match=r"aliyun\.access_key_secret"):
         load_config(None, environ=production)
     assert load_config(None, environ={**production, "SMSREG_PROVIDERS": "ronglian"})
+    aliyun = {
+        **production,
+        "SMSREG_ALIYUN_ACCESS_KEY_ID": "LTAI" + "k" * 20,
+        "SMSREG_ALIYUN_ACCESS_KEY_SECRET": "s" * 30,
+    }
+    with pytest.raises(ConfigError, match=r"aliyun\.base_url"):  # still the sandbox
+        load_config(None, environ=aliyun)
+    assert load_config(
+        None, environ={**aliyun, "SMSREG_ALIYUN_BASE_URL": "https://dysmsapi.aliyuncs.com"}
+    )
