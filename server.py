@@ -46,7 +46,7 @@ from services.passwords import PasswordHasher
 from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
 from services.providers.aliyun import AliyunProvider
 from services.providers.failover import CircuitBreaker, FailoverSender
-from services.providers.ronglian import RonglianProvider
+from services.providers.ronglian import RonglianProvider, VoiceSettings
 from services.receipts import ReceiptStore
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
@@ -193,7 +193,15 @@ def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics)
     """The configured providers, in order, each behind its own circuit breaker."""
     available = {
         "ronglian": lambda: RonglianProvider(
-            RonglianClient(http, config.ronglian, metrics), config.sms.template_id
+            RonglianClient(http, config.ronglian, metrics),
+            config.sms.template_id,
+            VoiceSettings(
+                config.voice.play_times,
+                config.voice.display_num,
+                config.voice.lang,
+                f"{config.receipts.public_base_url.rstrip('/')}/callbacks/"
+                f"{config.receipts.callback_token}/ronglian/voice",
+            ),
         ),
         "aliyun": lambda: AliyunProvider(http, config.aliyun),
     }

@@ -44,12 +44,13 @@ class SmsCodeHandler(ApiHandler):
             self.get_query_argument("image_code", None),
             self.get_query_argument("image_code_id", None),
             self.client_ip,
+            self.get_query_argument("channel", None),
         )
         self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 
 
 class SmsCodeJsonHandler(ApiHandler):
-    """POST /api/v1.0/sms_codes with JSON {mobile, image_code, image_code_id} (seed 004 shape)."""
+    """POST /api/v1.0/sms_codes with JSON {mobile, image_code, image_code_id[, channel]}."""
 
     route_name = "sms_codes"
 
@@ -57,7 +58,11 @@ class SmsCodeJsonHandler(ApiHandler):
         """Same flow as the GET form, parameters from a JSON body."""
         body = self.json_body()
         sent = await self.services.sms.send_code(
-            body.get("mobile"), body.get("image_code"), body.get("image_code_id"), self.client_ip
+            body.get("mobile"),
+            body.get("image_code"),
+            body.get("image_code_id"),
+            self.client_ip,
+            body.get("channel"),
         )
         self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 

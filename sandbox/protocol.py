@@ -304,6 +304,72 @@ def validate_body(body: dict[str, Any], account_sid: str, settings: SandboxSetti
     return SmsRequest(app_id=app_id, to=to, template_id=template_id, datas=datas)
 
 
+@dataclass
+class VoiceRequest:
+    """A validated VoiceVerify body."""
+
+    app_id: str
+    to: str
+    verify_code: str
+    play_times: int
+    display_num: str
+    resp_url: str
+    lang: str
+    user_data: str
+
+
+VERIFY_CODE_RE = re.compile(r"^[0-9A-Za-z]{4,8}$")
+CALLEE_RE = re.compile(r"^(?:1[3-9]\d{9}|0\d{9,11}(?:-\d{1,6})?)$")
+
+
+def validate_voice_body(
+    body: dict[str, Any], account_sid: str, settings: SandboxSettings
+) -> VoiceRequest:
+    """VoiceVerify's checks: the app as for TemplateSMS, then to, verifyCode, playTimes, respUrl.
+
+    verifyCode: 4-8 digits or letters; playTimes: 1-3 (string or number, default 1); to: a
+    mobile, or a landline with area code (and -extension); respUrl: http(s) or empty.
+    """
+    app_id = body.get("appId")
+    if app_id in (None, ""):
+        raise RonglianError("111169")
+    if not isinstance(app_id, str) or app_id not in settings.apps:
+        raise RonglianError("111181")
+    if settings.apps[app_id] != account_sid:
+        raise RonglianError("111182")
+    to = body.get("to")
+    if not isinstance(to, str) or not CALLEE_RE.match(to.strip()):
+        raise RonglianError("160042")
+    code = body.get("verifyCode")
+    if not isinstance(code, str) or not VERIFY_CODE_RE.match(code):
+        raise RonglianError("160031")
+    plays = body.get("playTimes", "1")
+    if isinstance(plays, bool) or str(plays).strip() not in ("1", "2", "3"):
+        raise RonglianError("160031")
+    fields = {}
+    for name in ("displayNum", "respUrl", "lang", "userData"):
+        value = body.get(name, "")
+        if not isinstance(value, str) or len(value) > 256:
+            raise RonglianError("160031")
+        fields[name] = value
+    if fields["respUrl"] and not fields["respUrl"].startswith(("http://", "https://")):
+        raise RonglianError("160031")
+    if fields["lang"] not in ("", "zh", "en"):
+        raise RonglianError("160031")
+    if settings.test_numbers and to.strip() not in settings.test_numbers:
+        raise RonglianError("112310")
+    return VoiceRequest(
+        app_id,
+        to.strip(),
+        code,
+        int(str(plays).strip()),
+        fields["displayNum"],
+        fields["respUrl"],
+        fields["lang"] or "zh",
+        fields["userData"],
+    )
+
+
 def _is_scalar(value: Any) -> bool:
     """datas elements may be strings or numbers (the real server accepts ["123456", 5])."""
     return isinstance(value, (str, int, float)) and not isinstance(value, bool)

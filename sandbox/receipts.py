@@ -36,15 +36,20 @@ class ReceiptPusher:
         mode: str,
         late_ms: int,
         build: Callable[[bool], tuple[bytes, str]],
+        url: str | None = None,
     ) -> None:
-        """Push build(delivered) -> (body, content type) after a delay, as `mode` says."""
-        if not self.url or mode == "never":
+        """Push build(delivered) -> (body, content type) after a delay, as `mode` says.
+
+        `url`: this message's own callback (a voice call's respUrl), else the configured one.
+        """
+        url = url or self.url
+        if not url or mode == "never":
             return
         delay = random.uniform(*self.delay_ms) / 1000
         if mode == "late":
             delay += late_ms / 1000
         copies = 2 if mode == "twice" else 1
-        task = asyncio.ensure_future(self._push(self.url, build, mode != "failed", delay, copies))
+        task = asyncio.ensure_future(self._push(url, build, mode != "failed", delay, copies))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

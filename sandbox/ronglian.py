@@ -4,6 +4,7 @@ Run: python -m sandbox.ronglian --port 8883 [--host 127.0.0.1] [--config-json PA
 
 Endpoints:
   POST   /2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig=...   the real protocol (see protocol.py)
+  POST   /2013-12-26/Accounts/{sid}/Calls/VoiceVerify?sig=... a voice code call, same rules
   GET    /inbox[?mobile=...]   accepted messages, oldest first
   DELETE /inbox                clears the inbox and the rate-limit counters
   GET/PUT/DELETE /faults       fault injection for the next TemplateSMS requests and receipts
@@ -39,6 +40,7 @@ from sandbox.protocol import (
     render_text,
     status_message,
     validate_body,
+    validate_voice_body,
 )
 from sandbox.receipts import RECEIPT_MODES, CallbackHandler, ReceiptPusher
 
@@ -122,6 +124,25 @@ class SandboxState:
         )
         self.pusher = ReceiptPusher(settings.report_delay_ms)
         self.pusher.url = settings.report_url
+
+    def schedule_call_result(self, call: Any, call_sid: str) -> None:
+        """The VoiceCode notification (XML) to the call's respUrl once the call "ends"."""
+        if not call.resp_url:
+            return
+
+        def build(answered: bool) -> tuple[bytes, str]:
+            user_data = f"<userData>{escape(call.user_data)}</userData>" if call.user_data else ""
+            xml = (
+                '<?xml version="1.0" encoding="UTF-8"?><Request><action>VoiceCode</action>'
+                f"<number>{call.to}</number><callSid>{call_sid}</callSid>"
+                f"<state>{0 if answered else 1}</state><duration>{12 if answered else 0}</duration>"
+                f"{user_data}</Request>"
+            )
+            return xml.encode(), "text/plain"
+
+        self.pusher.schedule(
+            self.faults.take_receipt(), self.faults.late_ms, build, url=call.resp_url
+        )
 
     def schedule_report(self, number: str, message_sid: str, date_sent: str) -> None:
         """A status report push (action SMSArrived, JSON) for one accepted message."""
@@ -210,6 +231,11 @@ class TemplateSMSHandler(BaseHandler):
 
     def send(self, path_sid: str) -> dict[str, Any]:
         """Run the protocol checks in the spec's order; record and return a success response."""
+        sid, body, now = self.authenticated(path_sid)
+        return self.accept(sid, body, now)
+
+    def authenticated(self, path_sid: str) -> tuple[str, dict[str, Any], Any]:
+        """Headers, sig, Authorization and the body's syntax: the checks every API shares."""
         headers = self.request.headers
         if not headers.get("Accept", "").strip():
             raise RonglianError("112610")
@@ -230,8 +256,11 @@ class TemplateSMSHandler(BaseHandler):
             settings,
             now,
         )
-        sms = validate_body(parse_body(self.request.body, content_type), sid, settings)
+        return sid, parse_body(self.request.body, content_type), now
 
+    def accept(self, sid: str, body: dict[str, Any], now: Any) -> dict[str, Any]:
+        settings = self.state.settings
+        sms = validate_body(body, sid, settings)
         received_at = time.time()
         limiter = self.state.limiter
         code = limiter.check(sms.template_id, sms.to, received_at)
@@ -285,6 +314,39 @@ def _to_xml(payload: dict[str, Any]) -> str:
         )
     head = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
     return f"{head}<Response>{''.join(parts)}</Response>"
+
+
+class VoiceVerifyHandler(TemplateSMSHandler):
+    """POST /2013-12-26/Accounts/{sid}/Calls/VoiceVerify: a call that reads a code out.
+
+    The same headers, sig, Authorization and body rules as TemplateSMS; then the call is
+    "placed": an inbox entry with "channel": "voice", and the call result pushed to respUrl.
+    """
+
+    def accept(self, sid: str, body: dict[str, Any], now: Any) -> dict[str, Any]:
+        call = validate_voice_body(body, sid, self.state.settings)
+        call_sid, date_created = uuid.uuid4().hex, now.strftime("%Y-%m-%d %H:%M:%S")
+        self.state.inbox.append(
+            {
+                "channel": "voice",
+                "to": call.to,
+                "appId": call.app_id,
+                "verifyCode": call.verify_code,
+                "playTimes": call.play_times,
+                "displayNum": call.display_num,
+                "respUrl": call.resp_url,
+                "lang": call.lang,
+                "userData": call.user_data,
+                "callSid": call_sid,
+                "dateCreated": date_created,
+                "received_at": time.time(),
+            }
+        )
+        self.state.schedule_call_result(call, call_sid)
+        return {
+            "statusCode": "000000",
+            "VoiceVerify": {"callSid": call_sid, "dateCreated": date_created},
+        }
 
 
 class InboxHandler(BaseHandler):
@@ -348,6 +410,7 @@ def make_app(settings: SandboxSettings | None = None) -> tornado.web.Application
     return tornado.web.Application(
         [
             (r"/2013-12-26/Accounts/([^/]+)/SMS/TemplateSMS", TemplateSMSHandler, args),
+            (r"/2013-12-26/Accounts/([^/]+)/Calls/VoiceVerify", VoiceVerifyHandler, args),
             (r"/inbox", InboxHandler, args),
             (r"/faults", FaultsHandler, args),
             (r"/callback", CallbackHandler, args),

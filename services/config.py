@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
 import os
 import types
 import typing
 import urllib.parse
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +155,17 @@ PROVIDER_NAMES = ("ronglian", "aliyun")
 
 
 @dataclass(frozen=True)
+class VoiceConfig:
+    play_times: int = 2
+    display_num: str = ""
+    lang: str = "zh"
+    # No calls in the quiet hours (local time of `timezone`); start == end: no quiet hours.
+    quiet_start: str = "22:00"
+    quiet_end: str = "07:30"
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
 class ReceiptsConfig:
     # Providers push receipts to {public_base_url}/callbacks/{callback_token}/<provider>/<kind>.
     callback_token: str = "change-me-callback-token-00000000"
@@ -183,6 +196,7 @@ class Config:
     aliyun: AliyunConfig = field(default_factory=AliyunConfig)
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     receipts: ReceiptsConfig = field(default_factory=ReceiptsConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def replace(self, **sections: dict[str, object]) -> Config:
@@ -254,6 +268,8 @@ def _apply_environment(raw: dict[str, object], environ: typing.Mapping[str, str]
 
 
 def _parse_env_value(value: str) -> object:
+    if ":" in value:
+        return value  # a time such as 22:00 (YAML 1.1 would read a base-60 number)
     try:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
@@ -391,8 +407,32 @@ def _validate(config: Config) -> None:
         or not config.receipts.callback_token.replace("-", "").isalnum()
     ):
         raise ConfigError("config key 'receipts.callback_token' must be 16+ letters, digits or '-'")
+    _validate_voice(config.voice)
     if config.mode == "production":
         _refuse_placeholders(config)
+
+
+def clock_time(value: str) -> datetime.time:
+    """'22:00' -> time(22, 0) (ValueError otherwise)."""
+    return datetime.datetime.strptime(value, "%H:%M").time()
+
+
+def _validate_voice(voice: VoiceConfig) -> None:
+    if not 1 <= voice.play_times <= 3:
+        raise ConfigError("config key 'voice.play_times' must be 1, 2 or 3")
+    if voice.lang not in ("zh", "en"):
+        raise ConfigError("config key 'voice.lang' must be zh or en")
+    for key in ("quiet_start", "quiet_end"):
+        try:
+            clock_time(getattr(voice, key))
+        except ValueError:
+            raise ConfigError(f"config key 'voice.{key}' must be HH:MM") from None
+    try:
+        zoneinfo.ZoneInfo(voice.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"config key 'voice.timezone': unknown time zone {voice.timezone!r}"
+        ) from None
 
 
 def cluster_nodes(spec: str) -> list[tuple[str, int]]:

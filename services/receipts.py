@@ -34,12 +34,19 @@ MAX_REPORTS = 1000
 # Returns {0} no such send (expired or not this provider's message), {1} already final
 # (a repeated push: nothing changes), or {2, created_at, channel} applied.
 APPLY_SCRIPT = """
-local record = redis.call(
-    'HMGET', KEYS[1], 'provider', 'message_id', 'status', 'created_at', 'channel')
+local record = redis.call('HMGET', KEYS[1], 'provider', 'message_id', 'status', 'created_at',
+    'channel', 'mobile', 'guard_token')
 if not record[1] or record[1] ~= ARGV[1] or record[2] ~= ARGV[2] then return {0} end
 if record[3] ~= 'sent' then return {1} end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'reason', ARGV[4], 'updated_at', ARGV[5])
-return {2, record[4], record[5]}
+return {2, record[4], record[5], record[6] or '', record[7] or ''}
+"""
+
+# A failed delivery frees the mobile at once (the user got nothing: the resend guard must not
+# keep them waiting), but only if the guard is still the one this send set. Counts stay.
+RELEASE_GUARD_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -152,6 +159,7 @@ class ReceiptStore:
         self._ttl = ttl
         self._metrics = metrics
         self._apply = redis.register_script(APPLY_SCRIPT)
+        self._release_guard = redis.register_script(RELEASE_GUARD_SCRIPT)
         self._token = callback_token.encode()
         self._sources = parse_networks(allowed_sources)
 
@@ -161,8 +169,14 @@ class ReceiptStore:
             return False
         return not self._sources or address_in(source_ip, self._sources)
 
-    async def record_sent(self, send_id: str, delivery: Delivery) -> None:
-        """Remember an accepted send. The code is out already: a failure here is only logged."""
+    async def record_sent(
+        self, send_id: str, delivery: Delivery, mobile: str = "", guard_token: str = ""
+    ) -> None:
+        """Remember an accepted send. The code is out already: a failure here is only logged.
+
+        The mobile and the resend guard's token are kept (never shown) so that a failed
+        receipt can lift the guard this send set.
+        """
         now = f"{time.time():.3f}"
         record = keys.send_record_key(send_id)
         try:
@@ -177,6 +191,8 @@ class ReceiptStore:
                         "reason": "",
                         "created_at": now,
                         "updated_at": now,
+                        "mobile": mobile,
+                        "guard_token": guard_token,
                     },
                 )
                 pipe.expire(record, self._ttl)
@@ -206,6 +222,9 @@ class ReceiptStore:
             if outcome[0] == 2:
                 created_at, channel = float(outcome[1]), str(outcome[2])
                 status = "delivered" if receipt.delivered else "failed"
+                mobile, guard_token = str(outcome[3]), str(outcome[4])
+                if not receipt.delivered and mobile and guard_token:
+                    await self._release_guard(keys=[keys.sms_guard_key(mobile)], args=[guard_token])
                 self._metrics.receipts.labels(receipt.provider, channel, status).inc()
                 self._metrics.delivery_seconds.labels(receipt.provider, channel).observe(
                     max(0.0, time.time() - created_at)

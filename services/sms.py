@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import hmac
 import logging
 import secrets
 import time
+import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services import keys
 from services.captcha import CaptchaService, captcha_refusal, check_captcha_params
-from services.config import Config
+from services.config import Config, clock_time
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
-from services.providers.base import CodeMessage
+from services.providers.base import Channel, CodeMessage
 from services.providers.failover import FailoverSender
 from services.receipts import ReceiptStore
 from services.users import UserRepository
@@ -144,6 +147,24 @@ return {0, 0}
 
 
 ALL_STEPS = 3
+CHANNELS = {channel.value: channel for channel in Channel}
+
+
+def quiet_seconds_left(now: datetime.datetime, start: datetime.time, end: datetime.time) -> int:
+    """Seconds until the quiet hours [start, end) end if `now` (local time) is in them, else 0.
+
+    The window may cross midnight (22:00-07:30); start == end means no quiet hours.
+    """
+    if start == end:
+        return 0
+    moment = now.time()
+    inside = start <= moment < end if start < end else (moment >= start or moment < end)
+    if not inside:
+        return 0
+    ends = datetime.datetime.combine(now.date(), end, tzinfo=now.tzinfo)
+    if ends <= now:
+        ends += datetime.timedelta(days=1)
+    return max(1, int((ends - now).total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -194,13 +215,23 @@ class SmsCodeService:
         self._verify = redis.register_script(VERIFY_SCRIPT)
         self._restore = redis.register_script(RESTORE_SCRIPT)
         self._budget_alarm_until = 0.0
+        voice = config.voice
+        self._quiet = (clock_time(voice.quiet_start), clock_time(voice.quiet_end))
+        zone = zoneinfo.ZoneInfo(voice.timezone)
+        # The wall clock for the voice quiet hours; tests replace it with a fixed time.
+        self.clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(zone)
 
     def _mac(self, mobile: str, code: str) -> str:
         # Codes at rest are HMACs: a Redis dump or MONITOR does not reveal a usable code.
         return hmac.new(self._hmac_key, f"{mobile}:{code}".encode(), hashlib.sha256).hexdigest()
 
     async def send_code(
-        self, mobile: object, image_code: object, image_code_id: object, client_ip: str
+        self,
+        mobile: object,
+        image_code: object,
+        image_code_id: object,
+        client_ip: str,
+        channel: object = None,
     ) -> SentCode:
         """Check the CAPTCHA and the limits, then send a new code to mobile.
 
@@ -213,6 +244,7 @@ class SmsCodeService:
         if not is_mobile(mobile):
             raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
+        via = self._channel(channel)
         code = f"{secrets.randbelow(1_000_000):06d}"
         send = _Reservation(
             mobile, self._ip_limit(client_ip), secrets.token_hex(8), self._mac(mobile, code)
@@ -227,14 +259,31 @@ class SmsCodeService:
             minutes = max(1, self._config.code_ttl // 60)
             send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
             delivery = await self._sender.send(
-                CodeMessage(mobile, code, minutes, reference=send_id)
+                CodeMessage(mobile, code, minutes, via, reference=send_id)
             )
         except BaseException:
             # Nothing was sent: free the mobile at once so the user can retry, uncounted.
             await asyncio.shield(self._undo(send, ALL_STEPS))
             raise
-        await self._receipts.record_sent(send_id, delivery)
+        await self._receipts.record_sent(send_id, delivery, mobile, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
+
+    def _channel(self, channel: object) -> Channel:
+        """sms (the default) or voice; voice calls are refused in the quiet hours."""
+        if channel is None or channel == "":
+            return Channel.SMS
+        if not isinstance(channel, str) or channel not in CHANNELS:
+            raise ServiceError(Ret.PARAMERR, "发送方式只能是sms或voice", field="channel")
+        if CHANNELS[channel] is Channel.VOICE:
+            seconds = quiet_seconds_left(self.clock(), *self._quiet)
+            if seconds:
+                raise ServiceError(
+                    Ret.REQERR,
+                    "夜间不拨打语音验证码，请使用短信验证码",
+                    data={"reason": "voice_quiet_hours"},
+                    retry_after=seconds,
+                )
+        return CHANNELS[channel]
 
     async def check_code(self, mobile: str, code: str) -> int:
         """Consume a right code (returns its remaining ms, for restore_code) or raise."""

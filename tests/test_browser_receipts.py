@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from playwright.sync_api import expect
 
+from tests.browser_helpers import captcha_text
+from tests.conftest import LiveServer
 from tests.test_browser import (  # noqa: F401 - fixtures shared with the page tests
     browser,
     browser_log,
@@ -15,6 +20,23 @@ from tests.test_browser import (  # noqa: F401 - fixtures shared with the page t
 )
 
 TOKEN = "change-me-callback-token-00000000"
+
+
+@pytest.fixture
+def live_server(config, clean_state, tmp_path):
+    """The server process without voice quiet hours (the test must not depend on the time of
+    day) and with the voice call's respUrl pointing at itself."""
+    server = LiveServer(config, tmp_path / "server.log")
+    server.env.update(
+        {
+            "SMSREG_VOICE_QUIET_START": "00:00",
+            "SMSREG_VOICE_QUIET_END": "00:00",
+            "SMSREG_RECEIPTS_PUBLIC_BASE_URL": server.base_url,
+        }
+    )
+    server.start()
+    yield server
+    server.stop()
 
 
 def test_page_shows_delivered_then_failed(page, live_server, redis_client, sandbox, fresh_mobile):  # noqa: F811
@@ -31,3 +53,37 @@ def test_page_shows_delivered_then_failed(page, live_server, redis_client, sandb
     request_sms(page, redis_client, fresh_mobile())
     expect(status).to_contain_text("发送失败", timeout=15_000)
     expect(status).to_have_attribute("data-delivery", "failed")
+
+
+def test_failed_sms_offers_a_voice_call_that_registers(
+    page,  # noqa: F811
+    live_server,
+    redis_client,  # noqa: F811
+    sandbox,
+    fresh_mobile,
+):
+    sandbox.set_callback(f"{live_server.base_url}/callbacks/{TOKEN}/ronglian/sms")
+    sandbox.set_fault(receipt="failed", receipt_times=1)
+    open_register(page)
+    offer = page.locator("#voice-offer")
+    expect(offer).to_be_hidden()
+    mobile = fresh_mobile()
+    request_sms(page, redis_client, mobile)
+    expect(offer).to_be_visible(timeout=15_000)  # the receipt said the SMS failed
+    expect(offer).to_contain_text("收不到短信？接听语音验证码")
+
+    page.fill("#imagecode", captcha_text(page, redis_client))
+    page.click("#send-voice")
+    expect(page.locator("#phone-code-status")).to_contain_text("正在呼叫")
+    end = time.monotonic() + 10
+    while not [m for m in sandbox.inbox(mobile) if m["channel"] == "voice"]:
+        assert time.monotonic() < end, "no voice call reached the sandbox"
+        time.sleep(0.05)
+    [call] = [m for m in sandbox.inbox(mobile) if m["channel"] == "voice"]
+
+    page.fill("#phonecode", call["verifyCode"])
+    page.fill("#password", "secret-123")
+    page.fill("#password2", "secret-123")
+    page.click("#register-submit")
+    expect(page).to_have_url("/")
+    expect(page.locator("#user-name")).to_have_text(mobile)

@@ -1,22 +1,46 @@
-"""Ronglian (容联云通讯) as a provider: TemplateSMS through services.ronglian.RonglianClient."""
+"""Ronglian (容联云通讯) as a provider: TemplateSMS for SMS, VoiceVerify for voice codes."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from services.providers.base import Channel, CodeMessage
 from services.ronglian import RonglianClient
 
 
+@dataclass(frozen=True)
+class VoiceSettings:
+    """How calls are placed: plays, caller id, language, where the call result is pushed."""
+
+    play_times: int
+    display_num: str
+    lang: str
+    resp_url: str
+
+
 class RonglianProvider:
-    """Sends codes with the configured template: {1} = code, {2} = minutes it stays valid."""
+    """SMS with the configured template ({1} = code, {2} = minutes); voice calls read the code."""
 
     name = "ronglian"
-    channels = frozenset({Channel.SMS})
+    channels = frozenset({Channel.SMS, Channel.VOICE})
 
-    def __init__(self, client: RonglianClient, template_id: str) -> None:
+    def __init__(self, client: RonglianClient, template_id: str, voice: VoiceSettings) -> None:
         self._client = client
         self._template_id = template_id
+        self._voice = voice
 
     async def send(self, message: CodeMessage) -> str:
+        if message.channel is Channel.VOICE:
+            voice = self._voice
+            return await self._client.voice_verify(
+                message.mobile,
+                message.code,
+                voice.play_times,
+                voice.resp_url,
+                voice.display_num,
+                voice.lang,
+                user_data=message.reference,
+            )
         return await self._client.send_template_sms(
             message.mobile, [message.code, str(message.ttl_minutes)], self._template_id
         )

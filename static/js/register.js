@@ -23,6 +23,12 @@
   const audioPlayer = document.getElementById("captcha-player");
   const smsButton = document.getElementById("send-sms");
   const smsStatus = document.getElementById("phone-code-status");
+  const voiceOffer = document.getElementById("voice-offer");
+  const voiceLink = document.getElementById("send-voice");
+  // The mobile an SMS went to, and whether its receipt said it failed: the voice offer
+  // (收不到短信？接听语音验证码) appears once the countdown is over or the SMS failed.
+  let smsSentTo = null;
+  let smsFailed = false;
   const submitButton = document.getElementById("register-submit");
   const formError = document.getElementById("form-err");
   const errors = Ihome.fieldErrors(form, [
@@ -112,6 +118,7 @@
       saveCountdown();
     }
     const counting = countdown !== null && countdown.mobile === mobileInput.value.trim();
+    voiceOffer.hidden = !(smsSentTo === mobileInput.value.trim() && (!counting || smsFailed));
     if (counting) {
       smsButton.disabled = true;
       const left = secondsLeft();
@@ -151,14 +158,17 @@
       } else if (status === "failed") {
         smsStatus.textContent = "短信发送失败，请稍后重新获取验证码";
         smsStatus.dataset.delivery = "failed";
+        smsFailed = resp.data.channel === "sms";
+        renderSmsButton();
       } else if (status === "sent" || resp.errno === "") {
         followDelivery(sendId, mobile, triesLeft - 1);
       }
     }, DELIVERY_POLL_MS);
   }
 
-  async function sendSmsCode() {
-    if (sending || smsButton.disabled) return;
+  async function sendSmsCode(channel = "sms") {
+    const voice = channel === "voice";
+    if (sending || (!voice && smsButton.disabled)) return;
     const mobile = mobileInput.value.trim();
     const imageCode = imageCodeInput.value.trim();
     errors.set("phonecode", "");
@@ -172,7 +182,14 @@
     sending = true;
     renderSmsButton();
     const query = new URLSearchParams({ image_code: imageCode, image_code_id: captchaId });
-    const resp = await api("GET", `/api/v1.0/sms_codes/${mobile}?${query}`);
+    const resp = voice
+      ? await api("POST", "/api/v1.0/sms_codes", {
+          mobile,
+          image_code: imageCode,
+          image_code_id: captchaId,
+          channel: "voice",
+        })
+      : await api("GET", `/api/v1.0/sms_codes/${mobile}?${query}`);
     sending = false;
     const retryAfter = resp.data && resp.data.retry_after;
 
@@ -182,13 +199,22 @@
 
     switch (resp.errno) {
       case RET.OK:
+        smsSentTo = voice ? null : mobile;
+        smsFailed = false;
         startCountdown(mobile, retryAfter);
-        smsStatus.textContent = `验证码已发送至 ${maskMobile(mobile)}，请查收短信`;
+        smsStatus.textContent = voice
+          ? `正在呼叫 ${maskMobile(mobile)}，请接听来电收听验证码`
+          : `验证码已发送至 ${maskMobile(mobile)}，请查收短信`;
         delete smsStatus.dataset.delivery;
         followDelivery(resp.data && resp.data.send_id, mobile);
         phoneCodeInput.focus();
         return;
       case RET.REQERR:
+        if (resp.data && resp.data.reason === "voice_quiet_hours") {
+          renderSmsButton(); // no countdown: SMS still works at night
+          errors.note("phonecode", resp.errmsg);
+          return;
+        }
         startCountdown(mobile, retryAfter);
         errors.note("phonecode", resp.errmsg);
         phoneCodeInput.focus();
@@ -230,7 +256,11 @@
     }
   }
 
-  smsButton.addEventListener("click", sendSmsCode);
+  smsButton.addEventListener("click", () => sendSmsCode("sms"));
+  voiceLink.addEventListener("click", (event) => {
+    event.preventDefault();
+    sendSmsCode("voice");
+  });
   mobileInput.addEventListener("input", renderSmsButton);
 
   // --- registration ------------------------------------------------------------------------
