@@ -236,3 +236,20 @@ def test_voice_call_results_parse_to_receipts():
     for bad in (call("9"), b"<Request><action>SMSArrived</action></Request>", b"{}"):
         with pytest.raises(MalformedReceipt):
             parse_ronglian_voice(bad)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_late_receipt_arrives_and_a_never_receipt_leaves_sent(
+    make_app, sandbox, fresh_mobile
+):
+    app = await make_app()
+    async with serving(app) as client:
+        sandbox.set_callback(f"{client.base_url}/callbacks/{TOKEN}/ronglian/sms")
+        sandbox.set_fault(receipt="never", receipt_times=1)
+        never = await send(client, fresh_mobile(), "rc-7")
+        sandbox.set_fault(receipt="late", receipt_times=1, late_ms=500)
+        late = await send(client, fresh_mobile(), "rc-8")
+        assert (await wait_for_status(client, late, "delivered"))["data"]["status"] == ("delivered")
+        # The late report was due at least 500 ms after the other would have been: that one
+        # never came, and the send stays "sent" (the page stops polling after 30 s).
+        assert (await status_of(client, never))["data"]["status"] == "sent"
