@@ -12,6 +12,7 @@ from tests.conftest import LiveServer
 from tests.test_browser import (  # noqa: F401 - fixtures shared with the page tests
     browser,
     browser_log,
+    freeze_clock,
     new_context,
     open_register,
     page,
@@ -87,3 +88,20 @@ def test_failed_sms_offers_a_voice_call_that_registers(
     page.click("#register-submit")
     expect(page).to_have_url("/")
     expect(page.locator("#user-name")).to_have_text(mobile)
+
+
+def test_voice_offer_appears_when_the_countdown_ends(
+    page,  # noqa: F811
+    redis_client,  # noqa: F811
+    fresh_mobile,
+):
+    freeze_clock(page)
+    open_register(page)
+    request_sms(page, redis_client, fresh_mobile())
+    offer = page.locator("#voice-offer")
+    expect(offer).to_be_hidden()  # counting down: the SMS may still arrive
+    page.clock.run_for(61_000)
+    expect(page.locator("#send-sms")).to_have_text("获取验证码")
+    expect(offer).to_be_visible()
+    page.fill("#mobile", fresh_mobile())  # another number: no SMS was sent to it
+    expect(offer).to_be_hidden()
