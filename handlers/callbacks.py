@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from handlers.base import ApiHandler
+from handlers.base import ApiHandler, BaseHandler
 from services.errors import STORAGE_ERRORS
 from services.receipts import (
     MalformedReceipt,
@@ -32,6 +32,14 @@ class ReceiptCallbackHandler(ApiHandler):
     """Parse the push, apply it idempotently, acknowledge it the way the provider expects."""
 
     route_name = "callbacks"
+    # An Aliyun push carries up to 1000 reports (~250 KB), beyond the API's max_body_size;
+    # the connection-level server.max_request_size still bounds it.
+    MAX_BODY = 512 * 1024
+
+    def prepare(self) -> None:
+        BaseHandler.prepare(self)  # not ApiHandler's max_body_size: that is for browsers
+        if len(self.request.body) > self.MAX_BODY:
+            self.answer_error(413, "body too large")
 
     def check_xsrf_cookie(self) -> None:
         """Providers hold no cookie: the path's secret token authenticates instead."""

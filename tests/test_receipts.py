@@ -253,3 +253,22 @@ async def test_late_receipt_arrives_and_a_never_receipt_leaves_sent(
         # The late report was due at least 500 ms after the other would have been: that one
         # never came, and the send stays "sent" (the page stops polling after 30 s).
         assert (await status_of(client, never))["data"]["status"] == "sent"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_full_aliyun_batch_is_accepted(make_app, aliyun_sandbox, fresh_mobile):
+    app = await make_app(providers=("aliyun",))
+    async with serving(app) as client:
+        mobile = fresh_mobile()
+        send_id = await send(client, mobile, "rc-9")
+        biz_id = aliyun_sandbox.inbox(mobile)[0]["BizId"]
+        filler = {"success": True, "err_code": "DELIVERED", "err_msg": "用户接收成功"}
+        reports = [
+            {**filler, "biz_id": f"{n}^0", "phone_number": "1380000****"} for n in range(999)
+        ]
+        reports.append({**filler, "biz_id": biz_id, "phone_number": mobile})
+        body = json.dumps(reports, ensure_ascii=False).encode()
+        assert len(body) > app.services.config.server.max_body_size
+        answer = await post_receipt(client, f"/callbacks/{TOKEN}/aliyun/sms", body)
+        assert answer.code == 200
+        assert (await status_of(client, send_id))["data"]["status"] == "delivered"
