@@ -251,7 +251,10 @@ async def run(config: Config, sockets: list[socket.socket]) -> int:
         await serve(config, sockets, stop)
     except (OSError, *STORAGE_ERRORS) as exc:
         # Unreachable Redis/MySQL at start: one line, not a traceback.
-        print(f"startup failed: {exc}", file=sys.stderr)
+        # One write of the whole line: with several workers failing at once, lines written
+        # in pieces (print writes the text and the newline separately) can interleave.
+        sys.stderr.flush()
+        os.write(sys.stderr.fileno(), f"startup failed: {exc}\n".encode())
         return STARTUP_FAILED
     return 0
 
