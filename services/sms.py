@@ -18,7 +18,7 @@ from services.captcha import CaptchaService, captcha_refusal, check_captcha_para
 from services.config import Config, clock_time
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
-from services.providers.base import Channel, CodeMessage
+from services.providers.base import Channel, CodeMessage, Outcome, ProviderError
 from services.providers.failover import FailoverSender
 from services.receipts import ReceiptStore
 from services.users import UserRepository
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 HOUR = 3600
 DAY = 86400
+SEND_UNKNOWN_MESSAGE = "短信发送结果未知，如未收到，请稍后重新获取"
 
 # Reserve the mobile for one send, atomically: refuse while the resend guard exists or an
 # hourly/daily cap is reached; otherwise set the guard (so of any number of concurrent
@@ -261,6 +262,18 @@ class SmsCodeService:
             delivery = await self._sender.send(
                 CodeMessage(mobile, code, minutes, via, reference=send_id)
             )
+        except ProviderError as failure:
+            if failure.outcome is Outcome.UNKNOWN:
+                # It may be on the phone: keep the guard, the code and every count, as for
+                # a sent one, and tell the page to count down rather than invite a retry.
+                raise ServiceError(
+                    Ret.THIRDERR,
+                    SEND_UNKNOWN_MESSAGE,
+                    data={"reason": "send_unknown"},
+                    retry_after=self._config.resend_interval,
+                ) from None
+            await asyncio.shield(self._undo(send, ALL_STEPS))
+            raise
         except BaseException:
             # Nothing was sent: free the mobile at once so the user can retry, uncounted.
             await asyncio.shield(self._undo(send, ALL_STEPS))

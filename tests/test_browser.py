@@ -369,6 +369,14 @@ def test_registered_mobile_and_wrong_login(page, redis_client, sandbox, fresh_mo
     expect(page).to_have_url("/login.html")
 
 
+def test_send_with_unknown_outcome_keeps_the_countdown(page, redis_client, sandbox, fresh_mobile):
+    sandbox.set_fault(mode="close", times=1)  # the request went out, no answer came back
+    mobile = fresh_mobile()
+    open_register(page)
+    request_sms(page, redis_client, mobile)  # waits for the countdown
+    expect(page.locator("#phone-code-err")).to_contain_text("短信发送结果未知")
+
+
 def test_login_asks_for_a_captcha_when_the_server_does(page, redis_client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
     open_register(page)

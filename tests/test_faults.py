@@ -23,16 +23,14 @@ async def assert_mobile_free(client, mobile: str) -> None:
         {"mode": "status", "status_code": "160040"},
         {"mode": "status", "status_code": "111109"},
         {"mode": "http500"},
-        {"mode": "garbage"},
-        {"mode": "close"},
-        {"mode": "hang"},
     ],
     ids=lambda fault: fault.get("status_code", fault["mode"]),
 )
 @pytest.mark.gen_test(timeout=30)
-async def test_failed_send_is_thirderr_and_retry_succeeds_at_once(
+async def test_definite_non_send_is_thirderr_and_retry_succeeds_at_once(
     client, sandbox, fresh_mobile, fault
 ):
+    """Ronglian refused (an error statusCode, an HTTP error): nothing went out, nothing counts."""
     mobile = fresh_mobile()
     sandbox.set_fault(times=1, **fault)
     text = await client.new_captcha("f-1")
@@ -49,6 +47,34 @@ async def test_failed_send_is_thirderr_and_retry_succeeds_at_once(
     assert len(sandbox.inbox(mobile)) == 1
 
 
+@pytest.mark.parametrize("mode", ["hang", "close", "garbage"])
+@pytest.mark.gen_test(timeout=30)
+async def test_unknown_outcome_is_counted_not_refunded(client, sandbox, fresh_mobile, mode):
+    """The request went out and no verdict came back: Ronglian may have delivered it.
+
+    hang: a timeout after the request was written; close: the connection dropped before an
+    answer; garbage: an answer that is not Ronglian's. The send is counted like a sent one:
+    the resend guard stays (the page keeps counting down), the code stays valid (it may be on
+    the phone), and the hourly/daily/IP/global counts keep it.
+    """
+    mobile = fresh_mobile()
+    sandbox.set_fault(times=1, mode=mode)
+    text = await client.new_captcha("u-1")
+    started = time.monotonic()
+    body = await client.send_sms(mobile, text, "u-1")
+    assert time.monotonic() - started < client.app.services.config.ronglian.request_timeout + 1.0
+    assert body["errno"] == "4301"
+    assert body["data"] == {"reason": "send_unknown", "retry_after": 60}
+    redis = client.app.services.redis
+    assert await redis.exists(keys.sms_guard_key(mobile), keys.sms_code_key(mobile)) == 2
+    assert await redis.get(keys.sms_mobile_hourly_key(mobile)) == "1"
+    assert await redis.get(keys.sms_global_hourly_key()) == "1"
+    assert await redis.get(keys.sms_ip_hourly_key("127.0.0.1")) == "1"
+    text = await client.new_captcha("u-2")
+    again = await client.send_sms(mobile, text, "u-2")
+    assert again["errno"] == "4201" and again["data"]["reason"] == "resend_interval"
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_refused_connection_to_ronglian_is_thirderr(make_app, fresh_mobile):
     closed_port = free_port()  # nothing listens here: connections are refused
@@ -56,8 +82,9 @@ async def test_refused_connection_to_ronglian_is_thirderr(make_app, fresh_mobile
     async with serving(app) as client:
         mobile = fresh_mobile()
         text = await client.new_captcha("f-3")
-        assert (await client.send_sms(mobile, text, "f-3"))["errno"] == "4301"
-        await assert_mobile_free(client, mobile)
+        body = await client.send_sms(mobile, text, "f-3")
+        assert body == {"errno": "4301", "errmsg": "短信发送失败，请稍后重试"}
+        await assert_mobile_free(client, mobile)  # a definite non-send: given back
 
 
 @pytest.fixture

@@ -245,6 +245,14 @@
         return;
       }
       case RET.THIRDERR:
+        if (retryAfter) {
+          // No verdict from the provider: the SMS may still arrive and the server counts it as
+          // sent, so count down like after a sent one instead of inviting a retry.
+          startCountdown(mobile, retryAfter);
+          errors.note("phonecode", resp.errmsg);
+          phoneCodeInput.focus();
+          return;
+        }
         renderSmsButton();
         errors.note("phonecode", "短信发送失败，请输入新的图片验证码后重试");
         imageCodeInput.focus();
