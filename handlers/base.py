@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
@@ -78,6 +79,17 @@ class BaseHandler(tornado.web.RequestHandler):
             request.headers.get("X-Real-IP"),
             self.application.trusted_proxies,  # type: ignore[attr-defined]
         )
+
+    @property
+    def requester(self) -> str:
+        """Which browser is asking: a digest of the raw token in its XSRF cookie.
+
+        Stable for as long as the browser keeps the cookie (set on its first GET), unlike
+        xsrf_token, which Tornado masks afresh for each request.
+        """
+        _ = self.xsrf_token  # sets the cookie if this browser has none yet
+        _, token, _ = self._get_raw_xsrf_token()  # Tornado's unmasked token (private API)
+        return hashlib.sha256(token).hexdigest()[:32]
 
     def prepare(self) -> None:
         self.application.requests_started()  # type: ignore[attr-defined]

@@ -55,7 +55,7 @@ class ImageCodeHandler(MeiduoApiHandler):
     route_name = "meiduo_image_codes"
 
     async def get(self, uuid: str) -> None:
-        image = await self.services.captchas.create(uuid, self.client_ip)
+        image = await self.services.captchas.create(uuid, self.client_ip, self.requester)
         self.errno = "0"
         self.set_header("Content-Type", "image/jpeg")
         self.finish(image)

@@ -16,7 +16,7 @@ class ImageCodeHandler(ApiHandler):
 
     async def get(self) -> None:
         image_code_id = self.get_query_argument("imageCodeId", "")
-        image = await self.services.captchas.create(image_code_id, self.client_ip)
+        image = await self.services.captchas.create(image_code_id, self.client_ip, self.requester)
         self.errno = "0"
         self.set_header("Content-Type", "image/jpeg")
         self.finish(image)

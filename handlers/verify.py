@@ -13,7 +13,7 @@ class ImageCodeHandler(ApiHandler):
 
     async def get(self, image_code_id: str) -> None:
         """Render a CAPTCHA and remember its text under image_code_id."""
-        image = await self.services.captchas.create(image_code_id, self.client_ip)
+        image = await self.services.captchas.create(image_code_id, self.client_ip, self.requester)
         self.errno = "0"
         self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
         self.finish(image)

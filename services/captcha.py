@@ -86,14 +86,32 @@ class CaptchaService:
         alphabet = self._config.alphabet
         return "".join(secrets.choice(alphabet) for _ in range(self._config.length))
 
-    async def create(self, captcha_id: str, client_ip: str) -> bytes:
-        """Store a new CAPTCHA under captcha_id and return its JPEG image."""
+    async def create(self, captcha_id: str, client_ip: str, requester: str) -> bytes:
+        """Store a new CAPTCHA under captcha_id and return its JPEG image.
+
+        An id belongs to the requester who asked for it first (`requester`: a stable digest of
+        the browser's XSRF token) while it lives: they may ask again for a new image, anyone
+        else is refused, so nobody can change the answer another browser is typing.
+        """
         if not is_captcha_id(captcha_id):
             raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误", field="image_code")
         await self._limiter.take(self._ip_limit(client_ip))
+        await self._claim(captcha_id, requester)
         text, image = await self._next_image()
         await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
         return image
+
+    async def _claim(self, captcha_id: str, requester: str) -> None:
+        # SET NX GET: one atomic step that both claims a free id and tells who holds a taken one.
+        holder = await self._redis.set(
+            keys.captcha_owner_key(captcha_id), requester, ex=self._config.ttl, nx=True, get=True
+        )
+        if holder is not None and holder != requester:
+            raise ServiceError(
+                Ret.DATAEXIST, "图片验证码编号已被占用，请刷新后重试", field="image_code"
+            )
+        if holder is not None:  # the owner renews its image: the id lives as long as it
+            await self._redis.expire(keys.captcha_owner_key(captcha_id), self._config.ttl)
 
     async def _next_image(self) -> tuple[str, bytes]:
         """A ready (text, image) pair, or one drawn now if the pool is empty."""

@@ -10,6 +10,11 @@ def captcha_key(captcha_id: str) -> str:
     return f"image_code:{captcha_id}"
 
 
+def captcha_owner_key(captcha_id: str) -> str:
+    """Who asked for a CAPTCHA id first (a digest of its XSRF token): only they may renew it."""
+    return f"image_code:{captcha_id}:owner"
+
+
 def sms_code_key(mobile: str) -> str:
     """The SMS code last sent to a mobile."""
     return f"sms:{{{mobile}}}:code"

@@ -9,6 +9,7 @@ import re
 import pytest
 from passlib.hash import django_pbkdf2_sha256
 
+from services import keys
 from services.config import ConfigError, load_config
 from tests.conftest import ROOT, serving
 from tests.test_families import MeiduoClient
@@ -221,3 +222,42 @@ def test_production_with_sandbox_url_exits_2_with_one_line():
     result = run_server(env=env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "ronglian.base_url" in result.stderr
+
+
+# --- 11. a live CAPTCHA id belongs to the browser that asked for it ----------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_reissuing_a_live_captcha_id_cannot_change_its_answer(make_app, fresh_mobile):
+    app = await make_app()
+    async with serving(app) as owner, serving(app) as attacker:
+        text = await owner.new_captcha("victim-id")
+        for path in (
+            "/api/v1.0/image_codes/victim-id",
+            "/image_codes/victim-id/",
+            "/passport/image_code?imageCodeId=victim-id",
+        ):
+            response = await attacker.fetch(path)
+            assert response.headers["Content-Type"].startswith("application/json"), path
+            assert await app.services.redis.get(keys.captcha_key("victim-id")) == text
+        # The owner's answer still holds; the owner may still ask for a new image of its id.
+        assert (await owner.send_sms(fresh_mobile(), text, "victim-id"))["errno"] == "0"
+        first = await owner.new_captcha("owner-id")
+        texts = {first} | {await owner.new_captcha("owner-id") for _ in range(4)}
+        assert len(texts) > 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_refused_captcha_reissue_answers_a_clear_error(client):
+    await client.new_captcha("taken-id")
+    stranger = {"Cookie": ""}  # another browser: no cookies of the owner's
+    body = json.loads(
+        (
+            await client.http.fetch(
+                f"{client.base_url}/api/v1.0/image_codes/taken-id",
+                headers=stranger,
+                raise_error=False,
+            )
+        ).body
+    )
+    assert body["errno"] == "4003" and "图片验证码" in body["errmsg"]
