@@ -35,7 +35,7 @@ from handlers.base import JsonNotFoundHandler, log_request
 from services.accounts import AccountService
 from services.captcha import CaptchaService
 from services.clientip import parse_networks
-from services.config import Config, ConfigError, cluster_nodes, load_config
+from services.config import Config, ConfigError, cluster_nodes, listen_hosts, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
 from services.limits import RateLimiter
@@ -284,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.logging.level, config.logging.format)
     try:
         # Bound before forking, so every worker accepts on the same sockets.
-        sockets = tornado.netutil.bind_sockets(config.server.port, config.server.host)
+        sockets = [
+            sock
+            for host in listen_hosts(config.server.host)
+            for sock in tornado.netutil.bind_sockets(config.server.port, host)
+        ]
     except OSError as exc:
         print(f"startup failed: cannot listen on port {config.server.port}: {exc}", file=sys.stderr)
         return 1

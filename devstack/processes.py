@@ -20,17 +20,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen | None = None, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
 def start_listening(
@@ -43,12 +45,14 @@ def start_listening(
     env: dict[str, str] | None = None,
     name: str | None = None,
     new_session: bool = False,
+    host: str = "127.0.0.1",
 ) -> subprocess.Popen:
     """Start `args`, its output appended to log_path, and wait until it listens on `port`.
 
     If it exits first or is not listening after `timeout` seconds it is stopped (never left
     behind) and a RuntimeError carries the end of its log. `log_path` None keeps the caller's
-    stdout (`make run` shows the children's output); `env` None inherits ours.
+    stdout (`make run` shows the children's output); `env` None inherits ours. `host` is
+    the address the port is probed on ("::1" for a process listening on IPv6 only).
     """
     if log_path is None:
         process = subprocess.Popen(args, cwd=cwd, env=env, start_new_session=new_session)
@@ -64,7 +68,7 @@ def start_listening(
                 start_new_session=new_session,
             )
     try:
-        wait_for_port(port, timeout, process)
+        wait_for_port(port, timeout, process, host)
     except (RuntimeError, TimeoutError) as exc:
         _terminate(process)
         output = log_path.read_text(errors="replace")[-4000:] if log_path else ""

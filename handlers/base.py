@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from services.clientip import resolve_client_ip
+from services.clientip import client_network, resolve_client_ip
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
 from services.metrics import method_label
 from services.users import User
@@ -70,7 +70,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.application.services  # type: ignore[attr-defined]
 
     @property
-    def client_ip(self) -> str:
+    def client_address(self) -> str:
         """The client's address; forwarding headers count only from trusted proxies."""
         request = self.request
         return resolve_client_ip(
@@ -79,6 +79,12 @@ class BaseHandler(tornado.web.RequestHandler):
             request.headers.get("X-Real-IP"),
             self.application.trusted_proxies,  # type: ignore[attr-defined]
         )
+
+    @property
+    def client_ip(self) -> str:
+        """The client as per-client limits count it: an IPv4 address, an IPv6 network."""
+        prefix = self.services.config.security.ipv6_prefix
+        return client_network(self.client_address, ipv6_prefix=prefix)
 
     @property
     def requester(self) -> str:

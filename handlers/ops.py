@@ -20,7 +20,7 @@ class MetricsHandler(ApiHandler):
     route_name = "metrics"
 
     def get(self) -> None:
-        if not address_in(self.client_ip, self.application.metrics_allow):  # type: ignore[attr-defined]
+        if not address_in(self.client_address, self.application.metrics_allow):  # type: ignore[attr-defined]
             raise tornado.web.HTTPError(404)
         body, content_type = self.services.metrics.exposition()
         self.set_header("Content-Type", content_type)

@@ -36,6 +36,27 @@ def resolve_client_ip(
     return peer
 
 
+def client_network(address: str, *, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:
+    """The name under which per-client limits count an address: its network.
+
+    One IPv6 subscriber gets a whole /64 (often more) and picks addresses in it at will, so
+    counting IPv6 addresses one by one would let one client rotate past every limit. IPv4
+    addresses are scarce: counted one by one by default. A full-length prefix gives the
+    address itself; an IPv4-mapped IPv6 address counts as its IPv4 address; anything that is
+    not an address is returned unchanged. The result never holds braces (Redis hash tags).
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
+    if prefix >= ip.max_prefixlen:
+        return str(ip)
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
 def _valid(address: str) -> bool:
     try:
         ipaddress.ip_address(address)

@@ -49,6 +49,7 @@ class SecurityConfig:
     session_ttl: int = 86400
     trusted_proxies: str = ""
     metrics_allow: str = "127.0.0.0/8, ::1/128"
+    ipv6_prefix: int = 64
 
 
 @dataclass(frozen=True)
@@ -377,6 +378,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key 'logging.level' must be DEBUG/INFO/WARNING/ERROR")
     if config.logging.format not in ("text", "json"):
         raise ConfigError("config key 'logging.format' must be text or json")
+    if not 1 <= config.security.ipv6_prefix <= 128:
+        raise ConfigError("config key 'security.ipv6_prefix' must be between 1 and 128")
+    try:
+        listen_hosts(config.server.host)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'server.host': {exc}") from None
     if config.captcha.render_processes < 0 or config.captcha.pool_size < 0:
         raise ConfigError("config keys 'captcha.render_processes' and 'pool_size' must be >= 0")
     if config.server.event_loop not in ("uvloop", "asyncio"):
@@ -433,6 +440,18 @@ def _validate_voice(voice: VoiceConfig) -> None:
         raise ConfigError(
             f"config key 'voice.timezone': unknown time zone {voice.timezone!r}"
         ) from None
+
+
+def listen_hosts(spec: str) -> list[str | None]:
+    """'127.0.0.1, ::1' -> the addresses to listen on; '' -> [None]: every address of both
+    families; '::' alone is every IPv6 address (Tornado sets IPV6_V6ONLY)."""
+    hosts = [part.strip() for part in spec.split(",") if part.strip()]
+    if not hosts:
+        return [None]
+    for host in hosts:
+        if host != "localhost":
+            ipaddress.ip_address(host)  # ValueError: not an address
+    return list(hosts)
 
 
 def cluster_nodes(spec: str) -> list[tuple[str, int]]:

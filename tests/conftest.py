@@ -219,6 +219,7 @@ class LiveServer:
         }
         self.process: subprocess.Popen | None = None
         self.args = ["--processes", "1"]
+        self.wait_address = "127.0.0.1"  # where start() waits for the port to answer
 
     @property
     def base_url(self) -> str:
@@ -233,6 +234,7 @@ class LiveServer:
             cwd=ROOT,
             env=self.env,
             name="server",
+            host=self.wait_address,
         )
         return self
 
