@@ -38,11 +38,13 @@ from services.clientip import parse_networks
 from services.config import Config, ConfigError, cluster_nodes, listen_hosts, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
+from services.fraud import FraudGuard
 from services.limits import RateLimiter
 from services.login_throttle import LoginThrottle
 from services.logs import configure_logging
 from services.metrics import Metrics
 from services.passwords import PasswordHasher
+from services.pow import ProofOfWork
 from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
 from services.providers.aliyun import AliyunProvider
 from services.providers.failover import CircuitBreaker, FailoverSender
@@ -73,6 +75,7 @@ class Services:
     metrics: Metrics
     sender: FailoverSender
     receipts: ReceiptStore
+    fraud: FraudGuard
 
 
 class SmsRegApplication(tornado.web.Application):
@@ -172,6 +175,14 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         captchas = CaptchaService(redis, executor, render_executor, limiter, metrics, config)
         captchas.start()
         stack.push_async_callback(captchas.close)
+        proof_of_work = ProofOfWork(redis, config.fraud, config.security.code_hmac_key)
+        fraud = FraudGuard(
+            redis,
+            config.fraud,
+            one_script=config.redis.mode == "standalone",
+            pow_service=proof_of_work,
+            metrics=metrics,
+        )
         receipts = ReceiptStore(
             redis,
             config.sms.code_ttl,
@@ -179,13 +190,24 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             config.receipts.callback_token,
             config.receipts.allowed_sources,
         )
-        sms = SmsCodeService(redis, captchas, users, sender, limiter, config, receipts)
+        sms = SmsCodeService(redis, captchas, users, sender, limiter, config, receipts, fraud=fraud)
         hasher = PasswordHasher(executor)
         sessions = SessionStore(redis, config.security.session_ttl)
         throttle = LoginThrottle(limiter, captchas, config.accounts)
         accounts = AccountService(users, hasher, sms, limiter, throttle, sessions, config)
         yield Services(
-            config, redis, db, captchas, users, sms, accounts, sessions, metrics, sender, receipts
+            config,
+            redis,
+            db,
+            captchas,
+            users,
+            sms,
+            accounts,
+            sessions,
+            metrics,
+            sender,
+            receipts,
+            fraud,
         )
 
 

@@ -72,6 +72,7 @@ class SmsCodeHandler(MeiduoApiHandler):
             self.get_query_argument("image_code", None),
             self.get_query_argument("uuid", None),
             self.client_ip,
+            altcha=self.get_query_argument("altcha", None),
         )
         self.reply("发送短信成功", {"retry_after": sent.retry_after})
 

@@ -45,6 +45,7 @@ class SmsCodeHandler(ApiHandler):
             self.get_query_argument("image_code_id", None),
             self.client_ip,
             self.get_query_argument("channel", None),
+            altcha=self.get_query_argument("altcha", None),
         )
         self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 
@@ -63,6 +64,7 @@ class SmsCodeJsonHandler(ApiHandler):
             body.get("image_code_id"),
             self.client_ip,
             body.get("channel"),
+            altcha=body.get("altcha"),
         )
         self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 

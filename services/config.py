@@ -175,6 +175,23 @@ class ReceiptsConfig:
 
 
 @dataclass(frozen=True)
+class FraudConfig:
+    enabled: bool = True
+    window: int = 3600
+    buckets: int = 12
+    min_sends: int = 20
+    min_conversion_percent: int = 20
+    elevated_sends: int = 10
+    cooldown: int = 3600
+    budget_share_newcomer: float = 0.8
+    budget_share_poor: float = 0.5
+    budget_alert_ratio: float = 0.8
+    pow_cost: int = 50
+    pow_max_counter: int = 2000
+    pow_ttl: int = 300
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "text"
@@ -198,6 +215,7 @@ class Config:
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     receipts: ReceiptsConfig = field(default_factory=ReceiptsConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    fraud: FraudConfig = field(default_factory=FraudConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def replace(self, **sections: dict[str, object]) -> Config:
@@ -362,6 +380,11 @@ def _validate(config: Config) -> None:
         "aliyun.request_timeout": config.aliyun.request_timeout,
         "failover.breaker_failures": config.failover.breaker_failures,
         "failover.breaker_cooldown": config.failover.breaker_cooldown,
+        **{
+            f"fraud.{f.name}": getattr(config.fraud, f.name)
+            for f in dataclasses.fields(FraudConfig)
+            if f.type != "bool"
+        },
     }
     for dotted, value in positive.items():
         if value <= 0:
@@ -374,6 +397,14 @@ def _validate(config: Config) -> None:
             f"config key 'providers' must list distinct names of {', '.join(PROVIDER_NAMES)}, "
             f"got {', '.join(config.providers)}"
         )
+    shares = ("budget_share_newcomer", "budget_share_poor", "budget_alert_ratio")
+    for name in shares:
+        if not 0 < getattr(config.fraud, name) <= 1:
+            raise ConfigError(f"config key 'fraud.{name}' must be in (0, 1]")
+    if config.fraud.min_conversion_percent > 100:
+        raise ConfigError("config key 'fraud.min_conversion_percent' must be at most 100")
+    if config.fraud.window < config.fraud.buckets:
+        raise ConfigError("config key 'fraud.window' must be at least 'fraud.buckets' seconds")
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("config key 'logging.level' must be DEBUG/INFO/WARNING/ERROR")
     if config.logging.format not in ("text", "json"):

@@ -45,6 +45,31 @@ def sms_global_hourly_key() -> str:
     return "sms:global:hourly"
 
 
+def sms_segments_key(mobile: str) -> str:
+    """The fraud segments of the send that delivered the mobile's current code (JSON list)."""
+    return f"sms:{{{mobile}}}:segments"
+
+
+def fraud_counts_key(segment: str) -> str:
+    """Rolling sends and conversions of one fraud segment (blk:…, net:…, ip:…), per bucket."""
+    return f"fraud:{{{segment}}}:counts"
+
+
+def fraud_state_key(segment: str) -> str:
+    """The breaker of one fraud segment while it is not normal (elevated or blocked)."""
+    return f"fraud:{{{segment}}}:state"
+
+
+def segment_of_state_key(key: str) -> str:
+    """fraud:{blk:1381234}:state -> blk:1381234."""
+    return key[len("fraud:{") : -len("}:state")]
+
+
+def pow_used_key(nonce: str) -> str:
+    """A redeemed proof-of-work challenge (replay protection), until it would have expired."""
+    return f"pow:{{{nonce}}}:used"
+
+
 def captcha_ip_minute_key(ip: str) -> str:
     """CAPTCHAs (image or audio) served to one client IP in the current minute window."""
     return f"captcha:ip:{{{ip}}}:minute"

@@ -99,6 +99,23 @@ class Metrics:
             registry=registry,
         )
 
+        self.fraud_segment_state = Counter(
+            "smsreg_fraud_segment_state",
+            "Fraud segments entering a breaker state, by segment kind (blk, net, ip) and state",
+            ["kind", "state"],
+            registry=registry,
+        )
+        self.fraud_budget_alerts = Counter(
+            "smsreg_fraud_budget_alerts",
+            "SMS sent while the global hourly budget was past fraud.budget_alert_ratio",
+            registry=registry,
+        )
+        self.pow_challenges = Counter(
+            "smsreg_fraud_pow_challenges",
+            "Proof-of-work challenges issued to requests in elevated segments",
+            registry=registry,
+        )
+
     def exposition(self) -> tuple[bytes, str]:
         """The text format for GET /metrics, summed over all worker processes if forked."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

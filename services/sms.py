@@ -17,6 +17,7 @@ from services import keys
 from services.captcha import CaptchaService, captcha_refusal, check_captcha_params
 from services.config import Config, clock_time
 from services.errors import Ret, ServiceError
+from services.fraud import Admission, FraudGuard
 from services.limits import Limit, RateLimiter
 from services.providers.base import Channel, CodeMessage, Outcome, ProviderError
 from services.providers.failover import FailoverSender
@@ -184,6 +185,7 @@ class _Reservation:
     ip_limit: Limit
     guard_token: str
     mac: str
+    budget: Limit
 
 
 class SmsCodeService:
@@ -198,7 +200,9 @@ class SmsCodeService:
         limiter: RateLimiter,
         config: Config,
         receipts: ReceiptStore,
+        fraud: FraudGuard | None = None,
     ) -> None:
+        self._fraud = fraud
         # Standalone Redis: one script for the whole check (one round trip per send).
         self._one_round_trip = config.redis.mode == "standalone"
         self._captchas = captchas
@@ -221,6 +225,7 @@ class SmsCodeService:
         zone = zoneinfo.ZoneInfo(voice.timezone)
         # The wall clock for the voice quiet hours; tests replace it with a fixed time.
         self.clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(zone)
+        self._redis = redis
 
     def _mac(self, mobile: str, code: str) -> str:
         # Codes at rest are HMACs: a Redis dump or MONITOR does not reveal a usable code.
@@ -233,12 +238,14 @@ class SmsCodeService:
         image_code_id: object,
         client_ip: str,
         channel: object = None,
+        altcha: object = None,
     ) -> SentCode:
         """Check the CAPTCHA and the limits, then send a new code to mobile.
 
         Every refusal is decided before anything is sent or stored; a failed send leaves
-        nothing behind. Returns the seconds until the mobile may be sent another code and
-        the send's id (for GET /api/v1.0/sms_sends/<send_id>).
+        nothing behind. `altcha` is a solved proof of work, needed only when a fraud segment
+        of the request is elevated. Returns the seconds until the mobile may be sent another
+        code and the send's id (for GET /api/v1.0/sms_sends/<send_id>).
         """
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
@@ -247,13 +254,25 @@ class SmsCodeService:
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
         via = self._channel(channel)
         code = f"{secrets.randbelow(1_000_000):06d}"
+        # Fraud segments first (before the CAPTCHA is used up, so that a request asked for a
+        # proof of work can repeat itself with the same CAPTCHA); given back if a later limit
+        # refuses or the send fails.
+        admission = await self._admit_segments(mobile, client_ip, altcha)
         send = _Reservation(
-            mobile, self._ip_limit(client_ip), secrets.token_hex(8), self._mac(mobile, code)
+            mobile,
+            self._ip_limit(client_ip),
+            secrets.token_hex(8),
+            self._mac(mobile, code),
+            self._global_limit(admission),
         )
-        if self._one_round_trip:
-            await self._reserve_in_one_step(send, image_code_id, image_code)
-        else:
-            await self._reserve_step_by_step(send, image_code_id, image_code)
+        try:
+            if self._one_round_trip:
+                await self._reserve_in_one_step(send, image_code_id, image_code)
+            else:
+                await self._reserve_step_by_step(send, image_code_id, image_code)
+        except BaseException:
+            await asyncio.shield(self._release_segments(admission))
+            raise
         try:
             if await self._users.mobile_exists(mobile):
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
@@ -277,7 +296,9 @@ class SmsCodeService:
         except BaseException:
             # Nothing was sent: free the mobile at once so the user can retry, uncounted.
             await asyncio.shield(self._undo(send, ALL_STEPS))
+            await asyncio.shield(self._release_segments(admission))
             raise
+        await self._after_send(mobile, admission)
         await self._receipts.record_sent(send_id, delivery, mobile, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
 
@@ -298,12 +319,47 @@ class SmsCodeService:
                 )
         return CHANNELS[channel]
 
+    # --- fraud segments (services/fraud.py) -------------------------------------------------
+
+    async def _admit_segments(
+        self, mobile: str, client_ip: str, altcha: object
+    ) -> Admission | None:
+        if self._fraud is None:
+            return None
+        return await self._fraud.admit(mobile, client_ip, altcha)
+
+    async def _release_segments(self, admission: Admission | None) -> None:
+        if self._fraud is not None:
+            await self._fraud.release(admission)
+
+    async def _after_send(self, mobile: str, admission: Admission | None) -> None:
+        """Remember the send's segments for its conversion; alert when the budget runs low."""
+        if self._fraud is None or admission is None:
+            return
+        try:
+            await self._fraud.sent(mobile, admission, self._config.code_ttl)
+            used = await self._redis.get(keys.sms_global_hourly_key())
+            self._fraud.budget_spent(int(used or 0), self._limits.sms_global_per_hour)
+        except Exception:
+            # The SMS is out; a lost record only means this code will not count as converted.
+            log.warning("could not record the fraud segments of a send")
+
+    async def _code_verified(self, mobile: str) -> None:
+        """A right code converts the segments of the send that delivered it."""
+        if self._fraud is None:
+            return
+        try:
+            await self._fraud.converted(mobile)
+        except Exception:
+            log.warning("could not count a conversion")
+
     async def check_code(self, mobile: str, code: str) -> int:
         """Consume a right code (returns its remaining ms, for restore_code) or raise."""
         outcome, detail = await self._verify(
             keys=[keys.sms_code_key(mobile)], args=[self._mac(mobile, code), self._max_attempts]
         )
         if outcome == 1:
+            await self._code_verified(mobile)
             return int(detail)
         if outcome == 0:
             raise ServiceError(Ret.NODATA, "短信验证码失效，请重新获取", field="sms_code")
@@ -328,10 +384,23 @@ class SmsCodeService:
             "当前网络发送短信次数过多，请{seconds}秒后重试",
         )
 
-    def _global_limit(self) -> Limit:
+    def _global_limit(self, admission: Admission | None = None) -> Limit:
+        budget = self._limits.sms_global_per_hour
+        if self._fraud is not None and admission is not None:
+            # Budget shedding: newcomers and poor segments may use only part of the budget,
+            # so near the end of it only clients with a good record are still served.
+            share = self._fraud.budget_share(admission.tier)
+            if share < 1:
+                return Limit(
+                    keys.sms_global_hourly_key(),
+                    max(1, int(budget * share)),
+                    HOUR,
+                    "budget_shed",
+                    "短信服务繁忙，请{seconds}秒后重试",
+                )
         return Limit(
             keys.sms_global_hourly_key(),
-            self._limits.sms_global_per_hour,
+            budget,
             HOUR,
             "global_hourly",
             "短信服务繁忙，请{seconds}秒后重试",
@@ -367,7 +436,7 @@ class SmsCodeService:
     ) -> None:
         """Standalone Redis: CAPTCHA and all limits in one script (RESERVE_ALL_SCRIPT)."""
         guard, hourly, daily = self._mobile_limits(send.mobile)
-        budget = self._global_limit()
+        budget = send.budget
         refused, ms_left = await self._reserve_all(
             keys=[
                 keys.captcha_key(image_code_id),
@@ -396,7 +465,7 @@ class SmsCodeService:
         )
         if refused in (1, 2):
             raise captcha_refusal(expired=refused == 1)
-        if refused == 7:
+        if refused == 7 and budget.reason == "global_hourly":
             self._budget_alarm(budget.refusal(ms_left))
         if refused:
             raise (send.ip_limit, guard, hourly, daily, budget)[refused - 3].refusal(ms_left)
@@ -411,7 +480,7 @@ class SmsCodeService:
         try:
             await self._reserve_mobile(send.mobile, send.guard_token, send.mac)
             steps_done = 2
-            await self._take_global_budget()
+            await self._take_global_budget(send.budget)
         except BaseException:
             await asyncio.shield(self._undo(send, steps_done))
             raise
@@ -455,11 +524,12 @@ class SmsCodeService:
             args=[guard_token, mac],
         )
 
-    async def _take_global_budget(self) -> None:
+    async def _take_global_budget(self, budget: Limit) -> None:
         try:
-            await self._limiter.take(self._global_limit())
+            await self._limiter.take(budget)
         except ServiceError as refusal:
-            self._budget_alarm(refusal)
+            if budget.reason == "global_hourly":
+                self._budget_alarm(refusal)
             raise
 
     def _budget_alarm(self, refusal: ServiceError) -> None:

@@ -22,6 +22,15 @@ from tests.test_accounts import (
     request_code,
     user_rows,
 )
+from tests.test_fraud import (
+    FRAUD,
+    LIFTED_CAPTCHA_LIMIT,
+    PROXY,
+    check_breaker,
+    check_converting_segment_stays_normal,
+    check_elevated_cap_holds_under_a_race,
+    check_operator_lists_and_unblocks,
+)
 from tests.test_limits import (
     assert_nothing_stored,
     assert_refusal,
@@ -260,3 +269,30 @@ async def test_login_throttle_on_cluster(make_cluster_app, fresh_mobile):
 @pytest.mark.gen_test(timeout=60)
 async def test_password_change_ends_every_session_on_cluster(make_cluster_app, fresh_mobile):
     await check_password_change_ends_every_session(await make_cluster_app(), fresh_mobile)
+
+
+# --- fraud segments (three segments per send, three slots) --------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_fraud_breaker_on_cluster(make_cluster_app, sandbox, caplog):
+    app = await make_cluster_app(fraud=FRAUD, security=PROXY, limits=LIFTED_CAPTCHA_LIMIT)
+    async with serving(app) as client:
+        await check_breaker(client, sandbox, caplog)
+        await check_converting_segment_stays_normal(client, sandbox)
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_hundred_concurrent_requests_do_not_overshoot_an_elevated_cap_on_cluster(
+    make_cluster_app, sandbox
+):
+    app = await make_cluster_app(fraud=FRAUD, security=PROXY, limits=LIFTED_CAPTCHA_LIMIT)
+    async with serving(app) as client:
+        await check_elevated_cap_holds_under_a_race(client, sandbox)
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_fraud_operator_command_on_cluster(make_cluster_app, sandbox, caplog):
+    app = await make_cluster_app(fraud=FRAUD, security=PROXY, limits=LIFTED_CAPTCHA_LIMIT)
+    async with serving(app) as client:
+        await check_operator_lists_and_unblocks(client, sandbox, caplog)
