@@ -29,6 +29,7 @@
   // (收不到短信？接听语音验证码) appears once the countdown is over or the SMS failed.
   let smsSentTo = null;
   let smsFailed = false;
+  const powBox = document.getElementById("pow-box");
   const submitButton = document.getElementById("register-submit");
   const formError = document.getElementById("form-err");
   const errors = Ihome.fieldErrors(form, [
@@ -166,6 +167,30 @@
     }, DELIVERY_POLL_MS);
   }
 
+  function isPowRequired(resp) {
+    return (
+      resp.errno === RET.REQERR && resp.data && resp.data.reason === "pow_required" &&
+      resp.data.challenge
+    );
+  }
+
+  // Solve with the vendored ALTCHA widget (static/js/pow.js) in a worker, then send again.
+  // `send(altcha)` repeats the request, with the solution.
+  async function retryWithProofOfWork(send, challenge) {
+    smsStatus.textContent = "正在进行安全验证，请稍候…";
+    let payload;
+    try {
+      payload = await window.IhomePow.solve(challenge, powBox);
+    } catch {
+      smsStatus.textContent = "";
+      return { errno: "", errmsg: "安全验证失败，请稍后重试" };
+    } finally {
+      powBox.hidden = true;
+    }
+    smsStatus.textContent = "";
+    return send(payload);
+  }
+
   async function sendSmsCode(channel = "sms") {
     const voice = channel === "voice";
     if (sending || (!voice && smsButton.disabled)) return;
@@ -182,14 +207,21 @@
     sending = true;
     renderSmsButton();
     const query = new URLSearchParams({ image_code: imageCode, image_code_id: captchaId });
-    const resp = voice
-      ? await api("POST", "/api/v1.0/sms_codes", {
-          mobile,
-          image_code: imageCode,
-          image_code_id: captchaId,
-          channel: "voice",
-        })
-      : await api("GET", `/api/v1.0/sms_codes/${mobile}?${query}`);
+    // The same request, optionally with a solved proof of work (JSON field on the POST, query
+    // parameter on the GET).
+    const send = (altcha) => {
+      if (voice) {
+        const body = { mobile, image_code: imageCode, image_code_id: captchaId, channel: "voice" };
+        return api("POST", "/api/v1.0/sms_codes", altcha ? { ...body, altcha } : body);
+      }
+      const params = new URLSearchParams(query);
+      if (altcha) params.set("altcha", altcha);
+      return api("GET", `/api/v1.0/sms_codes/${mobile}?${params}`);
+    };
+    let resp = await send();
+    // The network or number block looks abused: the server wants a proof of work first. It
+    // did not use the CAPTCHA up, so the same request is repeated with the solution.
+    if (isPowRequired(resp)) resp = await retryWithProofOfWork(send, resp.data.challenge);
     sending = false;
     const retryAfter = resp.data && resp.data.retry_after;
 
