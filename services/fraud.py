@@ -82,7 +82,7 @@ local now_ms = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2])
 
 # Admit one send in n segments (KEYS: counts, state per segment, in pairs), atomically.
 # ARGV: bucket ms, buckets per window, min sends, min conversion %, elevated sends per round,
-# cool-down ms, proof of work given (0/1), key ttl s.
+# cool-down ms, proof of work given (0/1), key ttl s, count the send (0: only evaluate).
 # Evaluates every segment's breaker first (state changes are stored even when the send is
 # refused), then refuses or counts the send in all of them.
 # Returns {outcome, ms, any segment poor, any segment good, bucket, changes...}: outcome
@@ -94,7 +94,7 @@ ADMIT_SCRIPT = (
 local bucket_ms, buckets = tonumber(ARGV[1]), tonumber(ARGV[2])
 local min_sends, min_rate = tonumber(ARGV[3]), tonumber(ARGV[4])
 local round_sends, cooldown_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
-local pow_given, ttl = ARGV[7] == '1', tonumber(ARGV[8])
+local pow_given, ttl, count = ARGV[7] == '1', tonumber(ARGV[8]), ARGV[9] == '1'
 local current = math.floor(now_ms / bucket_ms)
 local outcome, wait_ms, any_poor, any_good = 0, 0, 0, 0
 local changes = {}
@@ -154,7 +154,7 @@ for i = 1, #KEYS, 2 do
         any_good = 1
     end
 end
-if outcome == 0 then
+if outcome == 0 and count then
     for i = 1, #KEYS, 2 do
         redis.call('HINCRBY', KEYS[i], 's:' .. current, 1)
         redis.call('EXPIRE', KEYS[i], ttl)
@@ -309,7 +309,11 @@ class FraudGuard:
         outcome, wait_ms = 0, 0
         try:
             for group in groups:
-                group_outcome, group_wait_ms = await self._admit_group(admission, group, pow_given)
+                # After a refusal the remaining segments are only evaluated, not counted: a
+                # refused request must not use up places (and trip breakers) elsewhere.
+                group_outcome, group_wait_ms = await self._admit_group(
+                    admission, group, pow_given, count=outcome == 0
+                )
                 outcome, wait_ms = max(outcome, group_outcome), max(wait_ms, group_wait_ms)
         except BaseException:
             await asyncio.shield(self.release(admission))
@@ -336,7 +340,7 @@ class FraudGuard:
         return admission
 
     async def _admit_group(
-        self, admission: Admission, segments: tuple[Segment, ...], pow_given: bool
+        self, admission: Admission, segments: tuple[Segment, ...], pow_given: bool, count: bool
     ) -> tuple[int, int]:
         """Run the admit script on some segments; (outcome, ms to wait). Records what it took."""
         config = self._config
@@ -351,6 +355,7 @@ class FraudGuard:
                 config.cooldown * 1000,
                 int(pow_given),
                 self._ttl(),
+                int(count),
             ],
         )
         outcome, wait_ms, any_poor, any_good, bucket = (int(value) for value in reply[:5])
@@ -360,7 +365,7 @@ class FraudGuard:
             self._state_changed(segments[int(index) - 1], state, int(sends), int(conversions))
         admission.any_poor |= bool(any_poor)
         admission.any_good |= bool(any_good)
-        if outcome == 0:
+        if outcome == 0 and count:
             admission.taken.append((segments, bucket))
         return outcome, wait_ms
 
