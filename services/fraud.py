@@ -222,7 +222,8 @@ def segments_of(mobile: str, client_ip: str) -> tuple[Segment, ...]:
     """The number block, the network and the address of one send, in a fixed order."""
     block = Segment("blk", mobile[:7])
     try:
-        address = ipaddress.ip_address(client_ip)
+        # An address, or the network per-client limits count it by (IPv6: its /64).
+        address = ipaddress.ip_network(client_ip, strict=False).network_address
     except ValueError:
         # Not an address (a Unix socket peer, say): the whole network is one segment.
         return (block, Segment("net", "unknown"), Segment("ip", "unknown"))

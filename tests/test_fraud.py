@@ -94,6 +94,12 @@ def test_segments_are_number_block_network_and_address():
         "net:2001:db8:1::/48",
         "ip:2001:db8:1:2::/64",
     ]
+    # As the handlers pass an IPv6 client: its /64 (security.ipv6_prefix).
+    assert [s.name for s in segments_of("13812345678", "2001:db8:1:2::/64")] == [
+        "blk:1381234",
+        "net:2001:db8:1::/48",
+        "ip:2001:db8:1:2::/64",
+    ]
     # An IPv4 client seen through an IPv6 socket is still its /24.
     assert segments_of("13812345678", "::ffff:203.0.113.77")[1].name == "net:203.0.113.0/24"
 
