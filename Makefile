@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 RUN_PACKAGES := redis-server mariadb-server
-# Tests also drive a real browser (with a CJK font for the Chinese UI) and run nginx.
-TEST_PACKAGES := $(RUN_PACKAGES) chromium nginx fonts-wqy-microhei
+# Tests also drive a real browser (with a CJK font for the Chinese UI), run nginx and a
+# 3-node MariaDB Galera cluster (galera-4; rsync moves a joining node's data).
+TEST_PACKAGES := $(RUN_PACKAGES) chromium nginx fonts-wqy-microhei galera-4 rsync
 .PHONY: run test lint format bench clean
 
 run: $(VENV)/.installed

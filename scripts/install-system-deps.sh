@@ -8,10 +8,12 @@ declare -A binary_of=(
   [nginx]=/usr/sbin/nginx
   [wrk]=/usr/bin/wrk
   [fonts-wqy-microhei]=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+  [galera-4]=/usr/lib/galera/libgalera_smm.so
+  [rsync]=/usr/bin/rsync
 )
 missing=()
 for package in "$@"; do
-  [ -x "${binary_of[$package]:-/nonexistent}" ] || missing+=("$package")
+  [ -e "${binary_of[$package]:-/nonexistent}" ] || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""

@@ -95,6 +95,7 @@ class RedisConfig:
 class MysqlConfig:
     host: str = "127.0.0.1"
     port: int = 3306
+    hosts: str = ""
     user: str = "smsreg"
     password: str = "smsreg"
     database: str = "smsreg"
@@ -103,6 +104,14 @@ class MysqlConfig:
     connect_timeout: float = 2.0
     query_timeout: float = 3.0
     pool_recycle: int = 3600
+    failback_interval: float = 30.0
+    conflict_retries: int = 3
+
+    def nodes(self) -> list[tuple[str, int]]:
+        """(host, port) of every node, the preferred one first: `hosts`, else host and port."""
+        if self.hosts.strip():
+            return host_port_list(self.hosts)
+        return [(self.host, self.port)]
 
 
 @dataclass(frozen=True)
@@ -350,6 +359,13 @@ def _validate(config: Config) -> None:
             cluster_nodes(config.redis.cluster_nodes)
         except ValueError as exc:
             raise ConfigError(f"config key 'redis.cluster_nodes': {exc}") from None
+    if config.mysql.hosts.strip():
+        try:
+            host_port_list(config.mysql.hosts)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'mysql.hosts': {exc}") from None
+    if config.mysql.conflict_retries < 0:
+        raise ConfigError("config key 'mysql.conflict_retries' must be 0 or more")
     if config.mode not in ("development", "production"):
         raise ConfigError(
             f"config key 'mode' must be development or production, got {config.mode!r}"
@@ -361,6 +377,7 @@ def _validate(config: Config) -> None:
         "redis.socket_timeout": config.redis.socket_timeout,
         "mysql.pool_max": config.mysql.pool_max,
         "mysql.query_timeout": config.mysql.query_timeout,
+        "mysql.failback_interval": config.mysql.failback_interval,
         "captcha.ttl": config.captcha.ttl,
         "security.session_ttl": config.security.session_ttl,
         "accounts.max_code_attempts": config.accounts.max_code_attempts,
@@ -487,6 +504,13 @@ def listen_hosts(spec: str) -> list[str | None]:
 
 def cluster_nodes(spec: str) -> list[tuple[str, int]]:
     """'10.0.0.1:7000, 10.0.0.2:7000' -> [(host, port), ...]; at least one node."""
+    return host_port_list(spec, "cluster mode needs at least one host:port")
+
+
+def host_port_list(
+    spec: str, when_empty: str = "needs at least one host:port"
+) -> list[tuple[str, int]]:
+    """'10.0.0.1:3306, 10.0.0.2:3306' -> [(host, port), ...] in order; at least one."""
     nodes = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
@@ -496,7 +520,7 @@ def cluster_nodes(spec: str) -> list[tuple[str, int]]:
             raise ValueError(f"{part!r} is not host:port")
         nodes.append((host, int(port)))
     if not nodes:
-        raise ValueError("cluster mode needs at least one host:port")
+        raise ValueError(when_empty)
     return nodes
 
 

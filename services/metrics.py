@@ -116,6 +116,16 @@ class Metrics:
             registry=registry,
         )
 
+        self.mysql_events = Counter(
+            "smsreg_mysql_events",
+            "MySQL cluster events: conflicts (error 1213), conflict_retries, failovers",
+            ["event"],
+            registry=registry,
+        )
+
+    def count_mysql_event(self, event: str) -> None:
+        self.mysql_events.labels(event).inc()
+
     def exposition(self) -> tuple[bytes, str]:
         """The text format for GET /metrics, summed over all worker processes if forked."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import pymysql
 
-from services.db import Database
+from services.db import Database, WriteOutcomeUnknown
 from services.errors import Ret, ServiceError
 
 DUPLICATE_ENTRY = 1062
+# Inserts sent again after the connection broke mid-INSERT and the row was not found.
+RETRIES_AFTER_UNKNOWN_OUTCOME = 1
 USER_COLUMNS = "id, name, mobile, password_hash, avatar_url, create_time"
 
 
@@ -48,21 +50,45 @@ class UserRepository:
         return row is not None
 
     async def create(self, name: str, mobile: str, password_hash: str) -> User:
-        """Insert a user; the UNIQUE indexes decide races (DATAEXIST, never a second row)."""
-        try:
-            await self._db.execute(
-                "INSERT INTO ih_user_profile (name, mobile, password_hash) VALUES (%s, %s, %s)",
-                (name, mobile, password_hash),
-            )
-        except pymysql.err.IntegrityError as exc:
-            if exc.args and exc.args[0] == DUPLICATE_ENTRY:
+        """Insert a user; the UNIQUE indexes decide races (DATAEXIST, never a second row).
+
+        On a Galera cluster a concurrent insert of the same mobile or name through another
+        node makes this one fail certification; Database.execute runs it again, and it then
+        meets the other row (DATAEXIST). If the connection breaks after the INSERT was sent,
+        whether it committed is unknown: the row is looked up on the next node, and a row
+        with this password hash (its salt is random: no other request made it) is ours.
+        """
+        for _ in range(RETRIES_AFTER_UNKNOWN_OUTCOME + 1):
+            try:
+                await self._db.execute(
+                    "INSERT INTO ih_user_profile (name, mobile, password_hash) VALUES (%s, %s, %s)",
+                    (name, mobile, password_hash),
+                )
+            except WriteOutcomeUnknown:
+                existing = await self.by_mobile(mobile)
+                if existing is None:
+                    continue  # not committed: insert again
+                return self._ours_or_taken(existing, password_hash)
+            except pymysql.err.IntegrityError as exc:
+                if not (exc.args and exc.args[0] == DUPLICATE_ENTRY):
+                    raise
+                existing = await self.by_mobile(mobile)
+                if existing is not None:
+                    # Our own earlier attempt may have committed before its connection broke.
+                    return self._ours_or_taken(existing, password_hash)
                 if "uq_ih_user_profile_name" in str(exc.args[-1]) and name != mobile:
                     raise ServiceError(Ret.DATAEXIST, "用户名已存在", field="username") from None
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile") from None
-            raise
-        user = await self.by_mobile(mobile)
-        assert user is not None  # just inserted, autocommit
-        return user
+            user = await self.by_mobile(mobile)
+            assert user is not None  # just inserted, autocommit, causal reads on a cluster
+            return user
+        raise WriteOutcomeUnknown(2013, "the connection broke at every insert attempt")
+
+    @staticmethod
+    def _ours_or_taken(existing: User, password_hash: str) -> User:
+        if existing.password_hash == password_hash:
+            return existing
+        raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
 
     async def by_mobile(self, mobile: str) -> User | None:
         row = await self._db.fetch_one(
@@ -91,7 +117,9 @@ class UserRepository:
         return User(*row) if row else None
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        # Setting a value twice changes nothing: safe to repeat on another node.
         await self._db.execute(
             "UPDATE ih_user_profile SET password_hash = %s WHERE id = %s",
             (password_hash, user_id),
+            idempotent=True,
         )
