@@ -31,6 +31,7 @@ from services.db import DatabaseStats
 from services.errors import Ret, ServiceError
 from services.users import UserRepository
 from tests.conftest import serving
+from tests.polling import async_wait_until
 from tests.test_accounts import PASSWORD, post, register, request_code
 from tests.test_operations import metric
 
@@ -137,11 +138,12 @@ def primary_of(node, size: int) -> bool:
 
 
 async def poll(condition, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {within}s")
-        await asyncio.sleep(0.05)
+    """Until condition() holds, yielding to the loop (the servers under test run on it)."""
+
+    async def probe() -> bool:
+        return condition()
+
+    await async_wait_until(probe, what=what, patience=within)
 
 
 @pytest.mark.gen_test(timeout=60)
