@@ -14,7 +14,6 @@ running it again is safe: `retry_on_conflict` does that, bounded, for every writ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -198,14 +197,11 @@ class Database:
         """
 
         async def run(cur: aiomysql.Cursor) -> T:
+            # On any failure _on_a_node closes the connection, and the server rolls back
+            # what it left open.
             await cur.execute("BEGIN")
-            try:
-                result = await work(cur)
-                await cur.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await cur.execute("ROLLBACK")
-                raise
+            result = await work(cur)
+            await cur.execute("COMMIT")
             return result
 
         return await retry_on_conflict(
