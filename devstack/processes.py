@@ -264,15 +264,15 @@ class GaleraNode(MariaDBServer):
         defaults.write_text(self._defaults_file())
         if self.run_as:
             _chown_tree(self.directory, self.run_as)
-        self._log = open(self.directory / "mariadb.log", "ab")  # noqa: SIM115
         args = [self._binary(), f"--defaults-file={defaults}"]
         if bootstrap:
             args.append("--wsrep-new-cluster")
-        self.process = subprocess.Popen(
-            [*args, *self.extra_options],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        # Not start_listening(): a joiner opens its port only after its state transfer, and
+        # the joiners are started together. The child holds its own descriptor of the log.
+        with open(self.directory / "mariadb.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [*args, *self.extra_options], stdout=log, stderr=subprocess.STDOUT
+            )
         return self
 
     def kill(self) -> None:
@@ -280,9 +280,6 @@ class GaleraNode(MariaDBServer):
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        if self._log:
-            self._log.close()
-            self._log = None
 
     def set_isolated(self, isolated: bool) -> None:
         """Cut the node off its cluster (gmcast.isolate), or let it rejoin: a network split."""
