@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate assets/voices/: one folder per CAPTCHA character with spoken samples for the
 # audio CAPTCHA (the captcha package ships digits only). Needs Debian's espeak-ng and sox.
-# Output format is what captcha.audio expects: 8 kHz, 8-bit unsigned, mono WAV.
+# Output format is what services/audio_captcha.py reads: 8 kHz, 8-bit unsigned, mono WAV.
+# These clips ship, so an attacker has them too: the generator never plays them as they are
+# (new voice, time warp, babble and noise per request; docs/CAPTCHA.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chars="${1:-ACEFHJKMNPRTUVWXY34679}"

@@ -1,4 +1,4 @@
-"""Image CAPTCHAs: random text kept in Redis, image rendered off the event loop, one use only."""
+"""CAPTCHAs: random text kept in Redis, image or audio rendered off the event loop, one use only."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import logging
 import secrets
 from concurrent.futures import Executor
 
-from captcha.audio import AudioCaptcha
 from captcha.image import ImageCaptcha
 
 from services import keys
-from services.config import VOICES_DIR, Config
+from services.audio_captcha import load_voices, render_wav
+from services.config import Config
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
 from services.metrics import Metrics
@@ -65,11 +65,11 @@ class CaptchaService:
         self._limiter = limiter
         self._config = config.captcha
         self._per_ip_minute = config.limits.captcha_per_ip_minute
+        self._audio_cost = config.limits.audio_captcha_cost
         # A few images drawn ahead, so a request usually takes a ready one (one Redis SET).
         self._ready: collections.deque[tuple[str, bytes]] = collections.deque()
         self._refill_task: asyncio.Task | None = None
-        self._speaker = AudioCaptcha(str(VOICES_DIR))
-        self._speaker.load()  # reads the samples once, at start-up, not per request
+        load_voices()  # reads the samples once, at start-up (render processes: on first use)
 
     def start(self) -> None:
         """Begin drawing the ready pool (call on the running loop)."""
@@ -152,28 +152,28 @@ class CaptchaService:
         """The same CAPTCHA spoken, as WAV, for people who cannot read the image."""
         if not is_captcha_id(captcha_id):
             raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误", field="image_code")
-        await self._limiter.take(self._ip_limit(client_ip))
+        # Speech recognition reads an audio CAPTCHA more cheaply than a model reads an image, so
+        # listening costs several images' worth of the per-IP budget (docs/CAPTCHA.md).
+        await self._limiter.take(self._ip_limit(client_ip, cost=self._audio_cost))
         # Plain GET, not GETDEL: listening is not an attempt, the answer still must be typed.
         text = await self._redis.get(keys.captcha_key(captcha_id))
         if text is None:
             raise ServiceError(Ret.NODATA, "图片验证码失效", field="image_code")
+        # Tens of ms of numpy work: in the render process, where it cannot hold the loop's GIL.
         loop = asyncio.get_running_loop()
-        audio = await loop.run_in_executor(self._executor, self.speak, text)
+        audio = await loop.run_in_executor(self._render_executor, render_wav, text)
         self._metrics.captchas.labels("audio").inc()
         return audio
 
-    def _ip_limit(self, client_ip: str) -> Limit:
+    def _ip_limit(self, client_ip: str, cost: int = 1) -> Limit:
         return Limit(
             keys.captcha_ip_minute_key(client_ip),
             self._per_ip_minute,
             60,
             "captcha_ip_minute",
             "图片验证码请求过于频繁，请{seconds}秒后重试",
+            cost=cost,
         )
-
-    def speak(self, text: str) -> bytes:
-        """Spoken text as WAV (blocking: call it in an executor)."""
-        return bytes(self._speaker.generate(text))
 
     async def consume(self, captcha_id: str, answer: str) -> None:
         """Check an answer; the CAPTCHA is gone afterwards whether the answer was right or not."""

@@ -79,6 +79,7 @@ class LimitsConfig:
     sms_global_per_hour: int = 1000
     captcha_per_ip_minute: int = 60
     count_per_ip_minute: int = 30
+    audio_captcha_cost: int = 3
 
 
 @dataclass(frozen=True)
@@ -440,6 +441,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("config key 'server.processes' must be 0 (one per core) or more")
     if config.mysql.pool_min > config.mysql.pool_max:
         raise ConfigError("config key 'mysql.pool_min' must not exceed 'mysql.pool_max'")
+    if config.limits.audio_captcha_cost > config.limits.captcha_per_ip_minute:
+        raise ConfigError(
+            "config key 'limits.audio_captcha_cost' must not exceed 'captcha_per_ip_minute' "
+            "(no audio CAPTCHA could ever be served)"
+        )
     if len(set(config.captcha.alphabet)) < 10:
         raise ConfigError("config key 'captcha.alphabet' needs at least 10 distinct characters")
     unspoken = sorted(c for c in set(config.captcha.alphabet) if not (VOICES_DIR / c).is_dir())

@@ -22,6 +22,7 @@ from tests.test_accounts import (
     request_code,
     user_rows,
 )
+from tests.test_audio_captcha import check_audio_costs_more_than_an_image
 from tests.test_fraud import (
     FRAUD,
     LIFTED_CAPTCHA_LIMIT,
@@ -192,6 +193,13 @@ async def test_client_ip_hourly_limit_on_cluster(make_cluster_app, sandbox, fres
     app = await make_cluster_app()
     async with serving(app) as client:
         await check_ip_hourly_limit(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_audio_captcha_cost_on_cluster(make_cluster_app):
+    app = await make_cluster_app(limits={"captcha_per_ip_minute": 5})
+    async with serving(app) as client:
+        await check_audio_costs_more_than_an_image(client)
 
 
 @pytest.mark.gen_test(timeout=60)
