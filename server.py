@@ -190,7 +190,10 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             config.receipts.callback_token,
             config.receipts.allowed_sources,
         )
-        sms = SmsCodeService(redis, captchas, users, sender, limiter, config, receipts, fraud=fraud)
+        notices = RonglianClient(http, config.ronglian, metrics)  # the mobile-changed notice
+        sms = SmsCodeService(
+            redis, captchas, users, sender, limiter, config, receipts, notices, fraud=fraud
+        )
         hasher = PasswordHasher(executor)
         sessions = SessionStore(redis, config.security.session_ttl)
         throttle = LoginThrottle(limiter, captchas, config.accounts)
@@ -224,6 +227,7 @@ def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics)
                 f"{config.receipts.public_base_url.rstrip('/')}/callbacks/"
                 f"{config.receipts.callback_token}/ronglian/voice",
             ),
+            config.sms.webotp_domain,
         ),
         "aliyun": lambda: AliyunProvider(http, config.aliyun),
     }

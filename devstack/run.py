@@ -16,6 +16,8 @@ from services.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
+# The templates config.yml names: the code template, the mobile-changed notice, a WebOTP one.
+SANDBOX_TEMPLATES = ROOT / "devstack" / "sandbox-templates.json"
 # Not the packages' default ports, so a system redis/mariadb service can keep running beside us.
 REDIS_PORT = 6380
 MARIADB_PORT = 3307
@@ -45,6 +47,7 @@ def main() -> int:
             [
                 sys.executable, "-m", "sandbox.ronglian", "--port", str(SANDBOX_PORT),
                 "--report-url", callback_url("ronglian/sms"),
+                "--config-json", str(SANDBOX_TEMPLATES),
             ],
             SANDBOX_PORT,
             None,

@@ -22,22 +22,58 @@ class UsersHandler(ApiHandler):
 
 
 class SessionsHandler(ApiHandler):
-    """POST /api/v1.0/sessions {mobile, password[, image_code, image_code_id]}: log in."""
+    """POST /api/v1.0/sessions {mobile, password or sms_code[, image_code, image_code_id]}."""
 
     route_name = "sessions"
 
     async def post(self) -> None:
-        """Check the password, then start a session."""
+        """Check the password or the SMS login code, then start a session."""
         body = self.json_body()
-        user = await self.services.accounts.login(
-            body.get("mobile"),
-            body.get("password"),
-            self.client_ip,
-            image_code_id=body.get("image_code_id"),
-            image_code=body.get("image_code"),
-        )
+        accounts = self.services.accounts
+        captcha = {"image_code_id": body.get("image_code_id"), "image_code": body.get("image_code")}
+        if "sms_code" in body:
+            if "password" in body:
+                raise ServiceError(Ret.PARAMERR, "密码和短信验证码只能填写一项")
+            user = await accounts.login_with_code(
+                body.get("mobile"), body.get("sms_code"), self.client_ip, **captcha
+            )
+        else:
+            user = await accounts.login(
+                body.get("mobile"), body.get("password"), self.client_ip, **captcha
+            )
         await self.log_in(user)
         self.reply("登录成功")
+
+
+class PasswordResetHandler(ApiHandler):
+    """POST /api/v1.0/password_reset {mobile, sms_code, password, password2}."""
+
+    route_name = "password_reset"
+
+    async def post(self) -> None:
+        """Set the new password (every session of the user ends), then log the caller in."""
+        body = self.json_body()
+        user = await self.services.accounts.reset_password(
+            body.get("mobile"), body.get("sms_code"), body.get("password"), body.get("password2")
+        )
+        await self.log_in(user)
+        self.reply("密码已重置")
+
+
+class UserMobileHandler(ApiHandler):
+    """PUT /api/v1.0/user/mobile {mobile, sms_code}: the logged-in user's new mobile."""
+
+    route_name = "user_mobile"
+
+    async def put(self) -> None:
+        """Move the account to the new mobile; every session ends, the caller gets a new one."""
+        session = await self.current_session()
+        body = self.json_body()
+        user = await self.services.accounts.change_mobile(
+            session["user_id"], body.get("mobile"), body.get("sms_code")
+        )
+        await self.log_in(user)
+        self.reply("手机号已更换", {"mobile": user.mobile, "name": user.name})
 
 
 class SessionHandler(ApiHandler):
@@ -78,4 +114,6 @@ ROUTES = [
     (r"/api/v1\.0/sessions", SessionsHandler),
     (r"/api/v1\.0/session", SessionHandler),
     (r"/api/v1\.0/user", UserHandler),
+    (r"/api/v1\.0/user/mobile", UserMobileHandler),
+    (r"/api/v1\.0/password_reset", PasswordResetHandler),
 ]

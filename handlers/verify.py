@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.base import ApiHandler
 from services.captcha import AUDIO_CONTENT_TYPE, CAPTCHA_CONTENT_TYPE
+from services.sms import Purpose
 
 
 class ImageCodeHandler(ApiHandler):
@@ -51,13 +52,18 @@ class SmsCodeHandler(ApiHandler):
 
 
 class SmsCodeJsonHandler(ApiHandler):
-    """POST /api/v1.0/sms_codes with JSON {mobile, image_code, image_code_id[, channel]}."""
+    """POST /api/v1.0/sms_codes JSON {mobile, image_code, image_code_id[, channel, purpose]}."""
 
     route_name = "sms_codes"
 
     async def post(self) -> None:
-        """Same flow as the GET form, parameters from a JSON body."""
+        """Same flow as the GET form, parameters from a JSON body, plus an optional purpose
+        (register, login, reset_password, change_mobile: the latter for the logged-in user)."""
         body = self.json_body()
+        purpose = Purpose.parse(body.get("purpose"))
+        user_id = None
+        if purpose is Purpose.CHANGE_MOBILE:
+            user_id = (await self.current_session())["user_id"]
         sent = await self.services.sms.send_code(
             body.get("mobile"),
             body.get("image_code"),
@@ -65,6 +71,8 @@ class SmsCodeJsonHandler(ApiHandler):
             self.client_ip,
             body.get("channel"),
             altcha=body.get("altcha"),
+            purpose=purpose,
+            user_id=user_id,
         )
         self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 

@@ -1,24 +1,40 @@
-"""Registration and login: SMS-code check, password hashing, login throttling."""
+"""The phone account: register, log in (password or SMS code), reset the password, change
+the mobile. SMS-code checks, password hashing, login throttling, sessions ended on change."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 
 from services import keys
 from services.config import Config
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
 from services.login_throttle import LoginThrottle, account_key
+from services.mobiles import canonical_mobile
 from services.passwords import PasswordHasher
 from services.sessions import SessionStore
-from services.sms import SmsCodeService
+from services.sms import Purpose, SmsCodeService, VerifiedCode
 from services.users import User, UserRepository
-from services.validation import is_mobile
 
 SMS_CODE_RE = re.compile(r"[0-9]{6}")
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_-]{5,20}")  # meiduo's rule
 WRONG_LOGIN = "用户名或密码错误"
+
+
+def require_mobile(value: str) -> str:
+    """The canonical form of a mobile the user typed, or PARAMERR."""
+    mobile = canonical_mobile(value)
+    if mobile is None:
+        raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
+    return mobile
+
+
+def check_sms_code_format(sms_code: str) -> None:
+    if not SMS_CODE_RE.fullmatch(sms_code):
+        raise ServiceError(Ret.PARAMERR, "短信验证码应为6位数字", field="sms_code")
 
 
 class AccountService:
@@ -55,26 +71,103 @@ class AccountService:
         fields = (mobile, sms_code, password, password2)
         if not all(isinstance(value, str) and value for value in fields):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
-        if not is_mobile(mobile):
-            raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
-        if password != password2:
-            raise ServiceError(Ret.PARAMERR, "两次密码不一致", field="password2")
-        self._check_password_rule(password)
+        mobile = require_mobile(mobile)
+        self._check_new_password(password, password2)
         if username is not None:
             self._check_username(username, mobile)
-        if not SMS_CODE_RE.fullmatch(sms_code):
-            raise ServiceError(Ret.PARAMERR, "短信验证码应为6位数字", field="sms_code")
+        check_sms_code_format(sms_code)
 
-        ms_left = await self._sms.check_code(mobile, sms_code)
-        try:
+        verified = await self._sms.verify_code(mobile, Purpose.REGISTER, sms_code)
+        async with self._code_given_back_on_failure(verified):
             password_hash = await self._hasher.hash(password)
             return await self._users.create(username or mobile, mobile, password_hash)
-        except ServiceError:
-            raise  # DATAEXIST: the mobile is taken, the code has no further use
-        except BaseException:
-            # The database failed, not the user: give the code back so a retry needs no new SMS.
-            await asyncio.shield(self._sms.restore_code(mobile, sms_code, ms_left))
-            raise
+
+    async def login_with_code(
+        self,
+        mobile: object,
+        sms_code: object,
+        client_ip: str,
+        *,
+        image_code_id: object = None,
+        image_code: object = None,
+    ) -> User:
+        """SMS login: a right `login` code for a registered mobile, within the login throttle
+        of a password login (services/login_throttle.py, CAPTCHA past the threshold included).
+
+        A wrong code counts as a failed login and as one of the code's tries.
+        """
+        if not (isinstance(mobile, str) and mobile and isinstance(sms_code, str) and sms_code):
+            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        mobile = require_mobile(mobile)
+        check_sms_code_format(sms_code)
+
+        user = await self._users.by_mobile(mobile)
+        attempt = await self._throttle.begin(
+            account_key(user.user_id if user else None, mobile),
+            client_ip,
+            image_code_id,
+            image_code,
+        )
+        verified = await self._sms.verify_code(mobile, Purpose.LOGIN, sms_code)
+        if user is None:  # no account (deleted since the code was sent)
+            raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
+        async with self._code_given_back_on_failure(verified):
+            await self._throttle.succeeded(attempt)
+        return user
+
+    async def reset_password(
+        self, mobile: object, sms_code: object, password: object, password2: object
+    ) -> User:
+        """Set a new password with a `reset_password` code, then end every session of the user.
+
+        Of concurrent resets with one code exactly one passes (the code is consumed once).
+        The caller starts the new session for the returned user.
+        """
+        fields = (mobile, sms_code, password, password2)
+        if not all(isinstance(value, str) and value for value in fields):
+            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        mobile = require_mobile(mobile)
+        self._check_new_password(password, password2)
+        check_sms_code_format(sms_code)
+
+        verified = await self._sms.verify_code(mobile, Purpose.RESET_PASSWORD, sms_code)
+        async with self._code_given_back_on_failure(verified):
+            user = await self._users.by_mobile(mobile)
+            if user is None:
+                raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
+            # Should ending the sessions fail, the code is given back: the same request can
+            # be repeated in full (setting the same password again is harmless).
+            await self.change_password(user.user_id, password)
+        return user
+
+    async def change_mobile(self, user_id: int, new_mobile: object, sms_code: object) -> User:
+        """Move the logged-in user to new_mobile, proven by a `change_mobile` code sent to it.
+
+        The unique index decides races for one number (DATAEXIST). Every session of the user
+        ends (the caller starts a new one), and the old number gets a notice SMS.
+        """
+        if not (
+            isinstance(new_mobile, str) and new_mobile and isinstance(sms_code, str) and sms_code
+        ):
+            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        new_mobile = require_mobile(new_mobile)
+        check_sms_code_format(sms_code)
+
+        verified = await self._sms.verify_code(new_mobile, Purpose.CHANGE_MOBILE, sms_code)
+        async with self._code_given_back_on_failure(verified):
+            user = await self._users.by_id(user_id)
+            if user is None:
+                raise ServiceError(Ret.SESSIONERR, "用户未登录")
+            if user.mobile != new_mobile:
+                moved = await self._users.move_to_mobile(user, new_mobile)
+                await self._sms.send_mobile_changed_notice(user.mobile, new_mobile)
+            else:
+                # Codes for change_mobile go only to free numbers, so this is the repeat of
+                # a change that was stored but whose sessions could not be ended (Redis
+                # failed, the code was given back): finish that part now.
+                moved = user
+            await self._sessions.end_all(user_id)
+        return moved
 
     async def login(
         self,
@@ -93,11 +186,13 @@ class AccountService:
         """
         if not (isinstance(account, str) and account and isinstance(password, str) and password):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
-        use_name = by_username and not is_mobile(account)
+        mobile = canonical_mobile(account)
+        use_name = by_username and mobile is None
         if use_name and not USERNAME_RE.fullmatch(account):
             raise ServiceError(Ret.PARAMERR, "用户名格式错误", field="username")
-        if not use_name and not is_mobile(account):
+        if not use_name and mobile is None:
             raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
+        account = account if use_name else mobile
         if len(password) > self._config.password_max:
             raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
 
@@ -131,10 +226,11 @@ class AccountService:
 
     async def count_mobile(self, mobile: object, client_ip: str) -> int:
         """How many users have this mobile (0 or 1), for front-ends that check as you type."""
-        if not is_mobile(mobile):
+        canonical = canonical_mobile(mobile)
+        if canonical is None:
             raise ServiceError(Ret.PARAMERR, "请输入正确的手机号码", field="mobile")
         await self._limiter.take(self._count_limit(client_ip))
-        return await self._users.count(mobile=mobile)
+        return await self._users.count(mobile=canonical)
 
     async def count_username(self, username: object, client_ip: str) -> int:
         """How many users have this name (0 or 1)."""
@@ -154,6 +250,24 @@ class AccountService:
             "查询过于频繁，请{seconds}秒后重试",
         )
 
+    def _check_new_password(self, password: str, password2: str) -> None:
+        if password != password2:
+            raise ServiceError(Ret.PARAMERR, "两次密码不一致", field="password2")
+        self._check_password_rule(password)
+
+    @contextlib.asynccontextmanager
+    async def _code_given_back_on_failure(self, verified: VerifiedCode) -> AsyncIterator[None]:
+        """Run the work a verified code pays for. If it fails for a reason that is not the
+        user's (database or Redis down, request cancelled), the code is put back so that a
+        retry needs no new SMS; a refusal (ServiceError, e.g. DATAEXIST) keeps it used up."""
+        try:
+            yield
+        except ServiceError:
+            raise
+        except BaseException:
+            await asyncio.shield(self._sms.give_back_code(verified))
+            raise
+
     def _check_password_rule(self, password: str) -> None:
         low, high = self._config.password_min, self._config.password_max
         if not low <= len(password) <= high:
@@ -164,5 +278,5 @@ class AccountService:
             raise ServiceError(Ret.PARAMERR, "请输入5-20个字符的用户名", field="username")
         # ihome and news users are named after their mobile: a username that looks like a
         # mobile number could take another person's name, so it must be the user's own.
-        if is_mobile(username) and username != mobile:
+        if canonical_mobile(username) not in (None, mobile):
             raise ServiceError(Ret.PARAMERR, "用户名不能是他人的手机号", field="username")

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import ipaddress
 import os
+import re
 import types
 import typing
 import urllib.parse
@@ -21,6 +22,9 @@ ENV_PREFIX = "SMSREG_"
 # Spoken samples of every alphabet character (scripts/make-voices.sh); the package has digits only.
 VOICES_DIR = Path(__file__).resolve().parent.parent / "assets" / "voices"
 PLACEHOLDER_MARK = "change-me"
+# WebOTP's origin-bound line "@<host> #<code>": a host name, nothing else.
+HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+WEBOTP_DOMAIN_RE = re.compile(rf"(?=.{{1,253}}$)(?:{HOST_LABEL}\.)*{HOST_LABEL}")
 
 
 class ConfigError(Exception):
@@ -132,6 +136,8 @@ class SmsConfig:
     code_ttl: int = 300
     resend_interval: int = 60
     template_id: str = "1"
+    mobile_changed_template_id: str = "2"
+    webotp_domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -453,6 +459,11 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"config key 'captcha.alphabet': no audio samples for {''.join(unspoken)!r} "
             "(run scripts/make-voices.sh with the new alphabet)"
+        )
+    if config.sms.webotp_domain and not WEBOTP_DOMAIN_RE.fullmatch(config.sms.webotp_domain):
+        raise ConfigError(
+            "config key 'sms.webotp_domain' must be a bare host name such as example.com "
+            "(no scheme, port or path), or empty"
         )
     for dotted in ("trusted_proxies", "metrics_allow"):
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import hashlib
 import hmac
 import logging
@@ -19,11 +20,13 @@ from services.config import Config, clock_time
 from services.errors import Ret, ServiceError
 from services.fraud import Admission, FraudGuard
 from services.limits import Limit, RateLimiter
+from services.mobiles import canonical_mobile
 from services.providers.base import Channel, CodeMessage, Outcome, ProviderError
 from services.providers.failover import FailoverSender
 from services.receipts import ReceiptStore
+from services.ronglian import RonglianClient
 from services.users import UserRepository
-from services.validation import is_mobile, mask_mobile
+from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +172,35 @@ def quiet_seconds_left(now: datetime.datetime, start: datetime.time, end: dateti
     return max(1, int((ends - now).total_seconds()))
 
 
+class Purpose(enum.Enum):
+    """What a code may be used for. A code is bound to its mobile and its purpose."""
+
+    REGISTER = "register"
+    LOGIN = "login"
+    RESET_PASSWORD = "reset_password"
+    CHANGE_MOBILE = "change_mobile"
+
+    @classmethod
+    def parse(cls, value: object) -> Purpose:
+        """The purpose a client asked for; absent means register (today's routes)."""
+        if value is None or value == "":
+            return cls.REGISTER
+        try:
+            return cls(value)
+        except ValueError:
+            raise ServiceError(Ret.PARAMERR, "验证码用途错误", field="purpose") from None
+
+
+@dataclass(frozen=True)
+class VerifiedCode:
+    """A code that checked out and was consumed; give_back_code() puts it back."""
+
+    mobile: str
+    purpose: Purpose
+    mac: str
+    ms_left: int
+
+
 @dataclass(frozen=True)
 class SentCode:
     """A code on its way: when the mobile may ask again, and the id to follow its delivery."""
@@ -200,6 +232,7 @@ class SmsCodeService:
         limiter: RateLimiter,
         config: Config,
         receipts: ReceiptStore,
+        notices: RonglianClient,
         fraud: FraudGuard | None = None,
     ) -> None:
         self._fraud = fraud
@@ -209,6 +242,7 @@ class SmsCodeService:
         self._users = users
         self._sender = sender
         self._receipts = receipts
+        self._notices = notices  # plain notifications (not codes): Ronglian templates
         self._limiter = limiter
         self._config = config.sms
         self._limits = config.limits
@@ -227,9 +261,12 @@ class SmsCodeService:
         self.clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(zone)
         self._redis = redis
 
-    def _mac(self, mobile: str, code: str) -> str:
+    def _mac(self, mobile: str, purpose: Purpose, code: str) -> str:
         # Codes at rest are HMACs: a Redis dump or MONITOR does not reveal a usable code.
-        return hmac.new(self._hmac_key, f"{mobile}:{code}".encode(), hashlib.sha256).hexdigest()
+        # The purpose is part of the MAC, so a code sent for one purpose (say register) is
+        # simply a wrong code for any other (say login or reset_password).
+        message = f"{mobile}:{purpose.value}:{code}".encode()
+        return hmac.new(self._hmac_key, message, hashlib.sha256).hexdigest()
 
     async def send_code(
         self,
@@ -239,30 +276,38 @@ class SmsCodeService:
         client_ip: str,
         channel: object = None,
         altcha: object = None,
+        purpose: Purpose = Purpose.REGISTER,
+        user_id: int | None = None,
     ) -> SentCode:
-        """Check the CAPTCHA and the limits, then send a new code to mobile.
+        """Check the CAPTCHA and the limits, then send a new code for `purpose` to mobile.
 
-        Every refusal is decided before anything is sent or stored; a failed send leaves
-        nothing behind. `altcha` is a solved proof of work, needed only when a fraud segment
-        of the request is elevated. Returns the seconds until the mobile may be sent another
-        code and the send's id (for GET /api/v1.0/sms_sends/<send_id>).
+        `user_id` is the logged-in user (change_mobile needs one). One resend guard and one
+        set of counts per mobile serve every purpose. Every refusal is decided before
+        anything is sent or stored; a failed send leaves nothing behind. Returns the seconds
+        until the mobile may be sent another code and the send's id (for
+        GET /api/v1.0/sms_sends/<send_id>).
+        `altcha` is a solved proof of work, needed only when a fraud segment of the request
+        is elevated.
         """
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
-        if not is_mobile(mobile):
+        canonical = canonical_mobile(mobile)
+        if canonical is None:
             raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
+        if purpose is Purpose.CHANGE_MOBILE and user_id is None:
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
         via = self._channel(channel)
         code = f"{secrets.randbelow(1_000_000):06d}"
         # Fraud segments first (before the CAPTCHA is used up, so that a request asked for a
         # proof of work can repeat itself with the same CAPTCHA); given back if a later limit
         # refuses or the send fails.
-        admission = await self._admit_segments(mobile, client_ip, altcha)
+        admission = await self._admit_segments(canonical, client_ip, altcha)
         send = _Reservation(
-            mobile,
+            canonical,
             self._ip_limit(client_ip),
             secrets.token_hex(8),
-            self._mac(mobile, code),
+            self._mac(canonical, purpose, code),
             self._global_limit(admission),
         )
         try:
@@ -274,12 +319,11 @@ class SmsCodeService:
             await asyncio.shield(self._release_segments(admission))
             raise
         try:
-            if await self._users.mobile_exists(mobile):
-                raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
+            await self._check_mobile_fits_purpose(canonical, purpose)
             minutes = max(1, self._config.code_ttl // 60)
             send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
             delivery = await self._sender.send(
-                CodeMessage(mobile, code, minutes, via, reference=send_id)
+                CodeMessage(canonical, code, minutes, via, reference=send_id)
             )
         except ProviderError as failure:
             if failure.outcome is Outcome.UNKNOWN:
@@ -298,8 +342,8 @@ class SmsCodeService:
             await asyncio.shield(self._undo(send, ALL_STEPS))
             await asyncio.shield(self._release_segments(admission))
             raise
-        await self._after_send(mobile, admission)
-        await self._receipts.record_sent(send_id, delivery, mobile, send.guard_token)
+        await self._after_send(canonical, admission)
+        await self._receipts.record_sent(send_id, delivery, canonical, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
 
     def _channel(self, channel: object) -> Channel:
@@ -353,14 +397,28 @@ class SmsCodeService:
         except Exception:
             log.warning("could not count a conversion")
 
-    async def check_code(self, mobile: str, code: str) -> int:
-        """Consume a right code (returns its remaining ms, for restore_code) or raise."""
+    async def _check_mobile_fits_purpose(self, mobile: str, purpose: Purpose) -> None:
+        """register and change_mobile need a free mobile; login and reset a registered one."""
+        registered = await self._users.mobile_exists(mobile)
+        if registered and purpose in (Purpose.REGISTER, Purpose.CHANGE_MOBILE):
+            raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
+        if not registered and purpose in (Purpose.LOGIN, Purpose.RESET_PASSWORD):
+            raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
+
+    async def verify_code(self, mobile: str, purpose: Purpose, code: str) -> VerifiedCode:
+        """THE check of a submitted code, for every flow (register, login, reset, change).
+
+        Consumes a right code, or counts a wrong try (the code is destroyed at the attempt
+        limit) and raises. `mobile` must be canonical. A code sent for another purpose is a
+        wrong code here. The single place where "a code was verified" happens.
+        """
+        mac = self._mac(mobile, purpose, code)
         outcome, detail = await self._verify(
-            keys=[keys.sms_code_key(mobile)], args=[self._mac(mobile, code), self._max_attempts]
+            keys=[keys.sms_code_key(mobile)], args=[mac, self._max_attempts]
         )
         if outcome == 1:
             await self._code_verified(mobile)
-            return int(detail)
+            return VerifiedCode(mobile, purpose, mac, int(detail))
         if outcome == 0:
             raise ServiceError(Ret.NODATA, "短信验证码失效，请重新获取", field="sms_code")
         if outcome == 3:
@@ -368,12 +426,26 @@ class SmsCodeService:
         left = self._max_attempts - int(detail)
         raise ServiceError(Ret.DATAERR, f"短信验证码错误，还可尝试{left}次", field="sms_code")
 
-    async def restore_code(self, mobile: str, code: str, ms_left: int) -> None:
-        """Undo check_code after a failure that was not the user's (e.g. the database)."""
-        if ms_left > 0:
+    async def give_back_code(self, verified: VerifiedCode) -> None:
+        """Undo verify_code after a failure that was not the user's (e.g. the database), so
+        a retry needs no new SMS. A newer code sent meanwhile is left alone."""
+        if verified.ms_left > 0:
             await self._restore(
-                keys=[keys.sms_code_key(mobile)], args=[self._mac(mobile, code), ms_left]
+                keys=[keys.sms_code_key(verified.mobile)], args=[verified.mac, verified.ms_left]
             )
+
+    async def send_mobile_changed_notice(self, old_mobile: str, new_mobile: str) -> None:
+        """Tell the old number that the account moved (a hijack gets noticed).
+
+        A Ronglian notification template (sms.mobile_changed_template_id). Best effort after
+        the change is committed: a failure is logged, not raised.
+        """
+        try:
+            await self._notices.send_template_sms(
+                old_mobile, [mask_mobile(new_mobile)], self._config.mobile_changed_template_id
+            )
+        except Exception:
+            log.warning("mobile-changed notice to %s not sent", mask_mobile(old_mobile))
 
     def _ip_limit(self, client_ip: str) -> Limit:
         return Limit(

@@ -90,6 +90,44 @@ class UserRepository:
             return existing
         raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
 
+    async def move_to_mobile(self, user: User, new_mobile: str) -> User:
+        """Give user the new mobile; one named after the old mobile is renamed to the new
+        one if that name is free. Each attempt is one statement: all of it or nothing.
+
+        The UNIQUE index on mobile decides races for one number (DATAEXIST, no second row).
+        """
+        rename = user.name == user.mobile
+        try:
+            await self._set_mobile(user, new_mobile, rename=rename)
+        except ServiceError:
+            if not rename:
+                raise
+            # The new name was the taken one (only the mobile index refuses without rename
+            # too): keep the old name rather than refuse the change.
+            await self._set_mobile(user, new_mobile, rename=False)
+        moved = await self.by_id(user.user_id)
+        if moved is None:
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")  # deleted meanwhile
+        if moved.mobile != new_mobile:
+            # Another request of this user changed the mobile first (WHERE mobile = old).
+            raise ServiceError(Ret.DATAERR, "手机号已被修改，请刷新后重试", field="mobile")
+        return moved
+
+    async def _set_mobile(self, user: User, new_mobile: str, *, rename: bool) -> None:
+        name = new_mobile if rename else user.name
+        try:
+            await self._db.execute(
+                # WHERE mobile = old: of two concurrent changes of one user only one applies.
+                "UPDATE ih_user_profile SET mobile = %s, name = %s WHERE id = %s AND mobile = %s",
+                (new_mobile, name, user.user_id, user.mobile),
+            )
+        except pymysql.err.IntegrityError as exc:
+            if exc.args and exc.args[0] == DUPLICATE_ENTRY:
+                if "uq_ih_user_profile_name" in str(exc.args[-1]):
+                    raise ServiceError(Ret.DATAEXIST, "用户名已存在", field="username") from None
+                raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile") from None
+            raise
+
     async def by_mobile(self, mobile: str) -> User | None:
         row = await self._db.fetch_one(
             f"SELECT {USER_COLUMNS} FROM ih_user_profile WHERE mobile = %s", (mobile,)

@@ -18,6 +18,7 @@ import tornado.httpserver
 import tornado.testing
 
 from devstack.processes import MariaDBServer, RedisServer, free_port, start_listening
+from devstack.run import SANDBOX_TEMPLATES
 from server import SmsRegApplication, make_http_server, open_services
 from services import keys
 from services.config import Config, load_config
@@ -42,7 +43,8 @@ def mariadb_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
-    process = SandboxProcess(tmpdir=str(tmp_path_factory.mktemp("sandbox")))
+    templates = json.loads(SANDBOX_TEMPLATES.read_text(encoding="utf-8"))
+    process = SandboxProcess(tmpdir=str(tmp_path_factory.mktemp("sandbox")), config=templates)
     process.start()
     yield process
     process.stop()

@@ -19,15 +19,23 @@ class VoiceSettings:
 
 
 class RonglianProvider:
-    """SMS with the configured template ({1} = code, {2} = minutes); voice calls read the code."""
+    """SMS with the configured template ({1} = code, {2} = minutes, and with sms.webotp_domain
+    set {3} = that domain); voice calls read the code."""
 
     name = "ronglian"
     channels = frozenset({Channel.SMS, Channel.VOICE})
 
-    def __init__(self, client: RonglianClient, template_id: str, voice: VoiceSettings) -> None:
+    def __init__(
+        self,
+        client: RonglianClient,
+        template_id: str,
+        voice: VoiceSettings,
+        webotp_domain: str = "",
+    ) -> None:
         self._client = client
         self._template_id = template_id
         self._voice = voice
+        self._webotp_domain = webotp_domain
 
     async def send(self, message: CodeMessage) -> str:
         if message.channel is Channel.VOICE:
@@ -41,6 +49,9 @@ class RonglianProvider:
                 voice.lang,
                 user_data=message.reference,
             )
-        return await self._client.send_template_sms(
-            message.mobile, [message.code, str(message.ttl_minutes)], self._template_id
-        )
+        datas = [message.code, str(message.ttl_minutes)]
+        if self._webotp_domain:
+            # For a template whose last line is "@{3} #{1}" (WebOTP): a browser on that
+            # origin may offer the code to the page (navigator.credentials.get({otp})).
+            datas.append(self._webotp_domain)
+        return await self._client.send_template_sms(message.mobile, datas, self._template_id)
