@@ -43,6 +43,14 @@ from tests.test_login_throttle import (
     check_distributed_guessing_needs_a_captcha,
     check_password_change_ends_every_session,
 )
+from tests.test_phone_account import (
+    check_change_mobile,
+    check_concurrent_changes_one_wins,
+    check_concurrent_resets_one_wins,
+    check_one_code_logs_in_once,
+    check_purposes_share_guard_and_bind_codes,
+    check_reset_ends_every_session,
+)
 from tests.test_verify import (
     check_one_captcha_passes_once,
     check_one_sms_for_concurrent_requests,
@@ -304,3 +312,52 @@ async def test_fraud_operator_command_on_cluster(make_cluster_app, sandbox, capl
     app = await make_cluster_app(fraud=FRAUD, security=PROXY, limits=LIFTED_CAPTCHA_LIMIT)
     async with serving(app) as client:
         await check_operator_lists_and_unblocks(client, sandbox, caplog)
+
+
+# --- the phone account: SMS login, reset, change of mobile (tests/test_phone_account.py) ---
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_sms_login_with_one_code_from_two_tabs_on_cluster(
+    make_cluster_app, sandbox, fresh_mobile
+):
+    app = await make_cluster_app()
+    async with serving(app) as client:
+        await check_one_code_logs_in_once(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_reset_ends_every_session_on_cluster(make_cluster_app, sandbox, fresh_mobile):
+    app = await make_cluster_app()
+    async with serving(app) as client:
+        await check_reset_ends_every_session(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_resets_one_wins_on_cluster(make_cluster_app, sandbox, fresh_mobile):
+    app = await make_cluster_app()
+    async with serving(app) as client:
+        await check_concurrent_resets_one_wins(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_change_mobile_on_cluster(make_cluster_app, sandbox, fresh_mobile):
+    app = await make_cluster_app()
+    async with serving(app) as client:
+        await check_change_mobile(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_changes_to_one_number_on_cluster(make_cluster_app, sandbox, fresh_mobile):
+    app = await make_cluster_app()
+    async with serving(app) as client:
+        await check_concurrent_changes_one_wins(client, sandbox, fresh_mobile)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_purposes_share_one_guard_and_bind_codes_on_cluster(
+    make_cluster_app, sandbox, fresh_mobile
+):
+    app = await make_cluster_app()
+    async with serving(app) as client:
+        await check_purposes_share_guard_and_bind_codes(client, sandbox, fresh_mobile)

@@ -182,6 +182,30 @@ async def test_one_guard_and_one_count_per_mobile_across_purposes(make_app, sand
         assert answer["data"]["reason"] == "mobile_hourly"
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_purposes_share_one_guard_and_bind_codes(client, sandbox, fresh_mobile):
+    await check_purposes_share_guard_and_bind_codes(client, sandbox, fresh_mobile)
+
+
+async def check_purposes_share_guard_and_bind_codes(client, sandbox, fresh_mobile) -> None:
+    """A login code is refused by reset; another purpose is refused by the one resend guard;
+    after the guard, a reset code replaces the login code, which then no longer logs in."""
+    mobile = fresh_mobile()
+    await add_user(client, mobile)
+    login_code = await code_for(client, sandbox, mobile, "login", "b0")
+    assert (await reset(client, mobile, login_code))["errno"] == "4004"
+    assert (await ask_code(client, mobile, "reset_password", "b1"))["data"]["reason"] == (
+        "resend_interval"
+    )
+    await pass_resend_interval(client, mobile)
+    sandbox.clear()
+    reset_code = await code_for(client, sandbox, mobile, "reset_password", "b2")
+    assert (await sms_login(client, mobile, reset_code))["errno"] == "4004"
+    assert (await sms_login(client, mobile, login_code))["errno"] == "4004"  # replaced
+    assert (await reset(client, mobile, reset_code))["errno"] == "0"
+    assert await client.app.services.redis.get(keys.sms_mobile_hourly_key(mobile)) == "2"
+
+
 # --- SMS login -----------------------------------------------------------------------------
 
 
