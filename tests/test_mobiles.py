@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import urllib.parse
 
 import pytest
 
 from services.mobiles import canonical_mobile
+from tests.conftest import ROOT
 from tests.test_families import PASSWORD, MeiduoClient, NewsClient
 
 # (what a person or a front-end sends, the canonical number or None for PARAMERR)
@@ -109,3 +114,49 @@ async def test_news_routes_use_the_canonical_number(client, sandbox, fresh_mobil
         "errno": "4103",
         "errmsg": "手机号格式错误",
     }
+
+
+def test_check_command_lists_non_canonical_and_duplicate_mobiles(
+    mariadb_server, config, clean_state
+):
+    """scripts/check_mobiles.py, the migration check, against a table fed by older code."""
+    rows = [
+        ("alice", "13812345678"),
+        ("alice2", "１３８１２３４５６７８"),  # the same number in full-width digits
+        ("bob", "13912345678"),
+        ("iot", "14012345678"),
+    ]
+    with contextlib.closing(mariadb_server.admin_connection()) as conn, conn.cursor() as cur:
+        # A legacy table without the unique index, as other systems may have kept it.
+        cur.execute("DROP TABLE IF EXISTS legacy_users")
+        cur.execute(
+            "CREATE TABLE legacy_users (id INT PRIMARY KEY AUTO_INCREMENT, name "
+            "VARCHAR(32), mobile VARCHAR(20)) CHARSET utf8mb4"
+        )
+        cur.executemany("INSERT INTO legacy_users (name, mobile) VALUES (%s, %s)", rows)
+    env = {**os.environ, "SMSREG_MYSQL_PORT": str(config.mysql.port)}
+    command = [sys.executable, "-m", "scripts.check_mobiles", "--table", "legacy_users"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "non-canonical id=2 stored='１３８１２３４５６７８' canonical=13812345678",
+        "non-canonical id=4 stored='14012345678' canonical=invalid",
+        "duplicate 13812345678 ids=1,2",
+        "2 non-canonical, 1 numbers held by several rows",
+    ]
+    with contextlib.closing(mariadb_server.admin_connection()) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM legacy_users WHERE id IN (2, 4)")
+    clean = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert (clean.returncode, clean.stdout) == (
+        0,
+        "0 non-canonical, 0 numbers held by several rows\n",
+    )
+    missing = subprocess.run(
+        [*command[:3], "--table", "no_such_table"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2 and "no_such_table" in missing.stderr
