@@ -12,6 +12,7 @@ import argon2
 import pytest
 
 from services import keys
+from services.login_throttle import account_key
 from services.mobiles import canonical_mobile
 from tests.conftest import Client, serving
 from tests.test_accounts import PASSWORD, post, register
@@ -212,16 +213,17 @@ async def check_purposes_share_guard_and_bind_codes(client, sandbox, fresh_mobil
 @pytest.mark.gen_test(timeout=30)
 async def test_sms_login_starts_a_session_like_password_login(client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
-    await add_user(client, mobile)
+    user = await add_user(client, mobile)
     code = await code_for(client, sandbox, mobile, "login")
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     assert (await sms_login(client, mobile, wrong))["errno"] == "4004"
     redis = client.app.services.redis
     # A wrong code is a failed login too: it counts against the login throttle.
-    assert await redis.get(keys.login_failures_mobile_key(mobile)) == "1"
+    failures = keys.login_account_failures_key(account_key(user.user_id, mobile))
+    assert await redis.get(failures) == "1"
     assert await sms_login(client, mobile, code) == {"errno": "0", "errmsg": "登录成功"}
     assert await logged_in_as(client) == mobile
-    assert not await redis.exists(keys.login_failures_mobile_key(mobile))
+    assert await redis.get(failures) == "1"  # the right code gave back its own attempt only
     assert (await sms_login(another_browser(client), mobile, code))["errno"] == "4002"
 
 
@@ -238,6 +240,27 @@ async def test_sms_login_wrong_codes_hit_the_login_throttle(make_app, sandbox, f
         # Throttled before the code was looked at: the right code is still there, unused.
         assert (await sms_login(client, mobile, code))["errno"] == "4201"
         assert await client.app.services.redis.exists(keys.sms_code_key(mobile))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_sms_login_past_the_account_threshold_needs_a_captcha(
+    make_app, sandbox, fresh_mobile
+):
+    app = await make_app(accounts={"login_captcha_after": 2})
+    async with serving(app) as client:
+        mobile = fresh_mobile()
+        await add_user(client, mobile)
+        code = await code_for(client, sandbox, mobile, "login")
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        assert [(await sms_login(client, mobile, wrong))["errno"] for _ in range(2)] == [
+            "4004",
+            "4004",
+        ]
+        refused = await sms_login(client, mobile, code)
+        assert refused["errno"] == "4201" and refused["data"]["reason"] == "captcha_required"
+        text = await client.new_captcha("t1")
+        body = {"mobile": mobile, "sms_code": code, "image_code": text, "image_code_id": "t1"}
+        assert (await post(client, "/api/v1.0/sessions", body))["errno"] == "0"
 
 
 @pytest.mark.parametrize(
