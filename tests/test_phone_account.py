@@ -12,6 +12,7 @@ import argon2
 import pytest
 
 from services import keys
+from services.config import ConfigError, load_config
 from services.login_throttle import account_key
 from services.mobiles import canonical_mobile
 from tests.conftest import Client, serving
@@ -530,3 +531,30 @@ async def test_spellings_of_one_number_are_one_account_and_one_guard(client, san
     # meiduo's as-you-type check sees the same account under any spelling.
     path = "/mobiles/" + urllib.parse.quote(spelled) + "/count/"
     assert (await probe.json(path))["count"] == 1
+
+
+# --- WebOTP ----------------------------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_webotp_line_ends_the_sms_when_configured(make_app, sandbox, fresh_mobile):
+    app = await make_app(sms={"webotp_domain": "example.com", "template_id": "3"})
+    async with serving(app) as client:
+        mobile = fresh_mobile()
+        code = await code_for(client, sandbox, mobile, "register")
+        text = sandbox.inbox(mobile)[-1]["text"]
+        assert text.splitlines()[-1] == f"@example.com #{code}"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_no_webotp_line_by_default(client, sandbox, fresh_mobile):
+    mobile = fresh_mobile()
+    await code_for(client, sandbox, mobile, "register")
+    assert sandbox.inbox(mobile)[-1]["datas"] == [sandbox.inbox(mobile)[-1]["datas"][0], "5"]
+    assert "@" not in sandbox.inbox(mobile)[-1]["text"]
+
+
+@pytest.mark.parametrize("domain", ["https://example.com", "example.com:443", "Example.com/x"])
+def test_webotp_domain_must_be_a_bare_host(domain):
+    with pytest.raises(ConfigError, match="webotp_domain"):
+        load_config(None, environ={"SMSREG_SMS_WEBOTP_DOMAIN": domain})
