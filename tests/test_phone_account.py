@@ -429,7 +429,7 @@ async def check_change_mobile(client, sandbox, fresh_mobile) -> None:
     assert (await password_login(probe, old))["errno"] == "4004"
     assert (await password_login(probe, new))["errno"] == "0"
     # The old number is free again: it may register.
-    assert (await ask_code(probe, old, "register"))["errno"] == "0"
+    assert (await ask_code(probe, old, "register", "probe"))["errno"] == "0"
 
 
 @pytest.mark.gen_test(timeout=30)
