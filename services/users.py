@@ -120,6 +120,9 @@ class UserRepository:
                 # WHERE mobile = old: of two concurrent changes of one user only one applies.
                 "UPDATE ih_user_profile SET mobile = %s, name = %s WHERE id = %s AND mobile = %s",
                 (new_mobile, name, user.user_id, user.mobile),
+                # Applied twice (a retry on another Galera node) the second run matches no
+                # row and changes nothing; move_to_mobile then reads the result.
+                idempotent=True,
             )
         except pymysql.err.IntegrityError as exc:
             if exc.args and exc.args[0] == DUPLICATE_ENTRY:
