@@ -60,10 +60,24 @@ class RegisterHandler(PageHandler):
 
 
 class LoginHandler(PageHandler):
-    """/login.html: mobile and password."""
+    """/login.html: mobile and password, or (second tab) mobile and an SMS login code."""
 
     template = "login.html"
     route_name = "page:login"
+
+
+class ResetPasswordHandler(PageHandler):
+    """/reset_password.html (忘记密码): mobile, CAPTCHA, SMS code, the new password twice."""
+
+    template = "reset_password.html"
+    route_name = "page:reset_password"
+
+
+class MyHandler(PageHandler):
+    """/my.html: the masked mobile, 更换手机号 (code to the new number), 退出."""
+
+    template = "my.html"
+    route_name = "page:my"
 
 
 ROUTES = [
@@ -71,4 +85,6 @@ ROUTES = [
     (r"/index\.html", IndexHandler),
     (r"/register\.html", RegisterHandler),
     (r"/login\.html", LoginHandler),
+    (r"/reset_password\.html", ResetPasswordHandler),
+    (r"/my\.html", MyHandler),
 ]

@@ -117,7 +117,7 @@ def last_sms_code(sandbox, mobile: str) -> str:
 # --- pages ----------------------------------------------------------------------------------
 
 
-PAGES = ["/", "/index.html", "/register.html", "/login.html"]
+PAGES = ["/", "/index.html", "/register.html", "/login.html", "/reset_password.html", "/my.html"]
 
 
 def test_page_headers_and_cookies(new_context):
@@ -467,6 +467,7 @@ LAYOUT_PROBLEMS = """() => {
   const width = document.documentElement.clientWidth;
   if (document.documentElement.scrollWidth > width) problems.push('horizontal scroll');
   for (const el of document.querySelectorAll('input, button, a.btn')) {
+    if (el.getClientRects().length === 0) continue; // not rendered (a hidden tab or panel)
     const box = el.getBoundingClientRect();
     if (box.left < 0 || box.right > width) problems.push(`#${el.id} sticks out`);
     if (box.height < 44) problems.push(`#${el.id} is ${box.height}px high`);

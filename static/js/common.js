@@ -10,6 +10,7 @@ const Ihome = (() => {
     DATAEXIST: "4003",
     DATAERR: "4004",
     SESSIONERR: "4101",
+    USERERR: "4104",
     PARAMERR: "4103",
     REQERR: "4201",
     THIRDERR: "4301",

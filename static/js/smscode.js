@@ -1,0 +1,202 @@
+/* The SMS-code part of a form, shared by every page that asks for a code: the image/audio
+   CAPTCHA, 获取验证码 and its countdown, which survives a reload. */
+"use strict";
+
+Ihome.smsCode = (() => {
+  const { RET, MOBILE_RE, api, uuid4, maskMobile } = Ihome;
+  // {mobile, until (ms since epoch)} from the server's retry_after, per tab (sessionStorage).
+  // One key for every page and purpose: the server has one resend guard per mobile.
+  const COUNTDOWN_KEY = "ihome.smsCountdown";
+  const DEFAULT_RETRY_AFTER = 60;
+
+  function loadCountdown() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(COUNTDOWN_KEY));
+      if (saved && typeof saved.mobile === "string" && saved.until > Date.now()) return saved;
+    } catch {
+      // storage disabled or garbage: no countdown to resume
+    }
+    return null;
+  }
+
+  function saveCountdown(countdown) {
+    try {
+      if (countdown) sessionStorage.setItem(COUNTDOWN_KEY, JSON.stringify(countdown));
+      else sessionStorage.removeItem(COUNTDOWN_KEY);
+    } catch {
+      // storage disabled (private mode): the countdown just won't survive a reload
+    }
+  }
+
+  /* Wires one form. `el`: mobile, imageCode, phoneCode (inputs), captchaImg, captchaRefresh,
+     audioLink, audioPlayer, smsButton, smsStatus. `fields`: the ids `errors` knows the three
+     inputs by. `purpose`: the code's purpose (register, login, reset_password, change_mobile).
+     `refusals`: {errno: message} for the purpose's own refusals (DATAEXIST, USERERR …). */
+  function attach({ el, fields, errors, purpose, refusals }) {
+    let captchaId = "";
+    let countdown = null;
+    let countdownTimer = 0;
+    let sending = false;
+
+    function newCaptcha() {
+      captchaId = uuid4();
+      el.captchaImg.src = `/api/v1.0/image_codes/${captchaId}`;
+      el.audioLink.href = `/api/v1.0/image_codes/${captchaId}/audio`;
+      el.audioPlayer.pause();
+      el.audioPlayer.removeAttribute("src");
+      el.imageCode.value = "";
+    }
+
+    el.captchaRefresh.addEventListener("click", () => {
+      errors.set(fields.imagecode, "");
+      newCaptcha();
+      el.imageCode.focus();
+    });
+
+    // The server answers JSON (e.g. DBERR) instead of an image when it cannot make a CAPTCHA.
+    el.captchaImg.addEventListener("error", () => {
+      errors.set(fields.imagecode, "图片验证码加载失败，请点击图片重试");
+    });
+
+    // Without JS the link opens the WAV itself; with JS it plays in place, keeping the form.
+    el.audioLink.addEventListener("click", (event) => {
+      event.preventDefault();
+      el.audioPlayer.src = el.audioLink.href;
+      el.audioPlayer.play().catch(() => {
+        errors.set(fields.imagecode, "语音验证码播放失败，请稍后重试或换一张图片");
+      });
+      el.imageCode.focus();
+    });
+
+    function startCountdown(mobile, seconds) {
+      const retryAfter = Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_RETRY_AFTER;
+      countdown = { mobile, until: Date.now() + retryAfter * 1000 };
+      saveCountdown(countdown);
+      render();
+    }
+
+    function secondsLeft() {
+      return countdown ? Math.max(0, Math.ceil((countdown.until - Date.now()) / 1000)) : 0;
+    }
+
+    // The countdown belongs to one mobile (the server guards per mobile): after fixing a typo
+    // the user may send at once, and switching back shows the rest of the countdown.
+    function render() {
+      clearTimeout(countdownTimer);
+      if (countdown && secondsLeft() === 0) {
+        countdown = null;
+        saveCountdown(null);
+      }
+      const counting = countdown !== null && countdown.mobile === el.mobile.value.trim();
+      if (counting) {
+        el.smsButton.disabled = true;
+        const left = secondsLeft();
+        // Past the usual 60 s (an hourly or daily cap) whole minutes read better than 3540秒.
+        el.smsButton.textContent = left > 120 ? `${Math.ceil(left / 60)}分钟` : `${left}秒`;
+        // Wake up when the displayed second changes; from the clock, not by counting ticks,
+        // so throttled timers in a background tab cannot make it lag behind the server.
+        countdownTimer = setTimeout(render, (countdown.until - Date.now()) % 1000 || 1000);
+      } else {
+        el.smsButton.disabled = sending;
+        el.smsButton.textContent = sending ? "发送中…" : "获取验证码";
+      }
+    }
+
+    function focusField(id) {
+      document.getElementById(id).focus();
+    }
+
+    async function send() {
+      if (sending || el.smsButton.disabled) return;
+      const mobile = el.mobile.value.trim();
+      const imageCode = el.imageCode.value.trim();
+      errors.set(fields.phonecode, "");
+      el.smsStatus.textContent = "";
+      const invalid = errors.show({
+        [fields.mobile]: MOBILE_RE.test(mobile) ? "" : "请输入正确的11位手机号",
+        [fields.imagecode]: imageCode ? "" : "请输入图片验证码",
+      });
+      if (invalid) return;
+
+      sending = true;
+      render();
+      const resp = await api("POST", "/api/v1.0/sms_codes", {
+        mobile,
+        image_code: imageCode,
+        image_code_id: captchaId,
+        purpose,
+      });
+      sending = false;
+      const retryAfter = resp.data && resp.data.retry_after;
+
+      // A CAPTCHA is single-use: once the server has checked it (every answer except PARAMERR
+      // and network failures), the next request needs a new one.
+      if (resp.errno !== RET.PARAMERR && resp.errno !== "") newCaptcha();
+      render();
+
+      if (refusals[resp.errno]) {
+        errors.set(fields.mobile, refusals[resp.errno]);
+        el.mobile.focus();
+        return;
+      }
+      switch (resp.errno) {
+        case RET.OK:
+          startCountdown(mobile, retryAfter);
+          el.smsStatus.textContent = `验证码已发送至 ${maskMobile(mobile)}，请查收短信`;
+          el.phoneCode.focus();
+          return;
+        case RET.REQERR:
+          startCountdown(mobile, retryAfter);
+          errors.note(fields.phonecode, resp.errmsg);
+          el.phoneCode.focus();
+          return;
+        case RET.NODATA:
+        case RET.DATAERR:
+          errors.set(
+            fields.imagecode,
+            resp.errno === RET.NODATA ? "图片验证码已过期，请输入新的验证码" : "图片验证码错误，请重新输入",
+          );
+          el.imageCode.focus();
+          return;
+        case RET.PARAMERR:
+          if (resp.errmsg.includes("手机号")) {
+            errors.set(fields.mobile, resp.errmsg);
+            focusField(fields.mobile);
+          } else if (resp.errmsg.includes("图片验证码")) {
+            errors.set(fields.imagecode, resp.errmsg);
+            focusField(fields.imagecode);
+          } else {
+            errors.note(fields.phonecode, resp.errmsg);
+          }
+          return;
+        case RET.THIRDERR:
+          errors.note(fields.phonecode, "短信发送失败，请输入新的图片验证码后重试");
+          el.imageCode.focus();
+          return;
+        default:
+          errors.note(fields.phonecode, resp.errmsg || "发送失败，请稍后重试");
+          el.smsButton.focus();
+      }
+    }
+
+    el.smsButton.addEventListener("click", send);
+    el.mobile.addEventListener("input", render);
+
+    newCaptcha();
+    countdown = loadCountdown();
+    if (countdown && !el.mobile.value) el.mobile.value = countdown.mobile;
+    render();
+
+    return {
+      newCaptcha,
+      render,
+      // After the code was used (registered, logged in …): no countdown to resume.
+      finished() {
+        countdown = null;
+        saveCountdown(null);
+      },
+    };
+  }
+
+  return { attach };
+})();
