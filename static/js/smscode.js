@@ -170,6 +170,14 @@ Ihome.smsCode = (() => {
           }
           return;
         case RET.THIRDERR:
+          if (retryAfter) {
+            // No verdict from the provider: the SMS may still arrive and the server counts
+            // it as sent, so count down like after a sent one instead of inviting a retry.
+            startCountdown(mobile, retryAfter);
+            errors.note(fields.phonecode, resp.errmsg);
+            el.phoneCode.focus();
+            return;
+          }
           errors.note(fields.phonecode, "短信发送失败，请输入新的图片验证码后重试");
           el.imageCode.focus();
           return;
