@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from handlers.base import SESSION_COOKIE, ApiHandler
+from handlers.base import ApiHandler
 from services.errors import Ret, ServiceError
 
 
-class UsersHandler(ApiHandler):
+class IhomeRegisterApiHandler(ApiHandler):
     """POST /api/v1.0/users {mobile, sms_code, password, password2}: register and log in."""
 
     route_name = "users"
@@ -21,7 +21,7 @@ class UsersHandler(ApiHandler):
         self.reply("注册成功")
 
 
-class SessionsHandler(ApiHandler):
+class IhomeLoginApiHandler(ApiHandler):
     """POST /api/v1.0/sessions {mobile, password or sms_code[, image_code, image_code_id]}."""
 
     route_name = "sessions"
@@ -45,7 +45,7 @@ class SessionsHandler(ApiHandler):
         self.reply("登录成功")
 
 
-class PasswordResetHandler(ApiHandler):
+class IhomePasswordResetApiHandler(ApiHandler):
     """POST /api/v1.0/password_reset {mobile, sms_code, password, password2}."""
 
     route_name = "password_reset"
@@ -60,7 +60,7 @@ class PasswordResetHandler(ApiHandler):
         self.reply("密码已重置")
 
 
-class UserMobileHandler(ApiHandler):
+class IhomeMobileChangeApiHandler(ApiHandler):
     """PUT /api/v1.0/user/mobile {mobile, sms_code}: the logged-in user's new mobile."""
 
     route_name = "user_mobile"
@@ -76,7 +76,7 @@ class UserMobileHandler(ApiHandler):
         self.reply("手机号已更换", {"mobile": user.mobile, "name": user.name})
 
 
-class SessionHandler(ApiHandler):
+class IhomeLoginStateApiHandler(ApiHandler):
     """GET /api/v1.0/session (who is logged in) and DELETE (log out)."""
 
     route_name = "session"
@@ -90,30 +90,25 @@ class SessionHandler(ApiHandler):
 
     async def delete(self) -> None:
         """Delete the server-side session and the cookie."""
-        await self.services.sessions.delete(self.session_id())
-        self.clear_cookie(SESSION_COOKIE)
+        await self.log_out()
         self.reply("OK")
 
 
-class UserHandler(ApiHandler):
+class IhomeProfileApiHandler(ApiHandler):
     """GET /api/v1.0/user: the logged-in user's profile."""
 
     route_name = "user"
 
     async def get(self) -> None:
-        session = await self.current_session()
-        user = await self.services.users.by_id(session["user_id"])
-        if user is None:  # deleted since login
-            await self.services.sessions.delete(self.session_id())
-            raise ServiceError(Ret.SESSIONERR, "用户未登录")
+        user = await self.services.accounts.session_user(self.session_id())
         self.reply("OK", user.profile())
 
 
 ROUTES = [
-    (r"/api/v1\.0/users", UsersHandler),
-    (r"/api/v1\.0/sessions", SessionsHandler),
-    (r"/api/v1\.0/session", SessionHandler),
-    (r"/api/v1\.0/user", UserHandler),
-    (r"/api/v1\.0/user/mobile", UserMobileHandler),
-    (r"/api/v1\.0/password_reset", PasswordResetHandler),
+    (r"/api/v1\.0/users", IhomeRegisterApiHandler),
+    (r"/api/v1\.0/sessions", IhomeLoginApiHandler),
+    (r"/api/v1\.0/session", IhomeLoginStateApiHandler),
+    (r"/api/v1\.0/user", IhomeProfileApiHandler),
+    (r"/api/v1\.0/user/mobile", IhomeMobileChangeApiHandler),
+    (r"/api/v1\.0/password_reset", IhomePasswordResetApiHandler),
 ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from services.captcha import CAPTCHA_CONTENT_TYPE
 from services.clientip import client_network, resolve_client_ip
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
 from services.metrics import method_label
@@ -97,6 +98,11 @@ class BaseHandler(tornado.web.RequestHandler):
         _, token, _ = self._get_raw_xsrf_token()  # Tornado's unmasked token (private API)
         return hashlib.sha256(token).hexdigest()[:32]
 
+    def succeed(self, body: bytes | str | None = None) -> None:
+        """Finish a successful request with body as is (errno 0 in the access line)."""
+        self.errno = Ret.OK.code
+        self.finish(body)
+
     def prepare(self) -> None:
         self.application.requests_started()  # type: ignore[attr-defined]
         self._counted = True
@@ -171,6 +177,11 @@ class ApiHandler(BaseHandler):
             secure=security.secure_cookies,
         )
 
+    async def log_out(self) -> None:
+        """End this browser's session, on the server and in its cookie."""
+        await self.services.sessions.delete(self.session_id())
+        self.clear_cookie(SESSION_COOKIE)
+
     def session_id(self) -> str | None:
         value = self.get_signed_cookie(SESSION_COOKIE, max_age_days=31)
         return value.decode() if value else None
@@ -236,6 +247,23 @@ def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, Se
         ret, errmsg = HTTP_ERROR_REPLIES.get(status_code, (Ret.SERVERERR, Ret.SERVERERR.message))
         return status_code, ServiceError(ret, errmsg)
     return 500, ServiceError(Ret.SERVERERR)  # details stay in the log, not in the answer
+
+
+class CaptchaImageHandler(ApiHandler):
+    """GET: a new CAPTCHA image, remembered under the id the client chose.
+
+    Each family subclasses this only for where the id comes from and the shape of its errors.
+    """
+
+    def captcha_id(self, *path_args: str) -> str:
+        """The client's id for this CAPTCHA: by default the route's one path argument."""
+        return path_args[0]
+
+    async def get(self, *path_args: str) -> None:
+        captcha_id = self.captcha_id(*path_args)
+        image = await self.services.captchas.create(captcha_id, self.client_ip, self.requester)
+        self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
+        self.succeed(image)
 
 
 class JsonNotFoundHandler(ApiHandler):

@@ -55,14 +55,13 @@ class ReceiptCallbackHandler(ApiHandler):
             self.answer_error(400, f"malformed receipt: {exc}")
             return
         await receipts.apply(parsed, channel_hint="voice" if kind.endswith("voice") else "sms")
-        self.errno = "0"
         if kind == "aliyun/sms":
-            self.answer(200, {"code": 0, "msg": "接收成功"})
+            self.succeed(json.dumps({"code": 0, "msg": "接收成功"}, ensure_ascii=False))
         elif kind == "ronglian/voice" or self.request.body.lstrip().startswith(b"<"):
             self.set_header("Content-Type", "application/xml; charset=UTF-8")
-            self.finish(XML_OK)
+            self.succeed(XML_OK)
         else:
-            self.answer(200, {"statusCode": "000000"})
+            self.succeed(json.dumps({"statusCode": "000000"}))
 
     def answer(self, status: int, payload: dict[str, Any]) -> None:
         self.set_status(status)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from handlers.base import SESSION_COOKIE, ApiHandler, describe_error
+from handlers.base import ApiHandler, CaptchaImageHandler, describe_error
 from services.errors import Ret, ServiceError
 from services.users import User
 
@@ -49,19 +49,13 @@ class MeiduoApiHandler(ApiHandler):
         return {"code": meiduo_code(outcome), "errmsg": outcome.errmsg, **outcome.data}
 
 
-class ImageCodeHandler(MeiduoApiHandler):
+class MeiduoCaptchaImageHandler(MeiduoApiHandler, CaptchaImageHandler):
     """GET /image_codes/<uuid>/"""
 
     route_name = "meiduo_image_codes"
 
-    async def get(self, uuid: str) -> None:
-        image = await self.services.captchas.create(uuid, self.client_ip, self.requester)
-        self.errno = "0"
-        self.set_header("Content-Type", "image/jpeg")
-        self.finish(image)
 
-
-class SmsCodeHandler(MeiduoApiHandler):
+class MeiduoSmsCodeHandler(MeiduoApiHandler):
     """GET /sms_codes/<mobile>/?image_code=…&uuid=…"""
 
     route_name = "meiduo_sms_codes"
@@ -77,7 +71,7 @@ class SmsCodeHandler(MeiduoApiHandler):
         self.reply("发送短信成功", {"retry_after": sent.retry_after})
 
 
-class MobileCountHandler(MeiduoApiHandler):
+class MeiduoMobileCountHandler(MeiduoApiHandler):
     """GET /mobiles/<mobile>/count/: is the mobile registered (0 or 1)?"""
 
     route_name = "meiduo_mobile_count"
@@ -87,7 +81,7 @@ class MobileCountHandler(MeiduoApiHandler):
         self.reply("OK", {"count": count})
 
 
-class UsernameCountHandler(MeiduoApiHandler):
+class MeiduoUsernameCountHandler(MeiduoApiHandler):
     """GET /usernames/<username>/count/: is the username taken (0 or 1)?"""
 
     route_name = "meiduo_username_count"
@@ -97,7 +91,7 @@ class UsernameCountHandler(MeiduoApiHandler):
         self.reply("OK", {"count": count})
 
 
-class FormHandler(MeiduoApiHandler):
+class MeiduoFormHandler(MeiduoApiHandler):
     """meiduo's native form posts: success redirects, a refusal is a short text page."""
 
     def check_xsrf_cookie(self) -> None:
@@ -125,6 +119,8 @@ class FormHandler(MeiduoApiHandler):
         self.finish(outcome.errmsg)
 
     def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
+        """A form succeeds by redirecting (a refusal is written by write_error)."""
+        self.errno = Ret.OK.code
         self.clear_header("Content-Type")  # an empty 302, not a JSON answer
         super().redirect(url, permanent, status)
 
@@ -136,7 +132,7 @@ class FormHandler(MeiduoApiHandler):
         self.set_cookie(USERNAME_COOKIE, user.name, max_age=USERNAME_COOKIE_AGE, samesite="Lax")
 
 
-class RegisterHandler(FormHandler):
+class MeiduoRegisterFormHandler(MeiduoFormHandler):
     """POST /register/ form (username, password, password2, mobile, sms_code, allow)."""
 
     route_name = "meiduo_register"
@@ -148,11 +144,10 @@ class RegisterHandler(FormHandler):
             form["mobile"], form["sms_code"], form["password"], form["password2"], form["username"]
         )
         await self.log_in_meiduo(user)
-        self.errno = "0"
         self.redirect("/")
 
 
-class LoginHandler(FormHandler):
+class MeiduoLoginFormHandler(MeiduoFormHandler):
     """POST /login/ form (username — a username or a mobile — password, remembered)."""
 
     route_name = "meiduo_login"
@@ -168,20 +163,17 @@ class LoginHandler(FormHandler):
             image_code=form["image_code"],
         )
         await self.log_in_meiduo(user, persistent=bool(form["remembered"]))
-        self.errno = "0"
         self.redirect(safe_next(self.get_query_argument("next", "/")))
 
 
-class LogoutHandler(FormHandler):
+class MeiduoLogoutHandler(MeiduoFormHandler):
     """GET /logout/: end the session and go home."""
 
     route_name = "meiduo_logout"
 
     async def get(self) -> None:
-        await self.services.sessions.delete(self.session_id())
-        self.clear_cookie(SESSION_COOKIE)
+        await self.log_out()
         self.clear_cookie(USERNAME_COOKIE)
-        self.errno = "0"
         self.redirect("/")
 
 
@@ -208,11 +200,11 @@ def safe_next(target: str) -> str:
 
 
 ROUTES = [
-    (r"/image_codes/([^/]*)/", ImageCodeHandler),
-    (r"/sms_codes/([^/]*)/", SmsCodeHandler),
-    (r"/mobiles/([^/]*)/count/", MobileCountHandler),
-    (r"/usernames/([^/]*)/count/", UsernameCountHandler),
-    (r"/register/", RegisterHandler),
-    (r"/login/", LoginHandler),
-    (r"/logout/", LogoutHandler),
+    (r"/image_codes/([^/]*)/", MeiduoCaptchaImageHandler),
+    (r"/sms_codes/([^/]*)/", MeiduoSmsCodeHandler),
+    (r"/mobiles/([^/]*)/count/", MeiduoMobileCountHandler),
+    (r"/usernames/([^/]*)/count/", MeiduoUsernameCountHandler),
+    (r"/register/", MeiduoRegisterFormHandler),
+    (r"/login/", MeiduoLoginFormHandler),
+    (r"/logout/", MeiduoLogoutHandler),
 ]

@@ -5,30 +5,26 @@ Only routes and parameter names differ from ihome: every route calls the same se
 
 from __future__ import annotations
 
-from handlers.base import SESSION_COOKIE, ApiHandler
-from handlers.verify import SmsCodeJsonHandler
+from handlers.base import ApiHandler, CaptchaImageHandler
+from handlers.codes import IhomeSmsCodeJsonHandler
 
 
-class ImageCodeHandler(ApiHandler):
+class NewsCaptchaImageHandler(CaptchaImageHandler):
     """GET /passport/image_code?imageCodeId=…"""
 
     route_name = "news_image_code"
 
-    async def get(self) -> None:
-        image_code_id = self.get_query_argument("imageCodeId", "")
-        image = await self.services.captchas.create(image_code_id, self.client_ip, self.requester)
-        self.errno = "0"
-        self.set_header("Content-Type", "image/jpeg")
-        self.finish(image)
+    def captcha_id(self, *path_args: str) -> str:
+        return self.get_query_argument("imageCodeId", "")
 
 
-class SmsCodeHandler(SmsCodeJsonHandler):
+class NewsSmsCodeHandler(IhomeSmsCodeJsonHandler):
     """POST /passport/sms_code {mobile, image_code, image_code_id}: ihome's JSON form as is."""
 
     route_name = "news_sms_code"
 
 
-class RegisterHandler(ApiHandler):
+class NewsRegisterHandler(ApiHandler):
     """POST /passport/register {mobile, smscode, password}: no confirmation field in news."""
 
     route_name = "news_register"
@@ -43,7 +39,7 @@ class RegisterHandler(ApiHandler):
         self.reply("注册成功")
 
 
-class LoginHandler(ApiHandler):
+class NewsLoginHandler(ApiHandler):
     """POST /passport/login {mobile, passport}: the course front-end really names it passport."""
 
     route_name = "news_login"
@@ -62,21 +58,20 @@ class LoginHandler(ApiHandler):
         self.reply("登录成功")
 
 
-class LogoutHandler(ApiHandler):
+class NewsLogoutHandler(ApiHandler):
     """GET /passport/logout"""
 
     route_name = "news_logout"
 
     async def get(self) -> None:
-        await self.services.sessions.delete(self.session_id())
-        self.clear_cookie(SESSION_COOKIE)
+        await self.log_out()
         self.reply("退出成功")
 
 
 ROUTES = [
-    (r"/passport/image_code", ImageCodeHandler),
-    (r"/passport/sms_code", SmsCodeHandler),
-    (r"/passport/register", RegisterHandler),
-    (r"/passport/login", LoginHandler),
-    (r"/passport/logout", LogoutHandler),
+    (r"/passport/image_code", NewsCaptchaImageHandler),
+    (r"/passport/sms_code", NewsSmsCodeHandler),
+    (r"/passport/register", NewsRegisterHandler),
+    (r"/passport/login", NewsLoginHandler),
+    (r"/passport/logout", NewsLogoutHandler),
 ]

@@ -45,35 +45,35 @@ class PageHandler(BaseHandler):
         self.render(self.template)
 
 
-class IndexHandler(PageHandler):
+class IndexPageHandler(PageHandler):
     """/ and /index.html: the logged-in name and a logout button, or register/login links."""
 
     template = "index.html"
     route_name = "page:index"
 
 
-class RegisterHandler(PageHandler):
+class RegisterPageHandler(PageHandler):
     """/register.html: mobile, image CAPTCHA (also as audio), SMS code, password."""
 
     template = "register.html"
     route_name = "page:register"
 
 
-class LoginHandler(PageHandler):
+class LoginPageHandler(PageHandler):
     """/login.html: mobile and password, or (second tab) mobile and an SMS login code."""
 
     template = "login.html"
     route_name = "page:login"
 
 
-class ResetPasswordHandler(PageHandler):
+class ResetPasswordPageHandler(PageHandler):
     """/reset_password.html (忘记密码): mobile, CAPTCHA, SMS code, the new password twice."""
 
     template = "reset_password.html"
     route_name = "page:reset_password"
 
 
-class MyHandler(PageHandler):
+class MyPageHandler(PageHandler):
     """/my.html: the masked mobile, 更换手机号 (code to the new number), 退出."""
 
     template = "my.html"
@@ -81,10 +81,10 @@ class MyHandler(PageHandler):
 
 
 ROUTES = [
-    (r"/", IndexHandler),
-    (r"/index\.html", IndexHandler),
-    (r"/register\.html", RegisterHandler),
-    (r"/login\.html", LoginHandler),
-    (r"/reset_password\.html", ResetPasswordHandler),
-    (r"/my\.html", MyHandler),
+    (r"/", IndexPageHandler),
+    (r"/index\.html", IndexPageHandler),
+    (r"/register\.html", RegisterPageHandler),
+    (r"/login\.html", LoginPageHandler),
+    (r"/reset_password\.html", ResetPasswordPageHandler),
+    (r"/my\.html", MyPageHandler),
 ]

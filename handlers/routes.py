@@ -1,13 +1,13 @@
 """The URL table: each API family's handler module contributes its ROUTES."""
 
-from handlers import accounts, callbacks, meiduo, news, ops, pages, verify
+from handlers import accounts, callbacks, codes, meiduo, news, ops, pages
 from services.config import FamiliesConfig
 
 
 def all_routes(families: FamiliesConfig) -> list[tuple]:
     routes: list[tuple] = [*ops.ROUTES, *callbacks.ROUTES]
     if families.ihome:
-        routes += [*verify.ROUTES, *accounts.ROUTES, *pages.ROUTES]
+        routes += [*codes.ROUTES, *accounts.ROUTES, *pages.ROUTES]
     if families.meiduo:
         routes += meiduo.ROUTES
     if families.news:

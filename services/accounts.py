@@ -59,6 +59,19 @@ class AccountService:
         self._config = config.accounts
         self._count_per_ip_minute = config.limits.count_per_ip_minute
 
+    async def session_user(self, session_id: str | None) -> User:
+        """The user logged in under session_id, or SESSIONERR.
+
+        A session whose user has since been deleted ends here, so it is not looked up again.
+        """
+        session = await self._sessions.get(session_id)
+        user = await self._users.by_id(session["user_id"]) if session else None
+        if user is None:
+            if session is not None:
+                await self._sessions.delete(session_id)
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")
+        return user
+
     async def register(
         self,
         mobile: object,

@@ -230,6 +230,19 @@ async def test_login_logout_login(client, sandbox, fresh_mobile):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_profile_of_a_deleted_user_ends_the_session(client, sandbox, fresh_mobile):
+    mobile = fresh_mobile()
+    code = await request_code(client, sandbox, mobile)
+    assert (await register(client, mobile, code))["errno"] == "0"
+    await client.app.services.db.execute("DELETE FROM ih_user_profile WHERE mobile = %s", (mobile,))
+    # The login check reads the session only: it still says "true" until the profile is asked.
+    assert (await client.json("/api/v1.0/session"))["errno"] == "0"
+    assert await client.json("/api/v1.0/user") == {"errno": "4101", "errmsg": "用户未登录"}
+    # The session of a user who is gone ended with that answer.
+    assert await client.json("/api/v1.0/session") == {"errno": "4101", "errmsg": "false"}
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_session_lives_in_redis_with_ttl(client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)

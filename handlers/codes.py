@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from handlers.base import ApiHandler
-from services.captcha import AUDIO_CONTENT_TYPE, CAPTCHA_CONTENT_TYPE
+from handlers.base import ApiHandler, CaptchaImageHandler
+from services.captcha import AUDIO_CONTENT_TYPE
 from services.sms import Purpose
 
 
-class ImageCodeHandler(ApiHandler):
+class IhomeCaptchaImageHandler(CaptchaImageHandler):
     """GET /api/v1.0/image_codes/<image_code_id>: a new CAPTCHA image."""
 
     route_name = "image_codes"
 
-    async def get(self, image_code_id: str) -> None:
-        """Render a CAPTCHA and remember its text under image_code_id."""
-        image = await self.services.captchas.create(image_code_id, self.client_ip, self.requester)
-        self.errno = "0"
-        self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
-        self.finish(image)
 
-
-class ImageCodeAudioHandler(ApiHandler):
+class IhomeCaptchaAudioHandler(ApiHandler):
     """GET /api/v1.0/image_codes/<image_code_id>/audio: the same CAPTCHA, spoken (WAV)."""
 
     route_name = "image_codes_audio"
@@ -28,12 +21,11 @@ class ImageCodeAudioHandler(ApiHandler):
     async def get(self, image_code_id: str) -> None:
         """Speak the text of an issued CAPTCHA."""
         audio = await self.services.captchas.audio(image_code_id, self.client_ip)
-        self.errno = "0"
         self.set_header("Content-Type", AUDIO_CONTENT_TYPE)
-        self.finish(audio)
+        self.succeed(audio)
 
 
-class SmsCodeHandler(ApiHandler):
+class IhomeSmsCodeQueryHandler(ApiHandler):
     """GET /api/v1.0/sms_codes/<mobile>?image_code=…&image_code_id=…"""
 
     route_name = "sms_codes"
@@ -51,7 +43,7 @@ class SmsCodeHandler(ApiHandler):
         self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 
 
-class SmsCodeJsonHandler(ApiHandler):
+class IhomeSmsCodeJsonHandler(ApiHandler):
     """POST /api/v1.0/sms_codes JSON {mobile, image_code, image_code_id[, channel, purpose]}."""
 
     route_name = "sms_codes"
@@ -77,7 +69,7 @@ class SmsCodeJsonHandler(ApiHandler):
         self.reply("发送成功", {"retry_after": sent.retry_after, "send_id": sent.send_id})
 
 
-class SmsSendHandler(ApiHandler):
+class IhomeSmsSendStatusHandler(ApiHandler):
     """GET /api/v1.0/sms_sends/<send_id>: how a send is doing ({status, channel, updated_at})."""
 
     route_name = "sms_sends"
@@ -87,9 +79,9 @@ class SmsSendHandler(ApiHandler):
 
 
 ROUTES = [
-    (r"/api/v1\.0/image_codes/([^/]*)", ImageCodeHandler),
-    (r"/api/v1\.0/image_codes/([^/]*)/audio", ImageCodeAudioHandler),
-    (r"/api/v1\.0/sms_codes/([^/]*)", SmsCodeHandler),
-    (r"/api/v1\.0/sms_codes", SmsCodeJsonHandler),
-    (r"/api/v1\.0/sms_sends/([^/]*)", SmsSendHandler),
+    (r"/api/v1\.0/image_codes/([^/]*)", IhomeCaptchaImageHandler),
+    (r"/api/v1\.0/image_codes/([^/]*)/audio", IhomeCaptchaAudioHandler),
+    (r"/api/v1\.0/sms_codes/([^/]*)", IhomeSmsCodeQueryHandler),
+    (r"/api/v1\.0/sms_codes", IhomeSmsCodeJsonHandler),
+    (r"/api/v1\.0/sms_sends/([^/]*)", IhomeSmsSendStatusHandler),
 ]
