@@ -6,9 +6,9 @@ Starts Redis, MariaDB, the Ronglian sandbox and server.py (one process, the simu
 trusted proxy), runs bench/fraud_sim.py once per configuration on a fresh Redis and inbox:
 
 - today: `fraud.enabled: false` — the fixed limits only, as on main before the fraud guard;
-- now: the shipped `fraud:` defaults of config.yml;
-- now-tuned: `fraud.min_sends: 5`, `fraud.elevated_sends: 3` (a deployment that judges
-  segments sooner);
+- now: the shipped `fraud:` defaults of config.yml (`min_sends` 5, `elevated_sends` 3);
+- now-lenient: `fraud.min_sends: 20`, `fraud.elevated_sends: 10` (the issue's starting
+  values: segments judged later);
 
 and writes bench/results/fraud.json, docs/fraud-sms-per-minute.png and the results section of
 docs/FRAUD.md (between the BEGIN/END markers).
@@ -40,7 +40,7 @@ BUDGET = 1000
 RUNS = {
     "today": {"SMSREG_FRAUD_ENABLED": "false"},
     "now": {},
-    "now-tuned": {"SMSREG_FRAUD_MIN_SENDS": "5", "SMSREG_FRAUD_ELEVATED_SENDS": "3"},
+    "now-lenient": {"SMSREG_FRAUD_MIN_SENDS": "20", "SMSREG_FRAUD_ELEVATED_SENDS": "10"},
 }
 
 
@@ -106,7 +106,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
-    styles = {"today": "--", "now": "-", "now-tuned": ":"}
+    styles = {"today": "--", "now": "-", "now-lenient": ":"}
     for name, summary in results.items():
         per_minute = summary["per_minute"]
         ax.plot(per_minute["attacker"], styles[name], color="#c0392b", label=f"attacker, {name}")

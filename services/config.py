@@ -195,9 +195,9 @@ class FraudConfig:
     enabled: bool = True
     window: int = 3600
     buckets: int = 12
-    min_sends: int = 20
+    min_sends: int = 5
     min_conversion_percent: int = 20
-    elevated_sends: int = 10
+    elevated_sends: int = 3
     cooldown: int = 3600
     budget_share_newcomer: float = 0.8
     budget_share_poor: float = 0.5
