@@ -1,4 +1,5 @@
-/* Proof of work for the registration page, with the vendored ALTCHA widget.
+/* Proof of work for the SMS-code forms (register.js, smscode.js), with the vendored ALTCHA
+ * widget.
  *
  * The server asks for it only when a fraud segment of the request is elevated: REQERR with
  * data.reason "pow_required" and data.challenge. IhomePow.solve(challenge, container) shows the

@@ -1,5 +1,6 @@
 /* The SMS-code part of a form, shared by every page that asks for a code: the image/audio
-   CAPTCHA, 获取验证码 and its countdown, which survives a reload. */
+   CAPTCHA, 获取验证码 and its countdown, which survives a reload, the delivery receipt, the
+   offer of a voice call (收不到短信？接听语音验证码) and the proof of work when the server asks. */
 "use strict";
 
 Ihome.smsCode = (() => {
@@ -8,6 +9,10 @@ Ihome.smsCode = (() => {
   // One key for every page and purpose: the server has one resend guard per mobile.
   const COUNTDOWN_KEY = "ihome.smsCountdown";
   const DEFAULT_RETRY_AFTER = 60;
+  // After a send, ask the server briefly whether the provider reported delivery
+  // (GET /api/v1.0/sms_sends/<send_id>): 已送达, or 发送失败 (and the voice offer).
+  const DELIVERY_POLL_MS = 2000;
+  const DELIVERY_POLL_TRIES = 15;
 
   function loadCountdown() {
     try {
@@ -29,7 +34,7 @@ Ihome.smsCode = (() => {
   }
 
   /* Wires one form. `el`: mobile, imageCode, phoneCode (inputs), captchaImg, captchaRefresh,
-     audioLink, audioPlayer, smsButton, smsStatus. `fields`: the ids `errors` knows the three
+     audioLink, audioPlayer, smsButton, smsStatus, voiceOffer, voiceLink, powBox. `fields`: the ids `errors` knows the three
      inputs by. `purpose`: the code's purpose (register, login, reset_password, change_mobile).
      `refusals`: {errno: message} for the purpose's own refusals (DATAEXIST, USERERR …). */
   function attach({ el, fields, errors, purpose, refusals }) {
@@ -37,6 +42,11 @@ Ihome.smsCode = (() => {
     let countdown = null;
     let countdownTimer = 0;
     let sending = false;
+    // The mobile an SMS went to, and whether its receipt said it failed: the voice offer
+    // appears once the countdown is over or the SMS failed.
+    let smsSentTo = null;
+    let smsFailed = false;
+    let deliveryPoll = 0;
 
     function newCaptcha() {
       captchaId = uuid4();
@@ -88,6 +98,7 @@ Ihome.smsCode = (() => {
         saveCountdown(null);
       }
       const counting = countdown !== null && countdown.mobile === el.mobile.value.trim();
+      el.voiceOffer.hidden = !(smsSentTo === el.mobile.value.trim() && (!counting || smsFailed));
       if (counting) {
         el.smsButton.disabled = true;
         const left = secondsLeft();
@@ -106,8 +117,53 @@ Ihome.smsCode = (() => {
       document.getElementById(id).focus();
     }
 
-    async function send() {
-      if (sending || el.smsButton.disabled) return;
+    function followDelivery(sendId, mobile, triesLeft = DELIVERY_POLL_TRIES) {
+      clearTimeout(deliveryPoll);
+      if (!sendId || triesLeft <= 0) return;
+      deliveryPoll = setTimeout(async () => {
+        const resp = await api("GET", `/api/v1.0/sms_sends/${encodeURIComponent(sendId)}`);
+        const status = resp.errno === RET.OK && resp.data ? resp.data.status : "";
+        if (status === "delivered") {
+          el.smsStatus.textContent = `验证码已送达 ${maskMobile(mobile)}，请查收短信`;
+          el.smsStatus.dataset.delivery = "delivered";
+        } else if (status === "failed") {
+          el.smsStatus.textContent = "短信发送失败，请稍后重新获取验证码";
+          el.smsStatus.dataset.delivery = "failed";
+          smsFailed = resp.data.channel === "sms";
+          render();
+        } else if (status === "sent" || resp.errno === "") {
+          followDelivery(sendId, mobile, triesLeft - 1);
+        }
+      }, DELIVERY_POLL_MS);
+    }
+
+    function isPowRequired(resp) {
+      return (
+        resp.errno === RET.REQERR && resp.data && resp.data.reason === "pow_required" &&
+        resp.data.challenge
+      );
+    }
+
+    // Solve with the vendored ALTCHA widget (static/js/pow.js) in a worker; `request(altcha)`
+    // repeats the request with the solution.
+    async function retryWithProofOfWork(request, challenge) {
+      el.smsStatus.textContent = "正在进行安全验证，请稍候…";
+      let payload;
+      try {
+        payload = await window.IhomePow.solve(challenge, el.powBox);
+      } catch {
+        el.smsStatus.textContent = "";
+        return { errno: "", errmsg: "安全验证失败，请稍后重试" };
+      } finally {
+        el.powBox.hidden = true;
+      }
+      el.smsStatus.textContent = "";
+      return request(payload);
+    }
+
+    async function send(channel = "sms") {
+      const voice = channel === "voice";
+      if (sending || (!voice && el.smsButton.disabled)) return;
       const mobile = el.mobile.value.trim();
       const imageCode = el.imageCode.value.trim();
       errors.set(fields.phonecode, "");
@@ -120,12 +176,13 @@ Ihome.smsCode = (() => {
 
       sending = true;
       render();
-      const resp = await api("POST", "/api/v1.0/sms_codes", {
-        mobile,
-        image_code: imageCode,
-        image_code_id: captchaId,
-        purpose,
-      });
+      const body = { mobile, image_code: imageCode, image_code_id: captchaId, purpose, channel };
+      const request = (altcha) =>
+        api("POST", "/api/v1.0/sms_codes", altcha ? { ...body, altcha } : body);
+      let resp = await request();
+      // The network or number looks abused: the server wants a proof of work first. It did not
+      // use the CAPTCHA up, so the same request is repeated with the solution.
+      if (isPowRequired(resp)) resp = await retryWithProofOfWork(request, resp.data.challenge);
       sending = false;
       const retryAfter = resp.data && resp.data.retry_after;
 
@@ -141,11 +198,21 @@ Ihome.smsCode = (() => {
       }
       switch (resp.errno) {
         case RET.OK:
+          smsSentTo = voice ? null : mobile;
+          smsFailed = false;
           startCountdown(mobile, retryAfter);
-          el.smsStatus.textContent = `验证码已发送至 ${maskMobile(mobile)}，请查收短信`;
+          el.smsStatus.textContent = voice
+            ? `正在呼叫 ${maskMobile(mobile)}，请接听来电收听验证码`
+            : `验证码已发送至 ${maskMobile(mobile)}，请查收短信`;
+          delete el.smsStatus.dataset.delivery;
+          followDelivery(resp.data && resp.data.send_id, mobile);
           el.phoneCode.focus();
           return;
         case RET.REQERR:
+          if (resp.data && resp.data.reason === "voice_quiet_hours") {
+            errors.note(fields.phonecode, resp.errmsg); // no countdown: SMS still works at night
+            return;
+          }
           startCountdown(mobile, retryAfter);
           errors.note(fields.phonecode, resp.errmsg);
           el.phoneCode.focus();
@@ -187,7 +254,11 @@ Ihome.smsCode = (() => {
       }
     }
 
-    el.smsButton.addEventListener("click", send);
+    el.smsButton.addEventListener("click", () => send("sms"));
+    el.voiceLink.addEventListener("click", (event) => {
+      event.preventDefault();
+      send("voice");
+    });
     el.mobile.addEventListener("input", render);
 
     newCaptcha();
