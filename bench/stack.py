@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.processes import MariaDBServer, RedisServer, free_port, start_listening
+from devstack import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -79,7 +78,7 @@ class Proc:
 
     def start(self, timeout: float = 30) -> Proc:
         # Its own session: a Ctrl-C reaches the benchmark only, whose stop() ends the children.
-        self.process = start_listening(
+        self.process = processes.start_listening(
             self.args,
             self.port,
             self.log_path,
@@ -103,14 +102,7 @@ class Proc:
             return ""
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        processes.stop_process(self.process, timeout=15)
 
 
 class Sandbox(Proc):
@@ -118,7 +110,7 @@ class Sandbox(Proc):
 
     @classmethod
     def create(cls, workdir: Path, inbox_limit: int | None = None) -> Sandbox:
-        port = free_port()
+        port = processes.free_port()
         config = workdir / "sandbox.json"
         limit = {} if inbox_limit is None else {"inbox_limit": inbox_limit}
         config.write_text(json.dumps({"rate_limits": False, **limit}))
@@ -178,15 +170,15 @@ class Infrastructure:
     def __init__(self, workdir: Path, inbox_limit: int | None = None) -> None:
         self.workdir = workdir
         self.inbox_limit = inbox_limit
-        self.redis: RedisServer | None = None
-        self.mariadb: MariaDBServer | None = None
+        self.redis: processes.RedisServer | None = None
+        self.mariadb: processes.MariaDBServer | None = None
         self.sandbox: Sandbox | None = None
 
     def start(self) -> Infrastructure:
         import redis
 
-        self.redis = RedisServer(self.workdir / "redis").start()
-        self.mariadb = MariaDBServer(self.workdir / "mariadb").start()
+        self.redis = processes.RedisServer(self.workdir / "redis").start()
+        self.mariadb = processes.MariaDBServer(self.workdir / "mariadb").start()
         self.sandbox = Sandbox.create(self.workdir, self.inbox_limit).start()
         self.prepare_database()
         self.redis_client = redis.Redis(port=self.redis.port, decode_responses=True)
@@ -198,7 +190,7 @@ class Infrastructure:
                 with contextlib.suppress(Exception):
                     server.stop()
 
-    def servers(self) -> dict[str, RedisServer | MariaDBServer | Sandbox]:
+    def servers(self) -> dict[str, processes.RedisServer | processes.MariaDBServer | Sandbox]:
         return {"redis": self.redis, "mariadb": self.mariadb, "sandbox": self.sandbox}
 
     def pids(self) -> dict[str, int]:

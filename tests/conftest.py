@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.parse
@@ -17,7 +16,13 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.testing
 
-from devstack.processes import MariaDBServer, RedisServer, free_port, start_listening
+from devstack.processes import (
+    MariaDBServer,
+    RedisServer,
+    free_port,
+    start_listening,
+    stop_process,
+)
 from devstack.run import SANDBOX_TEMPLATES
 from server import SmsRegApplication, make_http_server, open_services
 from services import keys
@@ -247,13 +252,7 @@ class LiveServer:
     def stop(self) -> int | None:
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=20)
         return self.process.returncode
 
 

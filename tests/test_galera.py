@@ -25,7 +25,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from devstack.processes import GALERA_PROVIDER, GaleraCluster
+from devstack.galera import GALERA_PROVIDER, GaleraCluster
 from services.config import ConfigError, MysqlConfig, load_config
 from services.db import DatabaseStats
 from services.errors import Ret, ServiceError
