@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -17,6 +16,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from sandbox.settings import JsonSettings
 
 # China has had no DST since 1991: a fixed +08:00 equals Asia/Shanghai and needs no tzdata.
 CST = timezone(timedelta(hours=8), "CST")
@@ -104,7 +105,7 @@ def _default_templates() -> dict[str, Template]:
 
 
 @dataclass
-class SandboxSettings:
+class SandboxSettings(JsonSettings):
     """Simulator configuration; every field can be overridden from a JSON file."""
 
     accounts: dict[str, str] = field(
@@ -125,13 +126,8 @@ class SandboxSettings:
     report_delay_ms: list[int] = field(default_factory=lambda: [50, 300])
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SandboxSettings:
-        """Build settings from a JSON-like dict; unknown keys are rejected to catch typos."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown sandbox config keys: {sorted(unknown)}")
-        values = dict(data)
+    def convert(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Templates given as text or {"text", "kind"}; test numbers as strings."""
         if "templates" in values:
             values["templates"] = {
                 str(tid): Template(t) if isinstance(t, str) else Template(**t)
@@ -142,13 +138,7 @@ class SandboxSettings:
         for t in values.get("templates", {}).values():
             if t.kind not in ("verification", "notification"):
                 raise ValueError(f"template kind must be verification|notification: {t.kind!r}")
-        return cls(**values)
-
-    @classmethod
-    def from_json_file(cls, path: str) -> SandboxSettings:
-        """Load settings from a JSON file (keys as in from_dict)."""
-        with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
+        return values
 
 
 @dataclass
@@ -271,13 +261,7 @@ def _parse_xml_body(text: str) -> dict[str, Any]:
 
 def validate_body(body: dict[str, Any], account_sid: str, settings: SandboxSettings) -> SmsRequest:
     """Run checks 11-15 (appId, to, templateId, whitelist, test-template variables)."""
-    app_id = body.get("appId")
-    if app_id in (None, ""):
-        raise RonglianError("111169")
-    if not isinstance(app_id, str) or app_id not in settings.apps:
-        raise RonglianError("111181")
-    if settings.apps[app_id] != account_sid:
-        raise RonglianError("111182")
+    app_id = _check_app(body, account_sid, settings)
 
     to = _parse_to(body.get("to"))
 
@@ -330,13 +314,7 @@ def validate_voice_body(
     verifyCode: 4-8 digits or letters; playTimes: 1-3 (string or number, default 1); to: a
     mobile, or a landline with area code (and -extension); respUrl: http(s) or empty.
     """
-    app_id = body.get("appId")
-    if app_id in (None, ""):
-        raise RonglianError("111169")
-    if not isinstance(app_id, str) or app_id not in settings.apps:
-        raise RonglianError("111181")
-    if settings.apps[app_id] != account_sid:
-        raise RonglianError("111182")
+    app_id = _check_app(body, account_sid, settings)
     to = body.get("to")
     if not isinstance(to, str) or not CALLEE_RE.match(to.strip()):
         raise RonglianError("160042")
@@ -370,6 +348,18 @@ def validate_voice_body(
     )
 
 
+def _check_app(body: dict[str, Any], account_sid: str, settings: SandboxSettings) -> str:
+    """The appId checks every API makes (111169, 111181, 111182); return the app id."""
+    app_id = body.get("appId")
+    if app_id in (None, ""):
+        raise RonglianError("111169")
+    if not isinstance(app_id, str) or app_id not in settings.apps:
+        raise RonglianError("111181")
+    if settings.apps[app_id] != account_sid:
+        raise RonglianError("111182")
+    return app_id
+
+
 def _is_scalar(value: Any) -> bool:
     """datas elements may be strings or numbers (the real server accepts ["123456", 5])."""
     return isinstance(value, (str, int, float)) and not isinstance(value, bool)
@@ -401,66 +391,3 @@ def render_text(template: str, datas: list[Any]) -> str:
         return str(datas[index - 1]) if 1 <= index <= len(datas) else match.group(0)
 
     return TEMPLATE_VAR_RE.sub(repl, template)
-
-
-class RateLimiter:
-    """Per-number frequency rules from the "模板短信规则" page (§5), keyed by CST calendar day."""
-
-    # Caps each table so a benchmark spraying distinct numbers cannot exhaust memory;
-    # evicting the oldest entries only makes the simulator more lenient.
-    MAX_KEYS = 200_000
-
-    def __init__(self, settings: SandboxSettings) -> None:
-        self.settings = settings
-        self.clear()
-
-    def clear(self) -> None:
-        """Forget all counters."""
-        self._day = ""
-        self._last_sent: dict[tuple[str, str], float] = {}
-        self._per_template: dict[tuple[str, str], int] = {}
-        self._per_number: dict[str, int] = {}
-
-    def check(self, template_id: str, numbers: list[str], now: float) -> str | None:
-        """Return the error code if sending now would break a limit, else None."""
-        s = self.settings
-        if not s.rate_limits:
-            return None
-        self._roll_day(now)
-        verification = s.templates[template_id].kind == "verification"
-        for number in numbers:
-            key = (template_id, number)
-            if verification:
-                last = self._last_sent.get(key)
-                if last is not None and now - last < s.same_number_interval:
-                    return "160038"
-                if self._per_template.get(key, 0) >= s.daily_per_template:
-                    return "160040"
-                if self._per_number.get(number, 0) >= s.daily_per_number:
-                    return "160040"
-            elif self._per_template.get(key, 0) >= s.daily_per_template_notification:
-                return "160041"
-        return None
-
-    def record(self, template_id: str, numbers: list[str], now: float) -> None:
-        """Count an accepted send (call right after a successful check, with no await between)."""
-        if not self.settings.rate_limits:
-            return
-        verification = self.settings.templates[template_id].kind == "verification"
-        for number in numbers:
-            key = (template_id, number)
-            self._last_sent[key] = now
-            self._per_template[key] = self._per_template.get(key, 0) + 1
-            if verification:  # the 8-per-day cap is a rule for verification templates
-                self._per_number[number] = self._per_number.get(number, 0) + 1
-        for table in (self._last_sent, self._per_template, self._per_number):
-            while len(table) > self.MAX_KEYS:
-                del table[next(iter(table))]
-
-    def _roll_day(self, now: float) -> None:
-        """Reset daily counters when the CST date changes."""
-        day = datetime.fromtimestamp(now, CST).strftime("%Y%m%d")
-        if day != self._day:
-            self._day = day
-            self._per_template.clear()
-            self._per_number.clear()

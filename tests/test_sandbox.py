@@ -18,7 +18,6 @@ from sandbox.protocol import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_APP_ID,
     DEFAULT_AUTH_TOKEN,
-    RateLimiter,
     RonglianError,
     SandboxSettings,
     Template,
@@ -28,6 +27,7 @@ from sandbox.protocol import (
     parse_authorization,
     render_text,
 )
+from sandbox.ronglian_limits import RateLimiter
 from tests.sandbox_helpers import SandboxProcess
 
 SID, TOKEN, APP_ID = DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_APP_ID

@@ -69,39 +69,35 @@ def canonical_query(params: dict[str, str]) -> str:
     return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in sorted(params.items()))
 
 
-def v3_authorization(
+def v3_signature(
+    secret: str,
     method: str,
     path: str,
     params: dict[str, str],
     headers: dict[str, str],
-    signed: list[str],
+    signed_headers: list[str],
     payload_sha256: str,
-    access_key_id: str,
-    access_key_secret: str,
 ) -> str:
-    """The Authorization value for a request: signed = lower-case header names to sign."""
-    lowered = {k.lower(): str(v).strip() for k, v in headers.items()}
-    names = sorted(signed)
-    canonical_headers = "".join(f"{name}:{lowered.get(name, '')}\n" for name in names)
-    signed_headers = ";".join(names)
+    """Hex HMAC-SHA256 over the V3 canonical request (header names lower case, sorted).
+
+    The Aliyun sandbox verifies signatures with this same function, so it is proved right
+    by the official SDK's requests, which the sandbox must accept (test_aliyun_sandbox.py).
+    """
+    canonical_headers = "".join(
+        f"{name}:{headers.get(name, '').strip()}\n" for name in signed_headers
+    )
     canonical_request = "\n".join(
         [
             method,
             path or "/",
             canonical_query(params),
             canonical_headers,
-            signed_headers,
+            ";".join(signed_headers),
             payload_sha256,
         ]
     )
-    string_to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    signature = hmac.new(
-        access_key_secret.encode(), string_to_sign.encode(), hashlib.sha256
-    ).hexdigest()
-    return (
-        f"{ALGORITHM} Credential={access_key_id},"
-        f"SignedHeaders={signed_headers},Signature={signature}"
-    )
+    to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
+    return hmac.new(secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def acs_date(now: datetime.datetime | None = None) -> str:
@@ -137,16 +133,13 @@ class AliyunProvider:
             "x-acs-content-sha256": EMPTY_SHA256,
             "accept": "application/json",
         }
-        signed = [name for name in headers if name != "accept"]
-        headers["Authorization"] = v3_authorization(
-            "POST",
-            "/",
-            params,
-            headers,
-            signed,
-            EMPTY_SHA256,
-            self._config.access_key_id,
-            self._config.access_key_secret,
+        signed = sorted(name for name in headers if name != "accept")
+        signature = v3_signature(
+            self._config.access_key_secret, "POST", "/", params, headers, signed, EMPTY_SHA256
+        )
+        headers["Authorization"] = (
+            f"{ALGORITHM} Credential={self._config.access_key_id},"
+            f"SignedHeaders={';'.join(signed)},Signature={signature}"
         )
         return HTTPRequest(
             f"{self._base_url}/?{canonical_query(params)}",
