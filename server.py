@@ -15,26 +15,26 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypedDict
 
 import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.netutil
-import tornado.web
 import uvloop
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 
-from handlers import routes
-from handlers.base import JsonNotFoundHandler, log_request
+from handlers.application import SmsRegApplication
+from handlers.routes import build_application
 from services.accounts import AccountService
 from services.captcha import CaptchaService
-from services.clientip import parse_networks
+from services.composition import Services
 from services.config import Config, ConfigError, cluster_nodes, listen_hosts, load_config
 from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
@@ -47,9 +47,11 @@ from services.passwords import PasswordHasher
 from services.pow import ProofOfWork
 from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
 from services.providers.aliyun import AliyunProvider
+from services.providers.base import CodeSender
 from services.providers.failover import CircuitBreaker, FailoverSender
 from services.providers.ronglian import RonglianProvider, VoiceSettings
 from services.receipts import ReceiptStore
+from services.redisclient import RedisClient
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
 from services.sms import SmsCodeService
@@ -60,77 +62,31 @@ DEFAULT_CONFIG = ROOT / "config.yml"
 log = logging.getLogger("smsreg")
 
 
-@dataclass
-class Services:
-    """Everything handlers may call, built once per process."""
-
-    config: Config
-    redis: aioredis.Redis
-    db: Database
-    captchas: CaptchaService
-    users: UserRepository
-    sms: SmsCodeService
-    accounts: AccountService
-    sessions: SessionStore
-    metrics: Metrics
-    sender: FailoverSender
-    receipts: ReceiptStore
-    fraud: FraudGuard
+# Start-up failures reported as one line (unreachable Redis/MySQL, a port in use).
+STARTUP_ERRORS: tuple[type[BaseException], ...] = (OSError, *STORAGE_ERRORS)
 
 
-class SmsRegApplication(tornado.web.Application):
-    """The Tornado application; holds the services and counts in-flight requests for drain."""
+class RedisOptions(TypedDict):
+    """The client settings a single-node pool and a cluster client share."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.in_flight = 0
-        self.trusted_proxies = parse_networks(services.config.security.trusted_proxies)
-        self.metrics_allow = parse_networks(services.config.security.metrics_allow)
-        self._idle = asyncio.Event()
-        self._idle.set()
-        config = services.config
-        super().__init__(
-            routes.all_routes(config.families),
-            default_handler_class=JsonNotFoundHandler,
-            cookie_secret=config.security.cookie_secret,
-            xsrf_cookies=True,
-            xsrf_cookie_kwargs={"httponly": False, "samesite": "Lax"},
-            template_path=str(ROOT / "templates"),
-            static_path=str(ROOT / "static"),
-            log_function=log_request,
-            compress_response=False,
-        )
-
-    def requests_started(self) -> None:
-        self.in_flight += 1
-        self._idle.clear()
-
-    def requests_finished(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight <= 0:
-            self.in_flight = 0
-            self._idle.set()
-
-    async def wait_idle(self, deadline: float) -> bool:
-        """Wait until no request is in flight; False if `deadline` seconds passed first."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), deadline)
-        except TimeoutError:
-            return False
-        return True
+    decode_responses: bool
+    socket_timeout: float
+    socket_connect_timeout: float
+    max_connections: int
+    retry: Retry
 
 
-def redis_client(config: Config) -> aioredis.Redis | RedisCluster:
+def redis_client(config: Config) -> RedisClient:
     """A Redis client that fails fast: one reconnect attempt, no backoff, bounded sockets."""
-    options = {
-        "decode_responses": True,
-        "socket_timeout": config.redis.socket_timeout,
-        "socket_connect_timeout": config.redis.connect_timeout,
-        "max_connections": config.redis.max_connections,
+    options = RedisOptions(
+        decode_responses=True,
+        socket_timeout=config.redis.socket_timeout,
+        socket_connect_timeout=config.redis.connect_timeout,
+        max_connections=config.redis.max_connections,
         # After a Redis restart the pooled sockets are dead: retry once on a new connection,
         # but never wait: a client should get DBERR within the timeout, not after backoff.
-        "retry": Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
-    }
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
     if config.redis.mode == "cluster":
         # Every multi-key step keeps its keys in one slot through hash tags (services/keys.py).
         nodes = [
@@ -164,7 +120,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         users = UserRepository(db)
         sender = provider_sender(config, http, metrics)
         limiter = RateLimiter(redis)
-        render_executor = executor
+        render_executor: Executor = executor
         if config.captcha.render_processes:
             # forkserver, not fork: forking a process that runs threads can deadlock the child.
             render_executor = ProcessPoolExecutor(
@@ -172,7 +128,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
                 mp_context=multiprocessing.get_context("forkserver"),
             )
             stack.callback(render_executor.shutdown, wait=True, cancel_futures=True)
-        captchas = CaptchaService(redis, executor, render_executor, limiter, metrics, config)
+        captchas = CaptchaService(
+            redis, executor, render_executor, limiter, metrics, config.captcha, config.limits
+        )
         captchas.start()
         stack.push_async_callback(captchas.close)
         proof_of_work = ProofOfWork(redis, config.fraud, config.security.code_hmac_key)
@@ -192,12 +150,27 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         )
         notices = RonglianClient(http, config.ronglian, metrics)  # the mobile-changed notice
         sms = SmsCodeService(
-            redis, captchas, users, sender, limiter, config, receipts, notices, fraud=fraud
+            redis,
+            captchas,
+            users,
+            sender,
+            limiter,
+            receipts,
+            notices,
+            fraud,
+            sms=config.sms,
+            limits=config.limits,
+            voice=config.voice,
+            code_hmac_key=config.security.code_hmac_key,
+            max_code_attempts=config.accounts.max_code_attempts,
+            one_round_trip=config.redis.mode == "standalone",
         )
         hasher = PasswordHasher(executor)
         sessions = SessionStore(redis, config.security.session_ttl)
         throttle = LoginThrottle(limiter, captchas, config.accounts)
-        accounts = AccountService(users, hasher, sms, limiter, throttle, sessions, config)
+        accounts = AccountService(
+            users, hasher, sms, limiter, throttle, sessions, config.accounts, config.limits
+        )
         yield Services(
             config,
             redis,
@@ -216,7 +189,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
 
 def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics) -> FailoverSender:
     """The configured providers, in order, each behind its own circuit breaker."""
-    available = {
+    available: dict[str, Callable[[], CodeSender]] = {
         "ronglian": lambda: RonglianProvider(
             RonglianClient(http, config.ronglian, metrics),
             config.sms.template_id,
@@ -254,7 +227,7 @@ def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserv
 async def serve(config: Config, sockets: list[socket.socket], stop: asyncio.Event) -> None:
     """Serve on the bound sockets until stop is set, then drain and close."""
     async with open_services(config) as services:
-        app = SmsRegApplication(services)
+        app = build_application(services)
         server = make_http_server(app, config)
         server.add_sockets(sockets)
         log.info("listening on http://%s:%s", config.server.host, config.server.port)
@@ -275,7 +248,7 @@ async def run(config: Config, sockets: list[socket.socket]) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         await serve(config, sockets, stop)
-    except (OSError, *STORAGE_ERRORS) as exc:
+    except STARTUP_ERRORS as exc:
         # Unreachable Redis/MySQL at start: one line, not a traceback.
         # One write of the whole line: with several workers failing at once, lines written
         # in pieces (print writes the text and the newline separately) can interleave.

@@ -14,7 +14,7 @@ class IhomeRegisterApiHandler(ApiHandler):
     async def post(self) -> None:
         """Create the user, then start a session for it."""
         body = self.json_body()
-        user = await self.services.accounts.register(
+        user = await self.accounts.register(
             body.get("mobile"), body.get("sms_code"), body.get("password"), body.get("password2")
         )
         await self.log_in(user)
@@ -29,17 +29,25 @@ class IhomeLoginApiHandler(ApiHandler):
     async def post(self) -> None:
         """Check the password or the SMS login code, then start a session."""
         body = self.json_body()
-        accounts = self.services.accounts
-        captcha = {"image_code_id": body.get("image_code_id"), "image_code": body.get("image_code")}
+        accounts = self.accounts
+        image_code_id, image_code = body.get("image_code_id"), body.get("image_code")
         if "sms_code" in body:
             if "password" in body:
                 raise ServiceError(Ret.PARAMERR, "密码和短信验证码只能填写一项")
             user = await accounts.login_with_code(
-                body.get("mobile"), body.get("sms_code"), self.client_ip, **captcha
+                body.get("mobile"),
+                body.get("sms_code"),
+                self.client_ip,
+                image_code_id=image_code_id,
+                image_code=image_code,
             )
         else:
             user = await accounts.login(
-                body.get("mobile"), body.get("password"), self.client_ip, **captcha
+                body.get("mobile"),
+                body.get("password"),
+                self.client_ip,
+                image_code_id=image_code_id,
+                image_code=image_code,
             )
         await self.log_in(user)
         self.reply("登录成功")
@@ -53,7 +61,7 @@ class IhomePasswordResetApiHandler(ApiHandler):
     async def post(self) -> None:
         """Set the new password (every session of the user ends), then log the caller in."""
         body = self.json_body()
-        user = await self.services.accounts.reset_password(
+        user = await self.accounts.reset_password(
             body.get("mobile"), body.get("sms_code"), body.get("password"), body.get("password2")
         )
         await self.log_in(user)
@@ -69,7 +77,7 @@ class IhomeMobileChangeApiHandler(ApiHandler):
         """Move the account to the new mobile; every session ends, the caller gets a new one."""
         session = await self.current_session()
         body = self.json_body()
-        user = await self.services.accounts.change_mobile(
+        user = await self.accounts.change_mobile(
             session["user_id"], body.get("mobile"), body.get("sms_code")
         )
         await self.log_in(user)
@@ -83,7 +91,7 @@ class IhomeLoginStateApiHandler(ApiHandler):
 
     async def get(self) -> None:
         """ihome's login check: errmsg "true" with the name, or 4101 "false"."""
-        session = await self.services.sessions.get(self.session_id())
+        session = await self.sessions.get(self.session_id())
         if session is None:
             raise ServiceError(Ret.SESSIONERR, "false")
         self.reply("true", {"name": session["name"]})
@@ -100,7 +108,7 @@ class IhomeProfileApiHandler(ApiHandler):
     route_name = "user"
 
     async def get(self) -> None:
-        user = await self.services.accounts.session_user(self.session_id())
+        user = await self.accounts.session_user(self.session_id())
         self.reply("OK", user.profile())
 
 

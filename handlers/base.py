@@ -7,21 +7,25 @@ import hashlib
 import json
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
 
 import tornado.web
 
-from services.captcha import CAPTCHA_CONTENT_TYPE
+from handlers.application import SmsRegApplication
+from services.accounts import AccountService
+from services.captcha import CAPTCHA_CONTENT_TYPE, CaptchaService
 from services.clientip import client_network, resolve_client_ip
-from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
-from services.metrics import method_label
+from services.config import Config
+from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError, Success
+from services.metrics import Metrics, method_label
+from services.receipts import ReceiptStore
+from services.sessions import Session, SessionStore
+from services.sms import SmsCodeService
 from services.users import User
 
-if TYPE_CHECKING:
-    from server import Services
-
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("smsreg.access")
 
 # Answers for Tornado's own HTTP errors (bad route, method, oversized body, XSRF ...).
 HTTP_ERROR_REPLIES = {
@@ -36,6 +40,7 @@ HTTP_ERROR_REPLIES = {
 class BaseHandler(tornado.web.RequestHandler):
     """Gives handlers typed access to the services the application holds."""
 
+    application: SmsRegApplication  # Tornado types it as any Application
     errno: str | None = None
     refusal_reason: str | None = None  # the rate limit that refused this request, if any
     request_id = ""
@@ -52,7 +57,12 @@ class BaseHandler(tornado.web.RequestHandler):
         route = getattr(self, "route_name", None) or type(self).__name__
         return f"{method_label(self.request.method)} {route} rid={self.request_id}"
 
-    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if isinstance(value, tornado.web.HTTPError):
             if not value.log_message:
                 return  # a plain 404/405/413: the access line says enough
@@ -66,9 +76,34 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         super().log_exception(typ, value, tb)
 
+    # The services this process built (services/composition.py), one property each.
     @property
-    def services(self) -> Services:
-        return self.application.services  # type: ignore[attr-defined]
+    def config(self) -> Config:
+        return self.application.services.config
+
+    @property
+    def captchas(self) -> CaptchaService:
+        return self.application.services.captchas
+
+    @property
+    def sms(self) -> SmsCodeService:
+        return self.application.services.sms
+
+    @property
+    def accounts(self) -> AccountService:
+        return self.application.services.accounts
+
+    @property
+    def sessions(self) -> SessionStore:
+        return self.application.services.sessions
+
+    @property
+    def receipts(self) -> ReceiptStore:
+        return self.application.services.receipts
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.application.services.metrics
 
     @property
     def client_address(self) -> str:
@@ -78,13 +113,13 @@ class BaseHandler(tornado.web.RequestHandler):
             request.remote_ip or "",
             request.headers.get("X-Forwarded-For"),
             request.headers.get("X-Real-IP"),
-            self.application.trusted_proxies,  # type: ignore[attr-defined]
+            self.application.trusted_proxies,
         )
 
     @property
     def client_ip(self) -> str:
         """The client as per-client limits count it: an IPv4 address, an IPv6 network."""
-        prefix = self.services.config.security.ipv6_prefix
+        prefix = self.config.security.ipv6_prefix
         return client_network(self.client_address, ipv6_prefix=prefix)
 
     @property
@@ -104,7 +139,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(body)
 
     def prepare(self) -> None:
-        self.application.requests_started()  # type: ignore[attr-defined]
+        self.application.requests_started()
         self._counted = True
         if self.request.method == "GET" and not self.get_cookie("csrf_token"):
             self.mirror_xsrf_cookie()
@@ -117,7 +152,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def on_finish(self) -> None:
         if getattr(self, "_counted", False):
-            self.application.requests_finished()  # type: ignore[attr-defined]
+            self.application.requests_finished()
 
 
 SESSION_COOKIE = "session"
@@ -133,25 +168,26 @@ class ApiHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        if len(self.request.body) > self.services.config.server.max_body_size:
+        if len(self.request.body) > self.config.server.max_body_size:
             raise tornado.web.HTTPError(413)
 
     def compute_etag(self) -> None:
         return None  # answers are never cacheable: no ETag work per request
 
-    def reply(self, errmsg: str = "成功", data: dict[str, Any] | None = None) -> None:
+    def reply(self, errmsg: str = "成功", data: Mapping[str, object] | None = None) -> None:
         """Finish with OK."""
-        self.write_outcome(ServiceError(Ret.OK, errmsg, data=data))
+        self.write_outcome(Success(errmsg, dict(data or {})))
 
-    def write_outcome(self, outcome: ServiceError) -> None:
+    def write_outcome(self, outcome: Success | ServiceError) -> None:
         """Finish with an outcome in this API family's JSON shape."""
         self.errno = outcome.ret.code
-        self.refusal_reason = outcome.data.get("reason")  # type: ignore[assignment]
+        if isinstance(outcome, ServiceError):
+            self.refusal_reason = outcome.reason
         self.finish(json.dumps(self.envelope(outcome), ensure_ascii=False))
 
-    def envelope(self, outcome: ServiceError) -> dict[str, Any]:
+    def envelope(self, outcome: Success | ServiceError) -> dict[str, object]:
         """ihome/news shape: {"errno", "errmsg"[, "data"]}. Other families override this."""
-        body: dict[str, Any] = {"errno": outcome.ret.code, "errmsg": outcome.errmsg}
+        body: dict[str, object] = {"errno": outcome.ret.code, "errmsg": outcome.errmsg}
         if outcome.data:
             body["data"] = outcome.data
         return body
@@ -163,10 +199,10 @@ class ApiHandler(BaseHandler):
         become, or stay, a logged-in session. Not persistent: a browser-session cookie
         (meiduo's login without "remember me").
         """
-        sessions = self.services.sessions
+        sessions = self.sessions
         await sessions.delete(self.session_id())
         session_id = await sessions.create(user)
-        security = self.services.config.security
+        security = self.config.security
         self.set_signed_cookie(
             SESSION_COOKIE,
             session_id,
@@ -179,16 +215,16 @@ class ApiHandler(BaseHandler):
 
     async def log_out(self) -> None:
         """End this browser's session, on the server and in its cookie."""
-        await self.services.sessions.delete(self.session_id())
+        await self.sessions.delete(self.session_id())
         self.clear_cookie(SESSION_COOKIE)
 
     def session_id(self) -> str | None:
         value = self.get_signed_cookie(SESSION_COOKIE, max_age_days=31)
         return value.decode() if value else None
 
-    async def current_session(self) -> dict[str, Any]:
+    async def current_session(self) -> Session:
         """The logged-in session, or SESSIONERR."""
-        session = await self.services.sessions.get(self.session_id())
+        session = await self.sessions.get(self.session_id())
         if session is None:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         return session
@@ -228,7 +264,12 @@ class ApiHandler(BaseHandler):
             self.set_header("Retry-After", str(outcome.retry_after))
         self.write_outcome(outcome)
 
-    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if isinstance(value, ServiceError):
             return  # an ordinary business outcome, logged by the access line
         if isinstance(value, STORAGE_ERRORS):
@@ -261,7 +302,7 @@ class CaptchaImageHandler(ApiHandler):
 
     async def get(self, *path_args: str) -> None:
         captcha_id = self.captcha_id(*path_args)
-        image = await self.services.captchas.create(captcha_id, self.client_ip, self.requester)
+        image = await self.captchas.create(captcha_id, self.client_ip, self.requester)
         self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
         self.succeed(image)
 
@@ -274,38 +315,3 @@ class JsonNotFoundHandler(ApiHandler):
     def prepare(self) -> None:
         super().prepare()
         raise tornado.web.HTTPError(404)
-
-
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One access line and the request metrics: no query string (it holds CAPTCHA answers)."""
-    request = handler.request
-    route = getattr(handler, "route_name", None) or type(handler).__name__
-    method = method_label(request.method)
-    errno = getattr(handler, "errno", None) or "-"
-    seconds = request.request_time()
-    status = handler.get_status()
-    request_id = getattr(handler, "request_id", "") or "-"
-    access_log.log(
-        logging.INFO if status < 500 else logging.ERROR,
-        "%s %s %s errno=%s %.1fms rid=%s",
-        status,
-        method,
-        route,
-        errno,
-        1000.0 * seconds,
-        request_id,
-        extra={
-            "status": status,
-            "method": method,
-            "route": route,
-            "errno": errno,
-            "duration_ms": round(1000.0 * seconds, 2),
-            "request_id": request_id,
-        },
-    )
-    metrics = handler.application.services.metrics  # type: ignore[attr-defined]
-    metrics.requests.labels(route, method, errno).inc()
-    metrics.request_seconds.labels(route).observe(seconds)
-    reason = getattr(handler, "refusal_reason", None)
-    if reason:
-        metrics.refusals.labels(reason).inc()

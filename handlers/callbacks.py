@@ -45,7 +45,7 @@ class ReceiptCallbackHandler(ApiHandler):
         """Providers hold no cookie: the path's secret token authenticates instead."""
 
     async def post(self, token: str, kind: str) -> None:
-        receipts = self.services.receipts
+        receipts = self.receipts
         if not receipts.authorized(token, self.client_ip):
             self.answer_error(403, "forbidden")
             return

@@ -20,7 +20,7 @@ class IhomeCaptchaAudioHandler(ApiHandler):
 
     async def get(self, image_code_id: str) -> None:
         """Speak the text of an issued CAPTCHA."""
-        audio = await self.services.captchas.audio(image_code_id, self.client_ip)
+        audio = await self.captchas.audio(image_code_id, self.client_ip)
         self.set_header("Content-Type", AUDIO_CONTENT_TYPE)
         self.succeed(audio)
 
@@ -32,7 +32,7 @@ class IhomeSmsCodeQueryHandler(ApiHandler):
 
     async def get(self, mobile: str) -> None:
         """Send an SMS code to mobile once the CAPTCHA answer checks out."""
-        sent = await self.services.sms.send_code(
+        sent = await self.sms.send_code(
             mobile,
             self.get_query_argument("image_code", None),
             self.get_query_argument("image_code_id", None),
@@ -56,7 +56,7 @@ class IhomeSmsCodeJsonHandler(ApiHandler):
         user_id = None
         if purpose is Purpose.CHANGE_MOBILE:
             user_id = (await self.current_session())["user_id"]
-        sent = await self.services.sms.send_code(
+        sent = await self.sms.send_code(
             body.get("mobile"),
             body.get("image_code"),
             body.get("image_code_id"),
@@ -75,7 +75,7 @@ class IhomeSmsSendStatusHandler(ApiHandler):
     route_name = "sms_sends"
 
     async def get(self, send_id: str) -> None:
-        self.reply("成功", await self.services.receipts.status(send_id))
+        self.reply("成功", await self.receipts.status(send_id))
 
 
 ROUTES = [

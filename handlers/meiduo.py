@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from handlers.base import ApiHandler, CaptchaImageHandler, describe_error
-from services.errors import Ret, ServiceError
+from services.errors import Ret, ServiceError, Success
 from services.users import User
 
 USERNAME_COOKIE = "username"  # meiduo's header greeting reads this plain cookie
@@ -36,8 +36,8 @@ CODE_BY_RET = {
 DEFAULT_CODE = "5000"  # DBERR 数据错误: storage, provider and unexpected failures
 
 
-def meiduo_code(outcome: ServiceError) -> str:
-    if outcome.ret is Ret.REQERR or outcome.ret is Ret.OK:
+def meiduo_code(outcome: Success | ServiceError) -> str:
+    if isinstance(outcome, Success) or outcome.ret is Ret.REQERR:
         return CODE_BY_RET[outcome.ret]
     return CODE_BY_FIELD.get(outcome.field or "") or CODE_BY_RET.get(outcome.ret, DEFAULT_CODE)
 
@@ -45,7 +45,7 @@ def meiduo_code(outcome: ServiceError) -> str:
 class MeiduoApiHandler(ApiHandler):
     """JSON in meiduo's shape: {"code", "errmsg", ...data at the top level}."""
 
-    def envelope(self, outcome: ServiceError) -> dict[str, Any]:
+    def envelope(self, outcome: Success | ServiceError) -> dict[str, object]:
         return {"code": meiduo_code(outcome), "errmsg": outcome.errmsg, **outcome.data}
 
 
@@ -61,7 +61,7 @@ class MeiduoSmsCodeHandler(MeiduoApiHandler):
     route_name = "meiduo_sms_codes"
 
     async def get(self, mobile: str) -> None:
-        sent = await self.services.sms.send_code(
+        sent = await self.sms.send_code(
             mobile,
             self.get_query_argument("image_code", None),
             self.get_query_argument("uuid", None),
@@ -77,7 +77,7 @@ class MeiduoMobileCountHandler(MeiduoApiHandler):
     route_name = "meiduo_mobile_count"
 
     async def get(self, mobile: str) -> None:
-        count = await self.services.accounts.count_mobile(mobile, self.client_ip)
+        count = await self.accounts.count_mobile(mobile, self.client_ip)
         self.reply("OK", {"count": count})
 
 
@@ -87,7 +87,7 @@ class MeiduoUsernameCountHandler(MeiduoApiHandler):
     route_name = "meiduo_username_count"
 
     async def get(self, username: str) -> None:
-        count = await self.services.accounts.count_username(username, self.client_ip)
+        count = await self.accounts.count_username(username, self.client_ip)
         self.reply("OK", {"count": count})
 
 
@@ -140,7 +140,7 @@ class MeiduoRegisterFormHandler(MeiduoFormHandler):
     async def post(self) -> None:
         form = self.form("username", "password", "password2", "mobile", "sms_code", "allow")
         check_meiduo_register_form(form)
-        user = await self.services.accounts.register(
+        user = await self.accounts.register(
             form["mobile"], form["sms_code"], form["password"], form["password2"], form["username"]
         )
         await self.log_in_meiduo(user)
@@ -154,7 +154,7 @@ class MeiduoLoginFormHandler(MeiduoFormHandler):
 
     async def post(self) -> None:
         form = self.form("username", "password", "remembered", "image_code", "image_code_id")
-        user = await self.services.accounts.login(
+        user = await self.accounts.login(
             form["username"],
             form["password"],
             self.client_ip,

@@ -32,7 +32,7 @@ class NewsRegisterHandler(ApiHandler):
     async def post(self) -> None:
         body = self.json_body()
         password = body.get("password")
-        user = await self.services.accounts.register(
+        user = await self.accounts.register(
             body.get("mobile"), body.get("smscode"), password, password
         )
         await self.log_in(user)
@@ -47,7 +47,7 @@ class NewsLoginHandler(ApiHandler):
     async def post(self) -> None:
         body = self.json_body()
         password = body.get("passport", body.get("password"))
-        user = await self.services.accounts.login(
+        user = await self.accounts.login(
             body.get("mobile"),
             password,
             self.client_ip,

@@ -20,9 +20,9 @@ class MetricsHandler(ApiHandler):
     route_name = "metrics"
 
     def get(self) -> None:
-        if not address_in(self.client_address, self.application.metrics_allow):  # type: ignore[attr-defined]
+        if not address_in(self.client_address, self.application.metrics_allow):
             raise tornado.web.HTTPError(404)
-        body, content_type = self.services.metrics.exposition()
+        body, content_type = self.metrics.exposition()
         self.set_header("Content-Type", content_type)
         self.finish(body)
 
@@ -52,11 +52,11 @@ class ReadyHandler(BaseHandler):
         self.finish({"status": "ready" if ready else "unavailable", **report})
 
     async def _redis(self) -> bool:
-        timeout = self.services.config.redis.socket_timeout
-        return bool(await asyncio.wait_for(self.services.redis.ping(), timeout))
+        timeout = self.config.redis.socket_timeout
+        return bool(await asyncio.wait_for(self.application.services.redis.ping(), timeout))
 
     async def _mysql(self) -> bool:
-        return await self.services.db.fetch_one("SELECT 1") == (1,)
+        return await self.application.services.db.fetch_one("SELECT 1") == (1,)
 
 
 ROUTES = [

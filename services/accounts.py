@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator
 
 from services import keys
-from services.config import Config
+from services.config import AccountsConfig, LimitsConfig
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
 from services.login_throttle import LoginThrottle, account_key
@@ -18,6 +18,7 @@ from services.passwords import PasswordHasher
 from services.sessions import SessionStore
 from services.sms import Purpose, SmsCodeService, VerifiedCode
 from services.users import User, UserRepository
+from services.validation import required_text
 
 SMS_CODE_RE = re.compile(r"[0-9]{6}")
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_-]{5,20}")  # meiduo's rule
@@ -48,7 +49,8 @@ class AccountService:
         limiter: RateLimiter,
         throttle: LoginThrottle,
         sessions: SessionStore,
-        config: Config,
+        config: AccountsConfig,
+        limits: LimitsConfig,
     ) -> None:
         self._users = users
         self._hasher = hasher
@@ -56,8 +58,8 @@ class AccountService:
         self._limiter = limiter
         self._throttle = throttle
         self._sessions = sessions
-        self._config = config.accounts
-        self._count_per_ip_minute = config.limits.count_per_ip_minute
+        self._config = config
+        self._count_per_ip_minute = limits.count_per_ip_minute
 
     async def session_user(self, session_id: str | None) -> User:
         """The user logged in under session_id, or SESSIONERR.
@@ -81,19 +83,16 @@ class AccountService:
         username: object = None,
     ) -> User:
         """Create a user once the SMS code checks out; named `username`, else after the mobile."""
-        fields = (mobile, sms_code, password, password2)
-        if not all(isinstance(value, str) and value for value in fields):
-            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        mobile, sms_code, password, password2 = required_text(mobile, sms_code, password, password2)
         mobile = require_mobile(mobile)
         self._check_new_password(password, password2)
-        if username is not None:
-            self._check_username(username, mobile)
+        name = mobile if username is None else self._checked_username(username, mobile)
         check_sms_code_format(sms_code)
 
         verified = await self._sms.verify_code(mobile, Purpose.REGISTER, sms_code)
         async with self._code_given_back_on_failure(verified):
             password_hash = await self._hasher.hash(password)
-            return await self._users.create(username or mobile, mobile, password_hash)
+            return await self._users.create(name, mobile, password_hash)
 
     async def login_with_code(
         self,
@@ -109,8 +108,7 @@ class AccountService:
 
         A wrong code counts as a failed login and as one of the code's tries.
         """
-        if not (isinstance(mobile, str) and mobile and isinstance(sms_code, str) and sms_code):
-            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        mobile, sms_code = required_text(mobile, sms_code)
         mobile = require_mobile(mobile)
         check_sms_code_format(sms_code)
 
@@ -136,9 +134,7 @@ class AccountService:
         Of concurrent resets with one code exactly one passes (the code is consumed once).
         The caller starts the new session for the returned user.
         """
-        fields = (mobile, sms_code, password, password2)
-        if not all(isinstance(value, str) and value for value in fields):
-            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        mobile, sms_code, password, password2 = required_text(mobile, sms_code, password, password2)
         mobile = require_mobile(mobile)
         self._check_new_password(password, password2)
         check_sms_code_format(sms_code)
@@ -159,10 +155,7 @@ class AccountService:
         The unique index decides races for one number (DATAEXIST). Every session of the user
         ends (the caller starts a new one), and the old number gets a notice SMS.
         """
-        if not (
-            isinstance(new_mobile, str) and new_mobile and isinstance(sms_code, str) and sms_code
-        ):
-            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        new_mobile, sms_code = required_text(new_mobile, sms_code)
         new_mobile = require_mobile(new_mobile)
         check_sms_code_format(sms_code)
 
@@ -197,15 +190,15 @@ class AccountService:
         Throttled per account, per address and per pair (services/login_throttle.py); past the
         account's failure threshold the attempt must carry a solved CAPTCHA.
         """
-        if not (isinstance(account, str) and account and isinstance(password, str) and password):
-            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        account, password = required_text(account, password)
         mobile = canonical_mobile(account)
         use_name = by_username and mobile is None
         if use_name and not USERNAME_RE.fullmatch(account):
             raise ServiceError(Ret.PARAMERR, "用户名格式错误", field="username")
         if not use_name and mobile is None:
             raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
-        account = account if use_name else mobile
+        if mobile is not None:  # else the account is a username
+            account = mobile
         if len(password) > self._config.password_max:
             raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
 
@@ -231,8 +224,7 @@ class AccountService:
 
         Whoever held a session — perhaps the reason for the change — is logged out everywhere.
         """
-        if not isinstance(password, str) or not password:
-            raise ServiceError(Ret.PARAMERR, "参数不完整")
+        (password,) = required_text(password)
         self._check_password_rule(password)
         await self._users.set_password_hash(user_id, await self._hasher.hash(password))
         await self._sessions.end_all(user_id)
@@ -286,10 +278,11 @@ class AccountService:
         if not low <= len(password) <= high:
             raise ServiceError(Ret.PARAMERR, f"密码长度应为{low}-{high}位", field="password")
 
-    def _check_username(self, username: object, mobile: str) -> None:
+    def _checked_username(self, username: object, mobile: str) -> str:
         if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
             raise ServiceError(Ret.PARAMERR, "请输入5-20个字符的用户名", field="username")
         # ihome and news users are named after their mobile: a username that looks like a
         # mobile number could take another person's name, so it must be the user's own.
         if canonical_mobile(username) not in (None, mobile):
             raise ServiceError(Ret.PARAMERR, "用户名不能是他人的手机号", field="username")
+        return username

@@ -24,8 +24,12 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from services.config import VOICES_DIR
+
+Samples = npt.NDArray[np.float64]  # a mono signal (or a frame of one), float samples
+Voices = dict[str, list[Samples]]  # each character's spoken clips
 
 RATE = 8000  # Hz, the clips' rate (telephone band is enough for spoken letters)
 FRAME = 256  # STFT frame for the spectral changes (32 ms)
@@ -41,10 +45,10 @@ BABBLE_STREAMS = 3
 
 
 @functools.cache
-def load_voices(voices_dir: Path = VOICES_DIR) -> dict[str, list[np.ndarray]]:
+def load_voices(voices_dir: Path = VOICES_DIR) -> Voices:
     """Every character's clips as float samples, trimmed, at equal loudness (read once per
     process: render processes load them on first use)."""
-    voices: dict[str, list[np.ndarray]] = {}
+    voices: Voices = {}
     for folder in sorted(p for p in voices_dir.iterdir() if p.is_dir()):
         clips = []
         for path in sorted(folder.glob("*.wav")):
@@ -58,7 +62,7 @@ def load_voices(voices_dir: Path = VOICES_DIR) -> dict[str, list[np.ndarray]]:
     return voices
 
 
-def rms(samples: np.ndarray) -> float:
+def rms(samples: Samples) -> float:
     return float(np.sqrt(np.mean(samples**2)) + 1e-12)
 
 
@@ -87,11 +91,11 @@ def render_wav(text: str, seed: int | None = None) -> bytes:
     return to_wav(mix)
 
 
-def _choice(rng: np.random.Generator, clips: list[np.ndarray]) -> np.ndarray:
+def _choice(rng: np.random.Generator, clips: list[Samples]) -> Samples:
     return clips[int(rng.integers(len(clips)))]
 
 
-def disguise(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def disguise(clip: Samples, rng: np.random.Generator) -> Samples:
     """One clip in a new voice, warped in time, at unit loudness, with soft edges."""
     warped = wander(clip, rng, base=np.exp(rng.uniform(*np.log(RESAMPLE_RATE))))
     voiced = reshape_spectrum(warped, rng)
@@ -103,7 +107,7 @@ def disguise(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return voiced
 
 
-def wander(samples: np.ndarray, rng: np.random.Generator, base: float) -> np.ndarray:
+def wander(samples: Samples, rng: np.random.Generator, base: float) -> Samples:
     """Resample at a rate that drifts smoothly around `base` (pitch, formants and tempo ×rate):
     a non-linear time warp, different every 50–110 ms."""
     knots = max(2, int(len(samples) / (RATE * rng.uniform(0.05, 0.11))) + 2)
@@ -115,7 +119,7 @@ def wander(samples: np.ndarray, rng: np.random.Generator, base: float) -> np.nda
     return np.interp(positions, np.arange(len(samples)), samples)
 
 
-def reshape_spectrum(samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def reshape_spectrum(samples: Samples, rng: np.random.Generator) -> Samples:
     """Move the formants (not the pitch) by a factor that drifts over the clip, and apply a
     random equaliser: the spectral envelope of each frame is replaced by a warped, tilted and
     bumped copy of itself, the fine structure (harmonics) and phases are kept."""
@@ -133,7 +137,8 @@ def reshape_spectrum(samples: np.ndarray, rng: np.random.Generator) -> np.ndarra
     bins = np.arange(spectrum.shape[1], dtype=np.float64)
     # The formant shift wanders too, through a new value every 60–120 ms (frames are 8 ms apart).
     knots = max(2, int(count * HOP / (RATE * rng.uniform(0.06, 0.12))) + 2)
-    shifts = np.exp(rng.uniform(*np.log(FORMANT_SHIFT), knots))
+    low_shift, high_shift = (float(v) for v in np.log(FORMANT_SHIFT))
+    shifts = np.exp(rng.uniform(low_shift, high_shift, knots))
     warps = np.interp(np.linspace(0, knots - 1, count), np.arange(knots), shifts)
     # Envelope value at bin/warp for every frame (linear interpolation, vectorised).
     source = np.clip(bins[None, :] / warps[:, None], 0, bins[-1])
@@ -148,7 +153,7 @@ def reshape_spectrum(samples: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return overlap_add(frames * window, len(padded))[FRAME : FRAME + len(samples)] / WINDOW_GAIN
 
 
-def dispersion(bins: int, count: int, rng: np.random.Generator) -> np.ndarray:
+def dispersion(bins: int, count: int, rng: np.random.Generator) -> Samples:
     """Phase added per frame and bin: a random all-pass filter that changes slowly from the
     first frame to the last. The ear hardly hears phase (a few ms of group delay, smooth over
     frequency); a waveform template no longer lines up with the result."""
@@ -161,7 +166,7 @@ def dispersion(bins: int, count: int, rng: np.random.Generator) -> np.ndarray:
     return (1 - blend) * first + blend * last
 
 
-def overlap_add(frames: np.ndarray, length: int) -> np.ndarray:
+def overlap_add(frames: Samples, length: int) -> Samples:
     """Sum frames placed HOP apart. Every OVERLAP-th frame tiles without overlap, so each of
     the OVERLAP phases is one contiguous add."""
     out = np.zeros(length + FRAME)
@@ -171,7 +176,7 @@ def overlap_add(frames: np.ndarray, length: int) -> np.ndarray:
     return out[:length]
 
 
-def equaliser(hz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def equaliser(hz: Samples, rng: np.random.Generator) -> Samples:
     """Gain in dB per frequency: a tilt of ±4 dB per octave around 1 kHz and two bumps or dips
     of up to ±9 dB, each about half an octave wide."""
     octaves = np.log2(np.maximum(hz, 50) / 1000)
@@ -182,7 +187,7 @@ def equaliser(hz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return gain
 
 
-def babble(length: int, rng: np.random.Generator, voices) -> np.ndarray:
+def babble(length: int, rng: np.random.Generator, voices: Voices) -> Samples:
     """Several streams of other clips, each in its own made-up voice, overlapping: speech a
     template matches as well as the characters, but that a listener hears as a crowd behind."""
     everything = [clip for clips in voices.values() for clip in clips]
@@ -205,7 +210,7 @@ def babble(length: int, rng: np.random.Generator, voices) -> np.ndarray:
     return bed / rms(bed)
 
 
-def coloured_noise(length: int, rng: np.random.Generator) -> np.ndarray:
+def coloured_noise(length: int, rng: np.random.Generator) -> Samples:
     """Noise between pink (1/f) and brown (1/f²), its level drifting slowly, at unit loudness."""
     spectrum = np.fft.rfft(rng.standard_normal(length))
     hz = np.fft.rfftfreq(length, 1 / RATE)
@@ -216,7 +221,7 @@ def coloured_noise(length: int, rng: np.random.Generator) -> np.ndarray:
     return noise / rms(noise)
 
 
-def beeps(rng: np.random.Generator) -> np.ndarray:
+def beeps(rng: np.random.Generator) -> Samples:
     """Two short beeps: the CAPTCHA starts now."""
     tone_length, gap = int(0.12 * RATE), int(0.1 * RATE)
     t = np.arange(tone_length) / RATE
@@ -225,7 +230,7 @@ def beeps(rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([tone, np.zeros(gap), tone, np.zeros(gap)])
 
 
-def to_wav(mix: np.ndarray) -> bytes:
+def to_wav(mix: Samples) -> bytes:
     pcm = (mix / (np.max(np.abs(mix)) + 1e-9) * 0.89 * 32767).astype("<i2")
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:

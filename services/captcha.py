@@ -16,10 +16,11 @@ from captcha.image import ImageCaptcha
 
 from services import keys
 from services.audio_captcha import load_voices, render_wav
-from services.config import Config
+from services.config import CaptchaConfig, LimitsConfig
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
 from services.metrics import Metrics
+from services.redisclient import RedisClient, decoded
 from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
 
 CAPTCHA_CONTENT_TYPE = "image/jpeg"
@@ -49,12 +50,13 @@ class CaptchaService:
 
     def __init__(
         self,
-        redis,
+        redis: RedisClient,
         executor: Executor,
         render_executor: Executor,
         limiter: RateLimiter,
         metrics: Metrics,
-        config: Config,
+        config: CaptchaConfig,
+        limits: LimitsConfig,
     ) -> None:
         self._redis = redis
         self._metrics = metrics
@@ -63,12 +65,12 @@ class CaptchaService:
         # the event loop for the GIL, which costs more CPU than the IPC (docs/PERFORMANCE.md).
         self._render_executor = render_executor
         self._limiter = limiter
-        self._config = config.captcha
-        self._per_ip_minute = config.limits.captcha_per_ip_minute
-        self._audio_cost = config.limits.audio_captcha_cost
+        self._config = config
+        self._per_ip_minute = limits.captcha_per_ip_minute
+        self._audio_cost = limits.audio_captcha_cost
         # A few images drawn ahead, so a request usually takes a ready one (one Redis SET).
         self._ready: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._refill_task: asyncio.Task | None = None
+        self._refill_task: asyncio.Task[None] | None = None
         load_voices()  # reads the samples once, at start-up (render processes: on first use)
 
     def start(self) -> None:
@@ -161,7 +163,7 @@ class CaptchaService:
             raise ServiceError(Ret.NODATA, "图片验证码失效", field="image_code")
         # Tens of ms of numpy work: in the render process, where it cannot hold the loop's GIL.
         loop = asyncio.get_running_loop()
-        audio = await loop.run_in_executor(self._render_executor, render_wav, text)
+        audio = await loop.run_in_executor(self._render_executor, render_wav, decoded(text))
         self._metrics.captchas.labels("audio").inc()
         return audio
 
@@ -181,7 +183,7 @@ class CaptchaService:
         stored = await self._redis.getdel(keys.captcha_key(captcha_id))
         if stored is None:
             raise captcha_refusal(expired=True)
-        if not hmac.compare_digest(stored.upper().encode(), answer.upper().encode()):
+        if not hmac.compare_digest(decoded(stored).upper().encode(), answer.upper().encode()):
             raise captcha_refusal(expired=False)
 
 

@@ -13,11 +13,16 @@ import urllib.parse
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
 from services.clientip import parse_networks
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Section = TypeVar("Section", bound="DataclassInstance")
 ENV_PREFIX = "SMSREG_"
 # Spoken samples of every alphabet character (scripts/make-voices.sh); the package has digits only.
 VOICES_DIR = Path(__file__).resolve().parent.parent / "assets" / "voices"
@@ -312,7 +317,7 @@ def _parse_env_value(value: str) -> object:
     return parsed if isinstance(parsed, str | int | float | bool) else value
 
 
-def _build(cls: type, raw: object, where: str) -> object:
+def _build(cls: type[Section], raw: object, where: str) -> Section:
     if not isinstance(raw, dict):
         raise ConfigError(f"config section {where or '<root>'!r} must be a mapping")
     hints = typing.get_type_hints(cls)
@@ -320,11 +325,11 @@ def _build(cls: type, raw: object, where: str) -> object:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown config key {_join(where, unknown[0])!r}")
-    values = {}
+    values: dict[str, object] = {}
     for name, value in raw.items():
         kind = hints[name]
         dotted = _join(where, name)
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             values[name] = _build(kind, value, dotted)
         else:
             values[name] = _coerce(kind, value, dotted)

@@ -19,7 +19,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
 T = TypeVar("T")
+# One result row: column types are what the SELECT asks for, decoded by the driver.
+Row = tuple[Any, ...]
 
 # Client-side error numbers meaning "the connection is gone" (server restarted, network cut):
 # 2003 can't connect, 2006 server has gone away, 2013 lost connection during query.
@@ -125,8 +127,8 @@ class Database:
         self._pool: aiomysql.Pool | None = None
         self._node = 0  # index in _nodes of the node the pool talks to
         self._switch_lock = asyncio.Lock()
-        self._failback: asyncio.Future | None = None
-        self._background: set[asyncio.Future] = set()
+        self._failback: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
         self.stats = DatabaseStats(on_event=on_event)
 
     @classmethod
@@ -159,16 +161,19 @@ class Database:
 
     # --- queries ---------------------------------------------------------------------------
 
-    async def fetch_one(self, sql: str, args: Sequence[object] = ()) -> tuple | None:
+    async def fetch_one(self, sql: str, args: Sequence[object] = ()) -> Row | None:
         """Run a read query and return its first row (reads are repeated on another node)."""
 
-        async def first_row(cur: aiomysql.Cursor) -> tuple | None:
+        async def first_row(cur: aiomysql.Cursor) -> Row | None:
             await cur.execute(sql, args)
-            return await cur.fetchone()
+            row: Row | None = await cur.fetchone()
+            return row
 
         return await self._on_a_node(first_row, repeatable=True)
 
-    async def execute(self, sql: str, args: Sequence[object] = (), *, idempotent=False) -> int:
+    async def execute(
+        self, sql: str, args: Sequence[object] = (), *, idempotent: bool = False
+    ) -> int:
         """Run one statement (autocommit) and return the last insert id.
 
         Retried on certification conflicts. If the connection breaks while the statement is
@@ -178,7 +183,8 @@ class Database:
 
         async def run(cur: aiomysql.Cursor) -> int:
             await cur.execute(sql, args)
-            return cur.lastrowid
+            last_id: int = cur.lastrowid
+            return last_id
 
         return await retry_on_conflict(
             lambda: self._on_a_node(run, repeatable=idempotent),
@@ -187,7 +193,7 @@ class Database:
         )
 
     async def transaction(
-        self, work: Callable[[aiomysql.Cursor], Awaitable[T]], *, idempotent=False
+        self, work: Callable[[aiomysql.Cursor], Awaitable[T]], *, idempotent: bool = False
     ) -> T:
         """Run `work(cursor)` inside BEGIN … COMMIT, the whole of it again on a conflict.
 
@@ -274,7 +280,7 @@ class Database:
     async def _fail_over(self, failed: aiomysql.Pool, exc: BaseException) -> None:
         """Replace the pool `failed` by one on the next usable node (once per failure)."""
         async with self._switch_lock:
-            if self._pool is not failed:
+            if self._pool is None or failed is not self._pool:
                 return  # another request already switched
             old_node = self.node
             if len(self._nodes) == 1:
@@ -314,7 +320,7 @@ class Database:
         if self._node != 0 and (self._failback is None or self._failback.done()):
             self._failback = self._in_background(self._fail_back())
 
-    def _in_background(self, coro: Awaitable[None]) -> asyncio.Future:
+    def _in_background(self, coro: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

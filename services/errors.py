@@ -1,9 +1,12 @@
-"""Business outcomes as ihome's RET codes, and the one exception services raise for them."""
+"""Business outcomes as ihome's RET codes: the one exception services raise for a refusal,
+and the success a handler answers with."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pymysql
 import redis.exceptions
@@ -61,6 +64,21 @@ class ServiceError(Exception):
         self.retry_after = retry_after
         if retry_after is not None:
             self.data["retry_after"] = retry_after
+
+    @property
+    def reason(self) -> str | None:
+        """The rate limit or fraud rule that refused (the refusals metric), if one did."""
+        reason = self.data.get("reason")
+        return reason if isinstance(reason, str) else None
+
+
+@dataclass(frozen=True)
+class Success:
+    """A request that succeeded: errno 0, a message and optional data for the client."""
+
+    errmsg: str = Ret.OK.message
+    data: dict[str, object] = field(default_factory=dict)
+    ret: ClassVar[Ret] = Ret.OK
 
 
 # Failures of Redis or MySQL (down, restarting, too slow): the client gets DBERR, never a hang.

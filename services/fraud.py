@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from services import keys
 from services.config import FraudConfig
 from services.errors import Ret, ServiceError
+from services.metrics import Metrics
+from services.pow import ProofOfWork
+from services.redisclient import RedisClient, decoded
 from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
@@ -271,7 +274,15 @@ class SegmentStatus:
 class FraudGuard:
     """Admits sends per segment, counts conversions, shares the budget by tier."""
 
-    def __init__(self, redis, config: FraudConfig, *, one_script: bool, pow_service, metrics):
+    def __init__(
+        self,
+        redis: RedisClient,
+        config: FraudConfig,
+        *,
+        one_script: bool,
+        pow_service: ProofOfWork,
+        metrics: Metrics,
+    ) -> None:
         self._redis = redis
         self._config = config
         self._one_script = one_script  # standalone Redis: all segments in one script
@@ -461,7 +472,8 @@ class FraudGuard:
         counts = await self._redis.hgetall(counts_key)
         current = int(time.time() * 1000) // self._bucket_ms
         sends = conversions = 0
-        for field_name, value in counts.items():
+        for reply, value in counts.items():
+            field_name = decoded(reply)
             bucket = int(field_name[2:])
             if bucket > current - self._config.buckets:
                 if field_name.startswith("s:"):
@@ -470,7 +482,7 @@ class FraudGuard:
                     conversions += int(value)
         return SegmentStatus(
             name,
-            state.get("state", "normal"),
+            decoded(state.get("state", "normal")),
             sends,
             conversions,
             int(state.get("since", 0)),

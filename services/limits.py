@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from services.errors import Ret, ServiceError
+from services.redisclient import RedisClient
 
 # KEYS: counters in one hash slot; ARGV: limit, window (s) and cost per key. Check every
 # counter first and only then count on all of them, so a refusal changes nothing. An event
@@ -65,7 +66,7 @@ class Limit:
 class RateLimiter:
     """Takes and refunds fixed-window limits."""
 
-    def __init__(self, redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._take = redis.register_script(TAKE_SCRIPT)
         self._refund = redis.register_script(REFUND_SCRIPT)
 

@@ -6,8 +6,10 @@ Hashing costs tens of milliseconds of CPU by design, so every call runs in the e
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TypeVar, TypeVarTuple
 
 import argon2
 from passlib.hash import django_pbkdf2_sha256
@@ -15,6 +17,8 @@ from werkzeug.security import check_password_hash
 
 WERKZEUG_PREFIX = "pbkdf2:"  # ihome / news: pbkdf2:sha256:50000$salt$hex
 DJANGO_PREFIX = "pbkdf2_sha256$"  # meiduo: pbkdf2_sha256$36000$salt$b64
+T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class PasswordHasher:
             return Verdict(ok=False)
         return await self._run(self._check, stored_hash, password)
 
-    async def _run(self, function, *args):
+    async def _run(self, function: Callable[[*Args], T], *args: *Args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _check(self, stored_hash: str, password: str) -> Verdict:

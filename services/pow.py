@@ -20,6 +20,7 @@ import altcha
 
 from services import keys
 from services.config import FraudConfig
+from services.redisclient import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,13 @@ ALGORITHM = "PBKDF2/SHA-256"  # the widget's default; WebCrypto derives it nativ
 class ProofOfWork:
     """Issues ALTCHA challenges and redeems solutions once."""
 
-    def __init__(self, redis, config: FraudConfig, secret: str) -> None:
+    def __init__(self, redis: RedisClient, config: FraudConfig, secret: str) -> None:
         self._redis = redis
         self._config = config
         self._signing_key = _derive(secret, "altcha-challenge")
         self._key_signing_key = _derive(secret, "altcha-derived-key")
 
-    def challenge(self) -> dict:
+    def challenge(self) -> dict[str, object]:
         """A new signed challenge, as the JSON object the ALTCHA widget takes."""
         challenge = altcha.create_challenge(
             ALGORITHM,
@@ -82,7 +83,7 @@ def _derive(secret: str, label: str) -> str:
     return hmac.new(secret.encode(), label.encode(), hashlib.sha256).hexdigest()
 
 
-def solve(challenge: dict) -> str:
+def solve(challenge: dict[str, object]) -> str:
     """Solve a challenge the way the widget does and return the base64 payload (tests, bench)."""
     parsed = altcha.Challenge.from_dict(challenge)
     solution = altcha.solve_challenge(parsed)

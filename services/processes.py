@@ -68,10 +68,10 @@ def supervise(count: int, worker: Callable[[], int]) -> int:
             pid, status = os.wait()
         except ChildProcessError:
             break
-        slot = children.pop(pid, None)
+        if pid not in children:
+            continue  # not a worker of ours
+        slot = children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
-        if slot is None:
-            continue
         worst = max(worst, abs(code))
         if code == STARTUP_FAILED and not stopping:
             forward(signal.SIGTERM, None)

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services import keys
@@ -23,6 +24,7 @@ from services.clientip import address_in, parse_networks
 from services.errors import STORAGE_ERRORS, Ret, ServiceError
 from services.metrics import Metrics
 from services.providers.base import Delivery
+from services.redisclient import RedisClient, decoded
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ def parse_ronglian_sms(body: bytes) -> list[Receipt]:
     1 = failed, `deliverCode` the carrier's code (DELIVRD, UNDELIV, …).
     """
     text = body.strip()
+    fields: Mapping[str, object]
     if text.startswith(b"<"):
         fields = _xml_fields(text)
     else:
@@ -94,9 +97,10 @@ def parse_ronglian_sms(body: bytes) -> list[Receipt]:
             document = json.loads(text)
         except (ValueError, UnicodeDecodeError):
             raise MalformedReceipt("body is neither JSON nor XML") from None
-        fields = document.get("Request") if isinstance(document, dict) else None
-        if not isinstance(fields, dict):
+        request = document.get("Request") if isinstance(document, dict) else None
+        if not isinstance(request, dict):
             raise MalformedReceipt('expected {"Request": {...}}')
+        fields = request
     if fields.get("action") != "SMSArrived":
         raise MalformedReceipt("action must be SMSArrived")
     status = fields.get("status")
@@ -153,7 +157,12 @@ class ReceiptStore:
     """Send records in Redis; the receipts that update them; the status for the page."""
 
     def __init__(
-        self, redis, ttl: int, metrics: Metrics, callback_token: str, allowed_sources: str = ""
+        self,
+        redis: RedisClient,
+        ttl: int,
+        metrics: Metrics,
+        callback_token: str,
+        allowed_sources: str = "",
     ) -> None:
         self._redis = redis
         self._ttl = ttl
@@ -206,7 +215,8 @@ class ReceiptStore:
         """Apply each receipt once; unknown or repeated ones change nothing (and are counted)."""
         for receipt in receipts:
             index = keys.provider_message_key(receipt.provider, receipt.message_id)
-            send_id = await self._redis.get(index)
+            reply = await self._redis.get(index)
+            send_id = decoded(reply) if reply else ""
             outcome = [0]
             if send_id:
                 outcome = await self._apply(
@@ -247,6 +257,10 @@ class ReceiptStore:
         status, channel, updated_at = await self._redis.hmget(
             keys.send_record_key(send_id), ["status", "channel", "updated_at"]
         )
-        if status is None:
+        if status is None or channel is None or updated_at is None:
             raise ServiceError(Ret.NODATA, "发送记录不存在或已过期")
-        return {"status": status, "channel": channel, "updated_at": _iso(float(updated_at))}
+        return {
+            "status": decoded(status),
+            "channel": decoded(channel),
+            "updated_at": _iso(float(updated_at)),
+        }

@@ -8,6 +8,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 # Ronglian's servers are in China and check the timestamp against China time (UTC+8, no DST).
 CHINA_TIME = datetime.timezone(datetime.timedelta(hours=8), "Asia/Shanghai")
 SUCCESS = "000000"
+# Ronglian's JSON answer as parsed: its fields are read with checks (_answer_text).
+Answer = dict[str, Any]
 
 # Codes an operator must act on (credentials, account, app, template): logged at error level.
 CONFIG_ERRORS = {
@@ -74,6 +78,13 @@ def china_timestamp(now: datetime.datetime | None = None) -> str:
     )
 
 
+def _answer_text(answer: Answer, section: str, name: str) -> str:
+    """answer[section][name] if it is text, else "" (the id is for logs and receipts only)."""
+    part = answer.get(section)
+    value = part.get(name) if isinstance(part, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 class RonglianClient:
     """Sends template SMS through one AsyncHTTPClient that lives as long as the server."""
 
@@ -94,7 +105,7 @@ class RonglianClient:
             "datas": datas,
         }
         answer = await self._call("/SMS/TemplateSMS", payload, to)
-        sid = answer.get("templateSMS", {}).get("smsMessageSid", "")
+        sid = _answer_text(answer, "templateSMS", "smsMessageSid")
         # DEBUG: the access line already records every send (errno 0), at a cost per request.
         log.debug("sms sent to %s sid=%s", mask_mobile(to), sid)
         return sid
@@ -121,11 +132,11 @@ class RonglianClient:
             "userData": user_data,
         }
         answer = await self._call("/Calls/VoiceVerify", payload, to)
-        sid = answer.get("VoiceVerify", {}).get("callSid", "")
+        sid = _answer_text(answer, "VoiceVerify", "callSid")
         log.debug("voice call to %s sid=%s", mask_mobile(to), sid)
         return sid
 
-    async def _call(self, path: str, payload: dict, to: str) -> dict:
+    async def _call(self, path: str, payload: Mapping[str, object], to: str) -> Answer:
         """POST one signed request; return the answer on 000000, else raise RonglianError."""
         started = time.monotonic()
         try:
@@ -138,7 +149,7 @@ class RonglianClient:
         self._metrics.sms_sends.labels(SUCCESS).inc()
         return answer
 
-    async def _post(self, path: str, payload: dict, who: str) -> dict:
+    async def _post(self, path: str, payload: Mapping[str, object], who: str) -> Answer:
         timestamp = china_timestamp()
         sig, authorization = sign(self._config.account_sid, self._config.auth_token, timestamp)
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -166,9 +177,9 @@ class RonglianClient:
             raise RonglianError(f"http_{response.code}", classify_http_status(response.code))
         return self._parse(response.body, who)
 
-    def _parse(self, body: bytes, who: str) -> dict:
+    def _parse(self, body: bytes, who: str) -> Answer:
         try:
-            answer = json.loads(body)
+            answer: Answer = json.loads(body)
             status = answer["statusCode"]
         except (ValueError, TypeError, KeyError):
             log.warning("ronglian answered a non-protocol body sending to %s: %.80r", who, body)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from typing import TypedDict
 
 from services import keys
+from services.redisclient import RedisClient
 from services.users import User
 
 # KEYS: session, index. ARGV: data, ttl, digest. Store the session, drop index entries of
@@ -47,19 +49,31 @@ return #digests
 """
 
 
+class Session(TypedDict):
+    """What a session holds: who is logged in."""
+
+    user_id: int
+    name: str
+    mobile: str
+
+
 def _parse(session_id: str) -> tuple[int, str] | None:
     """(user_id, digest) of a session id, None if it is not one of ours."""
     user_part, dot, token = session_id.partition(".")
     if not (dot and token and user_part.isdigit()):
         return None
+    return int(user_part), _digest(session_id)
+
+
+def _digest(session_id: str) -> str:
     # Keyed by a hash of the id: a Redis dump does not hold usable session cookies.
-    return int(user_part), hashlib.sha256(session_id.encode()).hexdigest()
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class SessionStore:
     """Creates, reads and ends sessions; each lives `ttl` seconds."""
 
-    def __init__(self, redis, ttl: int) -> None:
+    def __init__(self, redis: RedisClient, ttl: int) -> None:
         self._redis = redis
         self._ttl = ttl
         self._create = redis.register_script(CREATE_SCRIPT)
@@ -69,20 +83,23 @@ class SessionStore:
     async def create(self, user: User) -> str:
         """Start a session for user and return its id (the cookie value)."""
         session_id = f"{user.user_id}.{secrets.token_urlsafe(32)}"
-        user_id, digest = _parse(session_id)  # type: ignore[misc]
-        data = {"user_id": user.user_id, "name": user.name, "mobile": user.mobile}
+        digest = _digest(session_id)
+        data = Session(user_id=user.user_id, name=user.name, mobile=user.mobile)
         await self._create(
-            keys=[keys.session_key(user_id, digest), keys.session_index_key(user_id)],
+            keys=[keys.session_key(user.user_id, digest), keys.session_index_key(user.user_id)],
             args=[json.dumps(data), self._ttl, digest],
         )
         return session_id
 
-    async def get(self, session_id: str | None) -> dict | None:
+    async def get(self, session_id: str | None) -> Session | None:
         parsed = _parse(session_id) if session_id else None
         if parsed is None:
             return None
         raw = await self._redis.get(keys.session_key(*parsed))
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        session: Session = json.loads(raw)  # written by create() alone
+        return session
 
     async def delete(self, session_id: str | None) -> None:
         """End one session (logout, or the one a new login replaces)."""

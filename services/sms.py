@@ -11,12 +11,12 @@ import logging
 import secrets
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from services import keys
 from services.captcha import CaptchaService, captcha_refusal, check_captcha_params
-from services.config import Config, clock_time
+from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
 from services.fraud import Admission, FraudGuard
 from services.limits import Limit, RateLimiter
@@ -24,6 +24,7 @@ from services.mobiles import canonical_mobile
 from services.providers.base import Channel, CodeMessage, Outcome, ProviderError
 from services.providers.failover import FailoverSender
 from services.receipts import ReceiptStore
+from services.redisclient import RedisClient
 from services.ronglian import RonglianClient
 from services.users import UserRepository
 from services.validation import mask_mobile
@@ -225,36 +226,41 @@ class SmsCodeService:
 
     def __init__(
         self,
-        redis,
+        redis: RedisClient,
         captchas: CaptchaService,
         users: UserRepository,
         sender: FailoverSender,
         limiter: RateLimiter,
-        config: Config,
         receipts: ReceiptStore,
         notices: RonglianClient,
         fraud: FraudGuard | None = None,
+        *,
+        sms: SmsConfig,
+        limits: LimitsConfig,
+        voice: VoiceConfig,
+        code_hmac_key: str,
+        max_code_attempts: int,
+        one_round_trip: bool,
     ) -> None:
         self._fraud = fraud
         # Standalone Redis: one script for the whole check (one round trip per send).
-        self._one_round_trip = config.redis.mode == "standalone"
+        self._one_round_trip = one_round_trip
         self._captchas = captchas
         self._users = users
         self._sender = sender
         self._receipts = receipts
         self._notices = notices  # plain notifications (not codes): Ronglian templates
         self._limiter = limiter
-        self._config = config.sms
-        self._limits = config.limits
-        self._hmac_key = config.security.code_hmac_key.encode()
-        self._max_attempts = config.accounts.max_code_attempts
+        self._config = sms
+        self._limits = limits
+        self._hmac_key = code_hmac_key.encode()
+        self._max_attempts = max_code_attempts
         self._reserve = redis.register_script(RESERVE_SCRIPT)
         self._reserve_all = redis.register_script(RESERVE_ALL_SCRIPT)
         self._release = redis.register_script(RELEASE_SCRIPT)
         self._verify = redis.register_script(VERIFY_SCRIPT)
         self._restore = redis.register_script(RESTORE_SCRIPT)
         self._budget_alarm_until = 0.0
-        voice = config.voice
         self._quiet = (clock_time(voice.quiet_start), clock_time(voice.quiet_end))
         zone = zoneinfo.ZoneInfo(voice.timezone)
         # The wall clock for the voice quiet hours; tests replace it with a fixed time.
@@ -559,7 +565,7 @@ class SmsCodeService:
 
     async def _undo(self, send: _Reservation, steps: int) -> None:
         """Undo the first `steps` reservation steps (IP, mobile, global budget), latest first."""
-        actions = [
+        actions: list[Callable[[], Awaitable[None]]] = [
             lambda: self._limiter.refund(send.ip_limit),
             lambda: self._release_mobile(send.mobile, send.guard_token, send.mac),
             lambda: self._limiter.refund(self._global_limit()),

@@ -24,7 +24,9 @@ from devstack.processes import (
     stop_process,
 )
 from devstack.run import SANDBOX_TEMPLATES
-from server import SmsRegApplication, make_http_server, open_services
+from handlers.application import SmsRegApplication
+from handlers.routes import build_application
+from server import make_http_server, open_services
 from services import keys
 from services.config import Config, load_config
 from tests.sandbox_helpers import AliyunSandboxProcess, SandboxProcess
@@ -121,7 +123,7 @@ def make_app(io_loop, config, clean_state):
 
     async def build(**changes) -> SmsRegApplication:
         services = await stack.enter_async_context(open_services(config.replace(**changes)))
-        return SmsRegApplication(services)
+        return build_application(services)
 
     yield build
     io_loop.run_sync(stack.aclose)

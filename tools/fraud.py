@@ -16,6 +16,8 @@ import time
 from server import DEFAULT_CONFIG, redis_client
 from services.config import ConfigError, load_config
 from services.fraud import FraudGuard
+from services.metrics import Metrics
+from services.pow import ProofOfWork
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,9 +38,12 @@ async def run(args: argparse.Namespace) -> int:
     redis = redis_client(config)
     try:
         guard = FraudGuard(
-            redis, config.fraud, one_script=config.redis.mode == "standalone",
-            pow_service=None, metrics=None,
-        )  # fmt: skip
+            redis,
+            config.fraud,
+            one_script=config.redis.mode == "standalone",
+            pow_service=ProofOfWork(redis, config.fraud, config.security.code_hmac_key),
+            metrics=Metrics(),
+        )
         if args.command == "unblock":
             if await guard.unblock(args.segment):
                 print(f"{args.segment}: normal")

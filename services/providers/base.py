@@ -88,7 +88,8 @@ def classify_transport_error(exc: BaseException) -> tuple[str, Outcome]:
     if isinstance(exc, ConnectionRefusedError) or (
         getattr(exc, "code", None) == 599 and errno in _CURL_NOT_CONNECTED
     ):
-        return _CURL_NOT_CONNECTED.get(errno, "refused"), Outcome.PROVIDER_FAILED
+        status = _CURL_NOT_CONNECTED.get(errno, "refused") if isinstance(errno, int) else "refused"
+        return status, Outcome.PROVIDER_FAILED
     if getattr(exc, "code", None) == 599 and errno == _CURL_TIMEOUT:
         # curl words a timeout in the connect phase "Connection timed out after N ms";
         # then no byte of the request was written.
