@@ -1,7 +1,8 @@
 """load_config as a function (no process started), and the one source of every default.
 
-The dataclasses in services/config.py are the source of every setting's default; config.yml
-and docs/CONFIGURATION.md repeat them for the reader, and these tests keep all three in step.
+The dataclasses in services/config/sections.py are the source of every setting's default;
+config.yml and docs/CONFIGURATION.md repeat them for the reader, and these tests keep all three
+in step. Each setting's rules are declared there too, and applied by one loop.
 """
 
 from __future__ import annotations
@@ -98,6 +99,15 @@ def test_shipped_file_loads_to_the_defaults():
         ("mode: staging\n", {}, "mode"),
         ("redis:\n  mode: sentinel\n", {}, "'redis.mode' must be standalone or cluster"),
         ("", {"SMSREG_MODE": "production"}, "production mode refuses"),
+        # Declared rules (services/config/sections.py), one of each kind, and one between keys.
+        ("limits:\n  sms_per_ip_hour: 0\n", {}, "'limits.sms_per_ip_hour' must be positive"),
+        ("captcha:\n  pool_size: -1\n", {}, "'captcha.pool_size' must be 0 or more"),
+        ("voice:\n  play_times: 4\n", {}, "'voice.play_times' must be 1, 2 or 3"),
+        ("fraud:\n  budget_share_poor: 1.5\n", {}, "'fraud.budget_share_poor' must be in (0, 1]"),
+        ("", {"SMSREG_VOICE_TIMEZONE": "Mars/Base"}, "'voice.timezone': unknown time zone"),
+        ("", {"SMSREG_SERVER_HOST": "nowhere"}, "'server.host': "),
+        ("", {"SMSREG_PROVIDERS": "ronglian, ronglian"}, "'providers' must list distinct"),
+        ("fraud:\n  window: 5\n", {}, "'fraud.window' must be at least 'fraud.buckets'"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, text, environ, message):

@@ -1,0 +1,166 @@
+"""The rules a setting's value must meet, and the parsers of settings written as text.
+
+A rule returns what is wrong with a value ("must be positive, got 0"), or None: one function
+(checks.check_settings) applies every section's rules and words the error.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import zoneinfo
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from services.clientip import parse_networks
+
+# A rule takes the value of the setting it is declared on (any type: int, str, tuple ...).
+Rule = Callable[[Any], str | None]
+
+# Spoken samples of every alphabet character (scripts/make-voices.sh); the package has digits only.
+VOICES_DIR = Path(__file__).resolve().parents[2] / "assets" / "voices"
+PROVIDER_NAMES = ("ronglian", "aliyun")
+# WebOTP's origin-bound line "@<host> #<code>": a host name, nothing else.
+HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+WEBOTP_DOMAIN_RE = re.compile(rf"(?=.{{1,253}}$)(?:{HOST_LABEL}\.)*{HOST_LABEL}")
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"must be positive, got {value!r}"
+
+
+def at_least(low: int, wording: str) -> Rule:
+    return lambda value: None if value >= low else f"must be {wording}"
+
+
+def at_most(high: float) -> Rule:
+    return lambda value: None if value <= high else f"must be at most {high}"
+
+
+def between(low: float, high: float, wording: str) -> Rule:
+    """low <= value <= high."""
+    return lambda value: None if low <= value <= high else f"must be {wording}"
+
+
+def fraction(value: float) -> str | None:
+    return None if 0 < value <= 1 else "must be in (0, 1]"
+
+
+def one_of(*choices: str) -> Rule:
+    said = " or ".join(choices)
+    return lambda value: None if value in choices else f"must be {said}, got {value!r}"
+
+
+def log_level(value: str) -> str | None:
+    if value.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        return None
+    return "must be DEBUG/INFO/WARNING/ERROR"
+
+
+def parsed_by(parse: Callable[[str], object]) -> Rule:
+    """The value must parse: the parser's ValueError says why not."""
+
+    def rule(value: str) -> str | None:
+        try:
+            parse(value)
+        except ValueError as exc:
+            return f": {exc}"
+        return None
+
+    return rule
+
+
+def clock(value: str) -> str | None:
+    try:
+        clock_time(value)
+    except ValueError:
+        return "must be HH:MM"
+    return None
+
+
+def time_zone(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f": unknown time zone {value!r}"
+    return None
+
+
+def host_name_or_empty(value: str) -> str | None:
+    if not value or WEBOTP_DOMAIN_RE.fullmatch(value):
+        return None
+    return "must be a bare host name such as example.com (no scheme, port or path), or empty"
+
+
+def url_token(value: str) -> str | None:
+    if len(value) >= 16 and value.replace("-", "").isalnum():
+        return None
+    return "must be 16+ letters, digits or '-'"
+
+
+def spoken_alphabet(value: str) -> str | None:
+    if len(set(value)) < 10:
+        return "needs at least 10 distinct characters"
+    unspoken = sorted(c for c in set(value) if not (VOICES_DIR / c).is_dir())
+    if unspoken:
+        return (
+            f": no audio samples for {''.join(unspoken)!r} "
+            "(run scripts/make-voices.sh with the new alphabet)"
+        )
+    return None
+
+
+def provider_list(value: Sequence[str]) -> str | None:
+    if not value:
+        return "must name at least one provider"
+    if any(name not in PROVIDER_NAMES for name in value) or len(set(value)) != len(value):
+        return f"must list distinct names of {', '.join(PROVIDER_NAMES)}, got {', '.join(value)}"
+    return None
+
+
+networks = parsed_by(parse_networks)
+
+
+def clock_time(value: str) -> datetime.time:
+    """'22:00' -> time(22, 0) (ValueError otherwise)."""
+    return datetime.datetime.strptime(value, "%H:%M").time()
+
+
+def listen_hosts(spec: str) -> list[str | None]:
+    """'127.0.0.1, ::1' -> the addresses to listen on; '' -> [None]: every address of both
+    families; '::' alone is every IPv6 address (Tornado sets IPV6_V6ONLY)."""
+    hosts = [part.strip() for part in spec.split(",") if part.strip()]
+    if not hosts:
+        return [None]
+    for host in hosts:
+        if host != "localhost":
+            ipaddress.ip_address(host)  # ValueError: not an address
+    return list(hosts)
+
+
+def cluster_nodes(spec: str) -> list[tuple[str, int]]:
+    """'10.0.0.1:7000, 10.0.0.2:7000' -> [(host, port), ...]; at least one node."""
+    return host_port_list(spec, "cluster mode needs at least one host:port")
+
+
+def host_port_list(
+    spec: str, when_empty: str = "needs at least one host:port"
+) -> list[tuple[str, int]]:
+    """'10.0.0.1:3306, 10.0.0.2:3306' -> [(host, port), ...] in order; at least one."""
+    nodes = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{part!r} is not host:port")
+        nodes.append((host, int(port)))
+    if not nodes:
+        raise ValueError(when_empty)
+    return nodes
+
+
+def host_ports_or_empty(spec: str) -> str | None:
+    return parsed_by(host_port_list)(spec) if spec.strip() else None
