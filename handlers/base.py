@@ -229,7 +229,7 @@ class ApiHandler(BaseHandler):
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         return session
 
-    def json_body(self) -> dict[str, Any]:
+    def json_body(self) -> dict[str, object]:
         """The request body as a JSON object, or PARAMERR."""
         try:
             body = json.loads(self.request.body)

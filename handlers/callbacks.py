@@ -63,7 +63,7 @@ class ReceiptCallbackHandler(ApiHandler):
         else:
             self.succeed(json.dumps({"statusCode": "000000"}))
 
-    def answer(self, status: int, payload: dict[str, Any]) -> None:
+    def answer(self, status: int, payload: dict[str, object]) -> None:
         self.set_status(status)
         self.finish(json.dumps(payload, ensure_ascii=False))
 
