@@ -6,6 +6,7 @@ JSON API from static/js, so a page never depends on a session or a database.
 
 from __future__ import annotations
 
+from handlers.application import Route
 from handlers.base import BaseHandler
 
 # Only our own origin: no inline scripts or styles, no CDN (the server must work offline).
@@ -27,10 +28,13 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 class PageHandler(BaseHandler):
-    """Renders one template with the page security headers."""
+    """Renders the page its path names, templates/<page>.html (/ is the index), with the page
+    security headers."""
 
-    template = ""
-    route_name = "page"
+    def initialize(self) -> None:
+        page = self.request.path.rsplit("/", 1)[-1].removesuffix(".html") or "index"
+        self.template = f"{page}.html"
+        self.route_name = f"page:{page}"
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
@@ -45,46 +49,16 @@ class PageHandler(BaseHandler):
         self.render(self.template)
 
 
-class IndexPageHandler(PageHandler):
-    """/ and /index.html: the logged-in name and a logout button, or register/login links."""
-
-    template = "index.html"
-    route_name = "page:index"
-
-
-class RegisterPageHandler(PageHandler):
-    """/register.html: mobile, image CAPTCHA (also as audio), SMS code, password."""
-
-    template = "register.html"
-    route_name = "page:register"
-
-
-class LoginPageHandler(PageHandler):
-    """/login.html: mobile and password, or (second tab) mobile and an SMS login code."""
-
-    template = "login.html"
-    route_name = "page:login"
-
-
-class ResetPasswordPageHandler(PageHandler):
-    """/reset_password.html (忘记密码): mobile, CAPTCHA, SMS code, the new password twice."""
-
-    template = "reset_password.html"
-    route_name = "page:reset_password"
-
-
-class MyPageHandler(PageHandler):
-    """/my.html: the masked mobile, 更换手机号 (code to the new number), 退出."""
-
-    template = "my.html"
-    route_name = "page:my"
-
-
-ROUTES = [
-    (r"/", IndexPageHandler),
-    (r"/index\.html", IndexPageHandler),
-    (r"/register\.html", RegisterPageHandler),
-    (r"/login\.html", LoginPageHandler),
-    (r"/reset_password\.html", ResetPasswordPageHandler),
-    (r"/my\.html", MyPageHandler),
+ROUTES: list[Route] = [
+    # The logged-in name and a logout button, or register/login links.
+    (r"/", PageHandler),
+    (r"/index\.html", PageHandler),
+    # Mobile, image CAPTCHA (also as audio), SMS code, password.
+    (r"/register\.html", PageHandler),
+    # Mobile and password, or (second tab) mobile and an SMS login code.
+    (r"/login\.html", PageHandler),
+    # 忘记密码: mobile, CAPTCHA, SMS code, the new password twice.
+    (r"/reset_password\.html", PageHandler),
+    # The masked mobile, 更换手机号 (code to the new number), 退出.
+    (r"/my\.html", PageHandler),
 ]

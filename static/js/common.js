@@ -18,6 +18,7 @@ const Ihome = (() => {
 
   // Same rule as the server (services/validation.py), so most typos never cost a request.
   const MOBILE_RE = /^1[3-9][0-9]{9}$/;
+  const SMS_CODE_RE = /^[0-9]{6}$/;
 
   function getCookie(name) {
     for (const part of document.cookie.split(";")) {
@@ -113,5 +114,70 @@ const Ihome = (() => {
     return `${mobile.slice(0, 3)}****${mobile.slice(-4)}`;
   }
 
-  return { RET, MOBILE_RE, getCookie, uuid4, api, setError, fieldErrors, maskMobile };
+  const byId = (id) => document.getElementById(id);
+
+  // 退出: ends the session; true once logged out, else false with the error in `formError`.
+  async function logOut(button, formError) {
+    formError.textContent = "";
+    button.disabled = true;
+    const resp = await api("DELETE", "/api/v1.0/session");
+    button.disabled = false;
+    if (resp.errno === RET.OK) return true;
+    formError.textContent = resp.errmsg || "退出失败，请稍后重试";
+    return false;
+  }
+
+  // A form's submit button: `busy` while its request runs (a second submit is ignored), with
+  // `busyText` on it if given. Coming back from the back/forward cache the page shows the
+  // button as it was left, stuck at busy: it is reset then.
+  function submitButton(button, busyText) {
+    const idleText = button.textContent;
+    let busy = false;
+    const control = {
+      get busy() {
+        return busy;
+      },
+      start() {
+        busy = true;
+        button.disabled = true;
+        if (busyText) button.textContent = busyText;
+      },
+      reset() {
+        busy = false;
+        button.disabled = false;
+        button.textContent = idleText;
+      },
+    };
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted) control.reset();
+    });
+    return control;
+  }
+
+  // Runs `handler` on the form's submit (no page load), unless the request of the previous
+  // submit is still running (`submit`: Ihome.submitButton); clears the form's error first.
+  function onSubmit(form, submit, formError, handler) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (submit.busy) return;
+      formError.textContent = "";
+      handler();
+    });
+  }
+
+  return {
+    RET,
+    MOBILE_RE,
+    SMS_CODE_RE,
+    getCookie,
+    uuid4,
+    api,
+    setError,
+    fieldErrors,
+    maskMobile,
+    byId,
+    logOut,
+    submitButton,
+    onSubmit,
+  };
 })();

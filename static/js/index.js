@@ -2,16 +2,14 @@
 "use strict";
 
 (() => {
-  const { RET, api } = Ihome;
-  const status = document.getElementById("index-status");
-  const userPanel = document.getElementById("user-panel");
-  const guestPanel = document.getElementById("guest-panel");
-  const userName = document.getElementById("user-name");
-  const logoutButton = document.getElementById("logout");
-  const formError = document.getElementById("form-err");
+  const { RET, api, byId } = Ihome;
+  const status = byId("index-status");
+  const userPanel = byId("user-panel");
+  const guestPanel = byId("guest-panel");
+  const logoutButton = byId("logout");
 
   function showUser(name) {
-    userName.textContent = name; // textContent: the name is data, never markup
+    byId("user-name").textContent = name; // textContent: the name is data, never markup
     userPanel.hidden = false;
     guestPanel.hidden = true;
     status.textContent = "";
@@ -24,17 +22,10 @@
   }
 
   logoutButton.addEventListener("click", async () => {
-    formError.textContent = "";
-    logoutButton.disabled = true;
-    const resp = await api("DELETE", "/api/v1.0/session");
-    logoutButton.disabled = false;
-    if (resp.errno === RET.OK) {
-      showGuest("您已退出登录");
-      // The focused button just disappeared: move focus to the next useful control.
-      document.getElementById("login-link").focus();
-    } else {
-      formError.textContent = resp.errmsg || "退出失败，请稍后重试";
-    }
+    if (!(await Ihome.logOut(logoutButton, byId("form-err")))) return;
+    showGuest("您已退出登录");
+    // The focused button just disappeared: move focus to the next useful control.
+    byId("login-link").focus();
   });
 
   async function checkSession() {

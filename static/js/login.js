@@ -2,73 +2,26 @@
 "use strict";
 
 (() => {
-  const { RET, MOBILE_RE, api, uuid4 } = Ihome;
-  const form = document.getElementById("login-form");
-  const mobileInput = document.getElementById("mobile");
-  const passwordInput = document.getElementById("password");
-  const submitButton = document.getElementById("login-submit");
-  const formError = document.getElementById("form-err");
-  const captchaField = document.getElementById("login-captcha");
-  const imageCodeInput = document.getElementById("imagecode");
-  const captchaImg = document.getElementById("captcha-img");
-  const audioLink = document.getElementById("captcha-audio");
-  const audioPlayer = document.getElementById("captcha-player");
+  const { RET, MOBILE_RE, api, byId } = Ihome;
+  const form = byId("login-form");
+  const mobileInput = byId("mobile");
+  const passwordInput = byId("password");
+  const submit = Ihome.submitButton(byId("login-submit"), "登录中…");
+  const formError = byId("form-err");
+  const captchaField = byId("login-captcha");
+  const imageCodeInput = byId("imagecode");
   const errors = Ihome.fieldErrors(form, ["mobile", "password", "imagecode"]);
-  let submitting = false;
-  let captchaId = "";
-
-  // --- the CAPTCHA, once an account has had too many failed logins ---------------------------
-
-  function newCaptcha() {
-    captchaId = uuid4();
-    captchaImg.src = `/api/v1.0/image_codes/${captchaId}`;
-    audioLink.href = `/api/v1.0/image_codes/${captchaId}/audio`;
-    audioPlayer.pause();
-    audioPlayer.removeAttribute("src");
-    imageCodeInput.value = "";
-  }
+  // The CAPTCHA (static/js/smscode.js), shown once an account has had too many failed logins.
+  const captcha = Ihome.captcha("", errors);
 
   function showCaptcha(message) {
     captchaField.hidden = false;
-    newCaptcha();
+    captcha.renew();
     errors.set("imagecode", message);
     imageCodeInput.focus();
   }
 
-  document.getElementById("captcha-refresh").addEventListener("click", () => {
-    errors.set("imagecode", "");
-    newCaptcha();
-    imageCodeInput.focus();
-  });
-
-  captchaImg.addEventListener("error", () => {
-    errors.set("imagecode", "图片验证码加载失败，请点击图片重试");
-  });
-
-  audioLink.addEventListener("click", (event) => {
-    event.preventDefault();
-    audioPlayer.src = audioLink.href;
-    audioPlayer.play().catch(() => {
-      errors.set("imagecode", "语音验证码播放失败，请稍后重试或换一张图片");
-    });
-    imageCodeInput.focus();
-  });
-
-  function resetSubmit() {
-    submitting = false;
-    submitButton.disabled = false;
-    submitButton.textContent = "登录";
-  }
-
-  // Back/forward cache: coming back after a login must not show a stuck "登录中…" button.
-  window.addEventListener("pageshow", (event) => {
-    if (event.persisted) resetSubmit();
-  });
-
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    if (submitting) return;
-    formError.textContent = "";
+  Ihome.onSubmit(form, submit, formError, async () => {
     const mobile = mobileInput.value.trim();
     const password = passwordInput.value;
     const withCaptcha = !captchaField.hidden;
@@ -80,23 +33,21 @@
     });
     if (invalid) return;
 
-    submitting = true;
-    submitButton.disabled = true;
-    submitButton.textContent = "登录中…";
+    submit.start();
     const body = { mobile, password };
-    if (withCaptcha) Object.assign(body, { image_code: imageCode, image_code_id: captchaId });
+    if (withCaptcha) Object.assign(body, { image_code: imageCode, image_code_id: captcha.id });
     const resp = await api("POST", "/api/v1.0/sessions", body);
     if (resp.errno === RET.OK) {
       window.location.assign("/");
       return;
     }
-    resetSubmit();
+    submit.reset();
     if (resp.errno === RET.REQERR && resp.data && resp.data.reason === "captcha_required") {
       showCaptcha(resp.errmsg);
       return;
     }
     // A CAPTCHA is good for one attempt, right or wrong: the next one needs a new image.
-    if (withCaptcha) newCaptcha();
+    if (withCaptcha) captcha.renew();
     if (resp.errmsg && resp.errmsg.includes("图片验证码")) {
       errors.set("imagecode", resp.errmsg);
       imageCodeInput.focus();

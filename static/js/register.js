@@ -3,18 +3,12 @@
 "use strict";
 
 (() => {
-  const { RET, MOBILE_RE, api } = Ihome;
-  const SMS_CODE_RE = /^[0-9]{6}$/;
+  const { RET, MOBILE_RE, SMS_CODE_RE, api, byId } = Ihome;
   const PASSWORD_MIN = 6;
   const PASSWORD_MAX = 64;
-  const byId = (id) => document.getElementById(id);
 
   const form = byId("register-form");
-  const mobileInput = byId("mobile");
-  const phoneCodeInput = byId("phonecode");
-  const passwordInput = byId("password");
-  const password2Input = byId("password2");
-  const submitButton = byId("register-submit");
+  const submit = Ihome.submitButton(byId("register-submit"), "注册中…");
   const formError = byId("form-err");
   const errors = Ihome.fieldErrors(form, [
     "mobile",
@@ -24,26 +18,10 @@
     "password2",
   ]);
   const sms = Ihome.smsCode.attach({
-    el: {
-      mobile: mobileInput,
-      imageCode: byId("imagecode"),
-      phoneCode: phoneCodeInput,
-      captchaImg: byId("captcha-img"),
-      captchaRefresh: byId("captcha-refresh"),
-      audioLink: byId("captcha-audio"),
-      audioPlayer: byId("captcha-player"),
-      smsButton: byId("send-sms"),
-      smsStatus: byId("phone-code-status"),
-      voiceOffer: byId("voice-offer"),
-      voiceLink: byId("send-voice"),
-      powBox: byId("pow-box"),
-    },
-    fields: { mobile: "mobile", imagecode: "imagecode", phonecode: "phonecode" },
     errors,
     purpose: "register",
     refusals: { [RET.DATAEXIST]: "该手机号已注册，请直接登录" },
   });
-  let submitting = false;
 
   // --- registration ------------------------------------------------------------------------
 
@@ -72,47 +50,25 @@
     return null;
   }
 
-  function resetSubmit() {
-    submitting = false;
-    submitButton.disabled = false;
-    submitButton.textContent = "注册";
-  }
-
   function fieldOrFormError(field, message) {
     if (field) {
       errors.set(field, message);
-      document.getElementById(field).focus();
+      byId(field).focus();
     } else {
       formError.textContent = message;
     }
   }
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    if (submitting) return;
-    formError.textContent = "";
-    const values = {
-      mobile: mobileInput.value.trim(),
-      sms_code: phoneCodeInput.value.trim(),
-      password: passwordInput.value,
-      password2: password2Input.value,
-    };
+  Ihome.onSubmit(form, submit, formError, async () => {
+    const password = byId("password").value;
+    const values = { ...sms.values(), password, password2: byId("password2").value };
     if (errors.show(validate(values))) return;
 
-    submitting = true;
-    submitButton.disabled = true;
-    submitButton.textContent = "注册中…";
-    const resp = await api("POST", "/api/v1.0/users", values);
-    if (resp.errno === RET.OK) {
-      sms.finished();
-      window.location.assign("/");
-      return;
-    }
-    resetSubmit();
+    const resp = await sms.submit(submit, "POST", "/api/v1.0/users", values);
+    if (!resp) return;
     switch (resp.errno) {
-      case RET.NODATA:
-      case RET.DATAERR:
-        fieldOrFormError("phonecode", resp.errmsg);
+      case RET.OK:
+        window.location.assign("/");
         return;
       case RET.DATAEXIST:
         fieldOrFormError("mobile", "该手机号已注册，请直接登录");
@@ -123,14 +79,5 @@
       default:
         fieldOrFormError(null, resp.errmsg || "注册失败，请稍后重试");
     }
-  });
-
-  // Back/forward cache: the page comes back as it was left, but its CAPTCHA may be used or
-  // expired by now and a submit may have been in flight.
-  window.addEventListener("pageshow", (event) => {
-    if (!event.persisted) return;
-    resetSubmit();
-    sms.newCaptcha();
-    sms.render();
   });
 })();

@@ -1,10 +1,61 @@
 /* The SMS-code part of a form, shared by every page that asks for a code: the image/audio
    CAPTCHA, 获取验证码 and its countdown, which survives a reload, the delivery receipt, the
-   offer of a voice call (收不到短信？接听语音验证码) and the proof of work when the server asks. */
+   offer of a voice call (收不到短信？接听语音验证码) and the proof of work when the server asks;
+   and the submit of the code. The image CAPTCHA is its own widget: the password login uses it. */
 "use strict";
 
+/* The image CAPTCHA with its audio version, as sms_fields.html and login.html lay it out:
+   `prefix` + imagecode, captcha-img, captcha-refresh, captcha-audio, captcha-player.
+   `errors` (Ihome.fieldErrors) shows its messages under the imagecode input. */
+Ihome.captcha = (prefix, errors) => {
+  const { byId, uuid4 } = Ihome;
+  const field = `${prefix}imagecode`;
+  const input = byId(field);
+  const img = byId(`${prefix}captcha-img`);
+  const audioLink = byId(`${prefix}captcha-audio`);
+  const audioPlayer = byId(`${prefix}captcha-player`);
+  let id = "";
+
+  function renew() {
+    id = uuid4();
+    img.src = `/api/v1.0/image_codes/${id}`;
+    audioLink.href = `/api/v1.0/image_codes/${id}/audio`;
+    audioPlayer.pause();
+    audioPlayer.removeAttribute("src");
+    input.value = "";
+  }
+
+  byId(`${prefix}captcha-refresh`).addEventListener("click", () => {
+    errors.set(field, "");
+    renew();
+    input.focus();
+  });
+
+  // The server answers JSON (e.g. DBERR) instead of an image when it cannot make a CAPTCHA.
+  img.addEventListener("error", () => {
+    errors.set(field, "图片验证码加载失败，请点击图片重试");
+  });
+
+  // Without JS the link opens the WAV itself; with JS it plays in place, keeping the form.
+  audioLink.addEventListener("click", (event) => {
+    event.preventDefault();
+    audioPlayer.src = audioLink.href;
+    audioPlayer.play().catch(() => {
+      errors.set(field, "语音验证码播放失败，请稍后重试或换一张图片");
+    });
+    input.focus();
+  });
+
+  return {
+    get id() {
+      return id;
+    },
+    renew,
+  };
+};
+
 Ihome.smsCode = (() => {
-  const { RET, MOBILE_RE, api, uuid4, maskMobile } = Ihome;
+  const { RET, MOBILE_RE, api, byId, maskMobile } = Ihome;
   // {mobile, until (ms since epoch)} from the server's retry_after, per tab (sessionStorage).
   // One key for every page and purpose: the server has one resend guard per mobile.
   const COUNTDOWN_KEY = "ihome.smsCountdown";
@@ -33,12 +84,29 @@ Ihome.smsCode = (() => {
     }
   }
 
-  /* Wires one form. `el`: mobile, imageCode, phoneCode (inputs), captchaImg, captchaRefresh,
-     audioLink, audioPlayer, smsButton, smsStatus, voiceOffer, voiceLink, powBox. `fields`: the ids `errors` knows the three
-     inputs by. `purpose`: the code's purpose (register, login, reset_password, change_mobile).
+  /* Wires the SMS-code fields of one form (templates/sms_fields.html): their ids are `prefix`
+     + mobile, imagecode, phonecode, send-sms, phone-code-status, voice-offer, send-voice,
+     pow-box and the CAPTCHA's (Ihome.captcha). `errors`: the form's Ihome.fieldErrors.
+     `purpose`: the code's purpose (register, login, reset_password, change_mobile).
      `refusals`: {errno: message} for the purpose's own refusals (DATAEXIST, USERERR …). */
-  function attach({ el, fields, errors, purpose, refusals }) {
-    let captchaId = "";
+  function attach({ prefix = "", errors, purpose, refusals }) {
+    const fields = {
+      mobile: `${prefix}mobile`,
+      imagecode: `${prefix}imagecode`,
+      phonecode: `${prefix}phonecode`,
+    };
+    const el = {
+      mobile: byId(fields.mobile),
+      imageCode: byId(fields.imagecode),
+      phoneCode: byId(fields.phonecode),
+      smsButton: byId(`${prefix}send-sms`),
+      smsStatus: byId(`${prefix}phone-code-status`),
+      voiceOffer: byId(`${prefix}voice-offer`),
+      voiceLink: byId(`${prefix}send-voice`),
+      powBox: byId(`${prefix}pow-box`),
+    };
+    const captcha = Ihome.captcha(prefix, errors);
+    const newCaptcha = captcha.renew;
     let countdown = null;
     let countdownTimer = 0;
     let sending = false;
@@ -47,36 +115,6 @@ Ihome.smsCode = (() => {
     let smsSentTo = null;
     let smsFailed = false;
     let deliveryPoll = 0;
-
-    function newCaptcha() {
-      captchaId = uuid4();
-      el.captchaImg.src = `/api/v1.0/image_codes/${captchaId}`;
-      el.audioLink.href = `/api/v1.0/image_codes/${captchaId}/audio`;
-      el.audioPlayer.pause();
-      el.audioPlayer.removeAttribute("src");
-      el.imageCode.value = "";
-    }
-
-    el.captchaRefresh.addEventListener("click", () => {
-      errors.set(fields.imagecode, "");
-      newCaptcha();
-      el.imageCode.focus();
-    });
-
-    // The server answers JSON (e.g. DBERR) instead of an image when it cannot make a CAPTCHA.
-    el.captchaImg.addEventListener("error", () => {
-      errors.set(fields.imagecode, "图片验证码加载失败，请点击图片重试");
-    });
-
-    // Without JS the link opens the WAV itself; with JS it plays in place, keeping the form.
-    el.audioLink.addEventListener("click", (event) => {
-      event.preventDefault();
-      el.audioPlayer.src = el.audioLink.href;
-      el.audioPlayer.play().catch(() => {
-        errors.set(fields.imagecode, "语音验证码播放失败，请稍后重试或换一张图片");
-      });
-      el.imageCode.focus();
-    });
 
     function startCountdown(mobile, seconds) {
       const retryAfter = Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_RETRY_AFTER;
@@ -176,7 +214,7 @@ Ihome.smsCode = (() => {
 
       sending = true;
       render();
-      const body = { mobile, image_code: imageCode, image_code_id: captchaId, purpose, channel };
+      const body = { mobile, image_code: imageCode, image_code_id: captcha.id, purpose, channel };
       const request = (altcha) =>
         api("POST", "/api/v1.0/sms_codes", altcha ? { ...body, altcha } : body);
       let resp = await request();
@@ -265,14 +303,36 @@ Ihome.smsCode = (() => {
     countdown = loadCountdown();
     if (countdown && !el.mobile.value) el.mobile.value = countdown.mobile;
     render();
+    // Back/forward cache: the page comes back as it was left, but its CAPTCHA may be used or
+    // expired by now, and the countdown has moved on.
+    window.addEventListener("pageshow", (event) => {
+      if (!event.persisted) return;
+      newCaptcha();
+      render();
+    });
 
     return {
-      newCaptcha,
-      render,
-      // After the code was used (registered, logged in …): no countdown to resume.
-      finished() {
-        countdown = null;
-        saveCountdown(null);
+      // The mobile and the code as typed, for the request that uses the code.
+      values() {
+        return { mobile: el.mobile.value.trim(), sms_code: el.phoneCode.value.trim() };
+      },
+      /* The request that uses the code, with `submit` (Ihome.submitButton) busy meanwhile.
+         Accepted: the code is used up (no countdown to resume), the button stays busy for the
+         page to go on. Else the button is ready again; a wrong or expired code (NODATA,
+         DATAERR) is shown under its field and null returned, any other answer returned. */
+      async submit(submit, method, url, values) {
+        submit.start();
+        const resp = await api(method, url, values);
+        if (resp.errno === RET.OK) {
+          countdown = null;
+          saveCountdown(null);
+          return resp;
+        }
+        submit.reset();
+        if (resp.errno !== RET.NODATA && resp.errno !== RET.DATAERR) return resp;
+        errors.set(fields.phonecode, resp.errmsg);
+        el.phoneCode.focus();
+        return null;
       },
     };
   }
