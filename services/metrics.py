@@ -32,95 +32,78 @@ class Metrics:
 
         # A registry per instance (not the global one): tests build many applications.
         self.registry = CollectorRegistry()
-        registry = self.registry
-        self.requests = Counter(
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, registry=self.registry)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
+
+        self.requests = counter(
             "smsreg_requests_total",
             "HTTP requests by route, method and outcome (errno, or '-' for non-API answers)",
-            ["route", "method", "errno"],
-            registry=registry,
+            *("route", "method", "errno"),
         )
-        self.request_seconds = Histogram(
-            "smsreg_request_duration_seconds",
-            "Time to answer, by route",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.request_seconds = histogram(
+            "smsreg_request_duration_seconds", "Time to answer, by route", LATENCY_BUCKETS, "route"
         )
-        self.sms_sends = Counter(
+        self.sms_sends = counter(
             "smsreg_sms_sends_total",
             "SMS send attempts by Ronglian statusCode (or transport failure)",
-            ["status_code"],
-            registry=registry,
+            "status_code",
         )
-        self.provider_seconds = Histogram(
+        self.provider_seconds = histogram(
             "smsreg_provider_duration_seconds",
             "Ronglian TemplateSMS call duration",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
         )
-        self.provider_attempts = Counter(
+        self.provider_attempts = counter(
             "smsreg_provider_attempts_total",
             "Send attempts by provider, channel and outcome (sent, provider_failed, "
             "number_refused, unknown, skipped_open)",
-            ["provider", "channel", "outcome"],
-            registry=registry,
+            *("provider", "channel", "outcome"),
         )
-        self.provider_call_seconds = Histogram(
+        self.provider_call_seconds = histogram(
             "smsreg_provider_call_duration_seconds",
             "Duration of one provider API call, by provider",
-            ["provider"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            "provider",
         )
-        self.receipts = Counter(
+        self.receipts = counter(
             "smsreg_receipts_total",
             "Delivery receipts by provider, channel and result: delivered and failed are a "
             "send's final status; duplicate and unmatched receipts change nothing",
-            ["provider", "channel", "status"],
-            registry=registry,
+            *("provider", "channel", "status"),
         )
-        self.delivery_seconds = Histogram(
+        self.delivery_seconds = histogram(
             "smsreg_delivery_latency_seconds",
             "From the provider accepting a send to its receipt, by provider and channel",
-            ["provider", "channel"],
-            buckets=DELIVERY_BUCKETS,
-            registry=registry,
+            DELIVERY_BUCKETS,
+            *("provider", "channel"),
         )
-        self.refusals = Counter(
-            "smsreg_refusals_total",
-            "Requests refused by a rate limit, by limit",
-            ["reason"],
-            registry=registry,
+        self.refusals = counter(
+            "smsreg_refusals_total", "Requests refused by a rate limit, by limit", "reason"
         )
-        self.captchas = Counter(
-            "smsreg_captchas_rendered_total",
-            "CAPTCHAs rendered, by kind (image or audio)",
-            ["kind"],
-            registry=registry,
+        self.captchas = counter(
+            "smsreg_captchas_rendered_total", "CAPTCHAs rendered, by kind (image or audio)", "kind"
         )
-
-        self.fraud_segment_state = Counter(
+        self.fraud_segment_state = counter(
             "smsreg_fraud_segment_state",
             "Fraud segments entering a breaker state, by segment kind (blk, net, ip) and state",
-            ["kind", "state"],
-            registry=registry,
+            *("kind", "state"),
         )
-        self.fraud_budget_alerts = Counter(
+        self.fraud_budget_alerts = counter(
             "smsreg_fraud_budget_alerts",
             "SMS sent while the global hourly budget was past fraud.budget_alert_ratio",
-            registry=registry,
         )
-        self.pow_challenges = Counter(
+        self.pow_challenges = counter(
             "smsreg_fraud_pow_challenges",
             "Proof-of-work challenges issued to requests in elevated segments",
-            registry=registry,
         )
-
-        self.mysql_events = Counter(
+        self.mysql_events = counter(
             "smsreg_mysql_events",
             "MySQL cluster events: conflicts (error 1213), conflict_retries, failovers",
-            ["event"],
-            registry=registry,
+            "event",
         )
 
     def count_mysql_event(self, event: str) -> None:
