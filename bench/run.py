@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import cell
@@ -176,34 +177,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", default="50,200")
     parser.add_argument("--captcha-connections", default="50")
     parser.add_argument(
-        "--repeat",
-        type=int,
-        default=2,
-        help="rounds of the SMS matrix; each cell reports its best round",
+        "--repeat", type=int, default=2, help="SMS matrix rounds; a cell's best counts"
     )
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--max-clients", type=int, default=256, help="sends in flight: a, c, c+")
+    parser.add_argument("--skip", default="", help="comma list of: sms, captcha, profile")
+    add_common_options(parser, RESULTS / "latest.json", "docs/perf/*.png and docs/PERFORMANCE.md")
+    return parser.parse_args(argv)
+
+
+def save_results(
+    results: dict, args: argparse.Namespace, write_docs: Callable[[dict], None]
+) -> None:
+    """Write the results as JSON to --out and, unless --no-docs, the docs made from them."""
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"results: {out}")
+    if not args.no_docs:
+        write_docs(results)
+
+
+def add_common_options(parser: argparse.ArgumentParser, out: Path, docs: str) -> None:
+    """The options bench.run and bench.soak share: client timeout, results, work directory."""
     parser.add_argument(
         "--client-timeout",
         type=float,
         default=5,
         help="seconds a client waits before giving up (counted as timeout)",
     )
-    parser.add_argument(
-        "--max-clients",
-        type=int,
-        default=256,
-        help="sends in flight to Ronglian for (a), (c), (c+)",
-    )
-    parser.add_argument("--skip", default="", help="comma list of: sms, captcha, profile")
-    parser.add_argument("--out", default=str(RESULTS / "latest.json"))
+    parser.add_argument("--out", default=str(out))
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
-    parser.add_argument(
-        "--no-docs",
-        action="store_true",
-        help="do not write docs/perf/*.png and docs/PERFORMANCE.md",
-    )
-    return parser.parse_args(argv)
+    parser.add_argument("--no-docs", action="store_true", help=f"do not write {docs}")
 
 
 def run_matrix(run: Run, args: argparse.Namespace) -> dict | None:
@@ -264,12 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         run.stop()
     results = results_of(run, argv, round(time.time() - started), profile)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"results: {out}")
-    if not args.no_docs:
-        report.write_docs(results)
+    save_results(results, args, report.write_docs)
     if args.keep:
         print(f"work directory kept: {workdir}")
     else:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from bench import report, soak_checks, soak_report
 from bench.cell import COOKIE, DEFAULT_SEED_RATE, TRIVIAL_PATH, start_probe
-from bench.run import ensure_dependencies
+from bench.run import add_common_options, ensure_dependencies, save_results
 from bench.soak_load import child_main
 from bench.soak_memory import (
     SLOPE_WINDOW_S,
@@ -227,9 +227,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds at the start excluded from the memory baseline and steady-state numbers",
     )
     parser.add_argument(
-        "--client-timeout", type=float, default=5, help="seconds before a client gives up"
-    )
-    parser.add_argument(
         "--max-clients", type=int, default=256, help="sends in flight to Ronglian per process"
     )
     parser.add_argument("--max-growth-pct", type=float, default=10.0)
@@ -247,9 +244,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra setting for server.py (repeatable), e.g. a smaller pool to investigate",
     )
     parser.add_argument("--idle-tail", type=float, default=5, help="seconds sampled after load")
-    parser.add_argument("--out", default=str(RESULTS / "soak-latest.json"))
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
-    parser.add_argument("--no-docs", action="store_true", help="do not write docs/LOAD.md")
+    add_common_options(parser, RESULTS / "soak-latest.json", "docs/LOAD.md")
     parser.add_argument("--child-loadgen", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.warmup + SLOPE_WINDOW_S > args.duration and not args.child_loadgen:
@@ -301,12 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     passed = all(c["pass"] for c in results["criteria"].values())
     results["pass"] = passed
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"results: {out}")
-    if not args.no_docs:
-        soak_report.write_docs(results)
+    save_results(results, args, soak_report.write_docs)
     load, mem = results["load"], results["memory"]
     print(
         f"ok={load['ok']} sent={load['sent']} errors={load['errors']} "
