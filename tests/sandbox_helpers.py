@@ -1,33 +1,26 @@
 """Run the provider sandboxes (sandbox.ronglian, sandbox.aliyun) as subprocesses.
 
-Standard library only, so it can be used from plain sync pytest fixtures and scripts.
+Synchronous (no event loop), so it can be used from plain pytest fixtures and scripts. The
+process is started and stopped by devstack.processes, like every other child of the tests.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from devstack.processes import free_port, start_listening, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SandboxProcess:
@@ -54,7 +47,6 @@ class SandboxProcess:
         # during a benchmark and block the sandbox.
         self.log_path = os.path.join(self.tmpdir, f"{self.module}-sandbox-{self.port}.log")
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -62,7 +54,7 @@ class SandboxProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
-        """Spawn the sandbox and wait until /healthz answers; raise with its output on failure."""
+        """Spawn the sandbox and wait until it listens; raise with its output on failure."""
         if self._proc is not None:
             raise RuntimeError("sandbox already started")
         cmd = [sys.executable, "-m", f"sandbox.{self.module}", "--port", str(self.port)]
@@ -72,37 +64,14 @@ class SandboxProcess:
             with open(config_path, "w", encoding="utf-8") as fh:
                 json.dump(self.config, fh)
             cmd += ["--config-json", config_path]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        self._proc = start_listening(
+            cmd, self.port, Path(self.log_path), timeout=timeout, cwd=REPO_ROOT, name=cmd[2]
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                break
-            if self._healthy():
-                # A stale server on the same port could answer; make sure ours is alive.
-                if self._proc.poll() is None:
-                    return
-                break
-            time.sleep(0.05)
-        output = self.read_log()
-        self.stop()
-        raise RuntimeError(f"{self.module} sandbox failed to start on port {self.port}:\n{output}")
 
     def stop(self) -> None:
         """SIGTERM the sandbox, wait, SIGKILL as a fallback; safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.terminate()  # harmless if it already exited
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        stop_process(proc, timeout=5)
         if self._own_tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             self._own_tmpdir = False  # the directory is gone; a restart would need a new one
@@ -148,11 +117,6 @@ class SandboxProcess:
     def faults(self) -> dict:
         """The current fault setting, including the remaining `times`."""
         return self._request("GET", "/faults")
-
-    def _healthy(self) -> bool:
-        with contextlib.suppress(OSError, ValueError, RuntimeError):
-            return self._request("GET", "/healthz", timeout=1) == {"status": "ok"}
-        return False
 
     def _request(self, method: str, path: str, payload: Any = None, timeout: float = 10) -> Any:
         """Call the control API and decode its JSON answer; raise RuntimeError on HTTP errors."""
