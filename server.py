@@ -42,6 +42,7 @@ from services.fraud import FraudGuard
 from services.limits import RateLimiter
 from services.login_throttle import LoginThrottle
 from services.logs import configure_logging
+from services.meiduo_pages import load_meiduo_pages
 from services.metrics import Metrics
 from services.passwords import PasswordHasher
 from services.pow import ProofOfWork
@@ -171,6 +172,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         accounts = AccountService(
             users, hasher, sms, limiter, throttle, sessions, config.accounts, config.limits
         )
+        templates = config.families.meiduo_templates
+        meiduo_pages = load_meiduo_pages(templates) if templates else None  # checked at start
         yield Services(
             config,
             redis,
@@ -184,6 +187,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             sender,
             receipts,
             fraud,
+            meiduo_pages,
         )
 
 

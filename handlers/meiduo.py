@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import tornado.web
+
 from handlers.base import ApiHandler, CaptchaImageHandler, describe_error
 from services.errors import Ret, ServiceError, Success
+from services.meiduo_pages import MeiduoPages, Page, echo
 from services.users import User
 
 USERNAME_COOKIE = "username"  # meiduo's header greeting reads this plain cookie
@@ -42,11 +45,16 @@ def meiduo_code(outcome: Success | ServiceError) -> str:
     return CODE_BY_FIELD.get(outcome.field or "") or CODE_BY_RET.get(outcome.ret, DEFAULT_CODE)
 
 
+def meiduo_envelope(outcome: Success | ServiceError) -> dict[str, object]:
+    """meiduo's JSON shape: {"code", "errmsg", ...data at the top level}."""
+    return {"code": meiduo_code(outcome), "errmsg": outcome.errmsg, **outcome.data}
+
+
 class MeiduoApiHandler(ApiHandler):
-    """JSON in meiduo's shape: {"code", "errmsg", ...data at the top level}."""
+    """JSON in meiduo's shape."""
 
     def envelope(self, outcome: Success | ServiceError) -> dict[str, object]:
-        return {"code": meiduo_code(outcome), "errmsg": outcome.errmsg, **outcome.data}
+        return meiduo_envelope(outcome)
 
 
 class MeiduoCaptchaImageHandler(MeiduoApiHandler, CaptchaImageHandler):
@@ -92,7 +100,14 @@ class MeiduoUsernameCountHandler(MeiduoApiHandler):
 
 
 class MeiduoFormHandler(MeiduoApiHandler):
-    """meiduo's native form posts: success redirects, a refusal is a short text page."""
+    """meiduo's native form posts: success redirects, a refusal is a short text page (or
+    the meiduo page again, with families.meiduo_templates)."""
+
+    page: Page | None = None  # the meiduo template this form lives on
+
+    @property
+    def meiduo_pages(self) -> MeiduoPages | None:
+        return self.application.services.meiduo_pages
 
     def check_xsrf_cookie(self) -> None:
         # Django forms carry the token as csrfmiddlewaretoken; Tornado reads it from a header.
@@ -103,10 +118,14 @@ class MeiduoFormHandler(MeiduoApiHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         status, outcome = describe_error(status_code, kwargs.get("exc_info", (None,) * 3)[1])
+        pages = self.meiduo_pages
+        page = self.page if pages is not None and self.request.method == "POST" else None
         if status == 200:
-            # meiduo answers invalid input with 403 (HttpResponseForbidden); other refusals
-            # re-render the form with a message: 400 with that message here.
-            status = 403 if outcome.ret is Ret.PARAMERR else 400
+            # meiduo answers invalid input with 403 (HttpResponseForbidden) and re-renders
+            # the form for the other refusals (HTTP 200, Django's render()): on the page when
+            # we have meiduo's templates, else 400 with the message alone. No meiduo view
+            # rate-limits or waits for storage: 429 and 503 tell clients what happened.
+            status = 403 if outcome.ret is Ret.PARAMERR else 200 if page else 400
             if outcome.ret is Ret.REQERR:
                 status = 429
             elif outcome.ret in (Ret.DBERR, Ret.THIRDERR):
@@ -114,9 +133,24 @@ class MeiduoFormHandler(MeiduoApiHandler):
         self.set_status(status)
         if outcome.retry_after is not None:
             self.set_header("Retry-After", str(outcome.retry_after))
-        self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.errno = outcome.ret.code
+        if pages is not None and page is not None:
+            self.set_header("Content-Type", "text/html; charset=UTF-8")
+            # Rendered inline: these pages take ~0.1 ms (docs/API.md), less than handing
+            # the work to an executor would cost, and their templates were compiled at start.
+            context = self.page_context(outcome)
+            self.finish(pages.render(page, self.xsrf_token.decode(), context))
+            return
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
         self.finish(outcome.errmsg)
+
+    def page_context(self, outcome: ServiceError) -> dict[str, str]:
+        """meiduo's variables for this refusal, and the fields the user may see again."""
+        try:
+            form = self.form("username", "mobile")
+        except tornado.web.HTTPError:  # a form that is not UTF-8: nothing to show again
+            return {}
+        return {"username": echo(form["username"]), "mobile": echo(form["mobile"])}
 
     def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
         """A form succeeds by redirecting (a refusal is written by write_error)."""
@@ -136,6 +170,17 @@ class MeiduoRegisterFormHandler(MeiduoFormHandler):
     """POST /register/ form (username, password, password2, mobile, sms_code, allow)."""
 
     route_name = "meiduo_register"
+    page = "register"
+
+    def page_context(self, outcome: ServiceError) -> dict[str, str]:
+        context = super().page_context(outcome)
+        if outcome.field == "sms_code":
+            context["sms_code_errmsg"] = outcome.errmsg
+        else:
+            # register_errmsg in meiduo's own views; errmsg where a project's view passes
+            # {code, errmsg} to the template (HuiDBK's register.html shows that one).
+            context["register_errmsg"] = context["errmsg"] = outcome.errmsg
+        return context
 
     async def post(self) -> None:
         form = self.form("username", "password", "password2", "mobile", "sms_code", "allow")
@@ -151,6 +196,10 @@ class MeiduoLoginFormHandler(MeiduoFormHandler):
     """POST /login/ form (username — a username or a mobile — password, remembered)."""
 
     route_name = "meiduo_login"
+    page = "login"
+
+    def page_context(self, outcome: ServiceError) -> dict[str, str]:
+        return {**super().page_context(outcome), "account_errmsg": outcome.errmsg}
 
     async def post(self) -> None:
         form = self.form("username", "password", "remembered", "image_code", "image_code_id")
@@ -198,6 +247,10 @@ def safe_next(target: str) -> str:
     """Where to go after login: a same-site path of safe characters, anything else is "/"."""
     return target if SAFE_NEXT_RE.fullmatch(target) else "/"
 
+
+# Any URL under the first path segment of a meiduo route: an unknown one is meiduo's 404.
+MEIDUO_ROOTS = ("image_codes", "sms_codes", "mobiles", "usernames", "register", "login", "logout")
+MEIDUO_PATH_RE = re.compile(rf"/(?:{'|'.join(MEIDUO_ROOTS)})(?:/.*)?")
 
 ROUTES = [
     (r"/image_codes/([^/]*)/", MeiduoCaptchaImageHandler),

@@ -9,6 +9,7 @@ from services.captcha import CaptchaService
 from services.config import Config
 from services.db import Database
 from services.fraud import FraudGuard
+from services.meiduo_pages import MeiduoPages
 from services.metrics import Metrics
 from services.providers.failover import FailoverSender
 from services.receipts import ReceiptStore
@@ -34,3 +35,4 @@ class Services:
     sender: FailoverSender
     receipts: ReceiptStore
     fraud: FraudGuard
+    meiduo_pages: MeiduoPages | None  # families.meiduo_templates, if set

@@ -395,3 +395,7 @@ def test_http_error_answers_conform(api_server, api_schema, xsrf):
     meiduo = api_schema["/sms_codes/{mobile}/"]["GET"]
     bad = requests.get(f"{base}/sms_codes/{MOBILE}/?image_code=%FF&uuid=x", timeout=10)
     assert validated(meiduo, bad, path_parameters={"mobile": MOBILE}).json()["code"] == "4003"
+
+    meiduo_image = api_schema["/image_codes/{uuid}/"]["GET"]
+    missing = requests.get(f"{base}/image_codes/a/b/", timeout=10)
+    assert validated(meiduo_image, missing, path_parameters={"uuid": "a"}).json()["code"] == "5003"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.clientip import parse_networks
+from services.meiduo_pages import MeiduoTemplateError, load_meiduo_pages
 
 # A rule takes the value of the setting it is declared on (any type: int, str, tuple ...).
 Rule = Callable[[Any], str | None]
@@ -164,3 +165,15 @@ def host_port_list(
 
 def host_ports_or_empty(spec: str) -> str | None:
     return parsed_by(host_port_list)(spec) if spec.strip() else None
+
+
+def meiduo_templates_or_empty(value: str) -> str | None:
+    """Empty, or a directory whose register.html and login.html compile and render; compiled
+    here once per process (load_meiduo_pages caches them for the workers)."""
+    if not value:
+        return None
+    try:
+        load_meiduo_pages(value)
+    except MeiduoTemplateError as exc:
+        return ": " + " ".join(str(exc).split())  # one line, whatever the template said
+    return None

@@ -19,6 +19,7 @@ from services.config.rules import (
     host_ports_or_empty,
     listen_hosts,
     log_level,
+    meiduo_templates_or_empty,
     networks,
     one_of,
     parsed_by,
@@ -80,6 +81,8 @@ class FamiliesConfig:
     ihome: bool = True
     meiduo: bool = True
     news: bool = True
+    # A meiduo project's templates directory (its register.html and login.html).
+    meiduo_templates: str = setting("", meiduo_templates_or_empty)
 
 
 @dataclass(frozen=True)
