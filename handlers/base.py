@@ -7,25 +7,23 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import tornado.web
 
 from handlers.application import SmsRegApplication
-from services.accounts import AccountService
-from services.captcha import CAPTCHA_CONTENT_TYPE, CaptchaService
+from services.captcha import CAPTCHA_CONTENT_TYPE
 from services.clientip import client_network, resolve_client_ip
-from services.config import Config
+from services.composition import Services
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError, Success
-from services.metrics import Metrics, method_label
-from services.receipts import ReceiptStore
-from services.sessions import Session, SessionStore
-from services.sms import SmsCodeService
+from services.metrics import method_label
+from services.sessions import Session
 from services.users import User
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Answers for Tornado's own HTTP errors (bad route, method, oversized body, XSRF ...).
 HTTP_ERROR_REPLIES = {
@@ -35,6 +33,22 @@ HTTP_ERROR_REPLIES = {
     405: (Ret.REQERR, "请求方法不支持"),
     413: (Ret.PARAMERR, "请求体过大"),
 }
+
+
+class FromServices(Generic[T]):
+    """A handler attribute that reads one of the application's services; `pick` gives its type."""
+
+    def __init__(self, pick: Callable[[Services], T]) -> None:
+        self._pick = pick
+
+    @overload
+    def __get__(self, handler: None, owner: type[BaseHandler]) -> FromServices[T]: ...
+    @overload
+    def __get__(self, handler: BaseHandler, owner: type[BaseHandler]) -> T: ...
+    def __get__(self, handler: BaseHandler | None, owner: type[BaseHandler]) -> FromServices[T] | T:
+        if handler is None:
+            return self  # looked up on the class, not on a handler
+        return self._pick(handler.application.services)
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -76,34 +90,14 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         super().log_exception(typ, value, tb)
 
-    # The services this process built (services/composition.py), one property each.
-    @property
-    def config(self) -> Config:
-        return self.application.services.config
-
-    @property
-    def captchas(self) -> CaptchaService:
-        return self.application.services.captchas
-
-    @property
-    def sms(self) -> SmsCodeService:
-        return self.application.services.sms
-
-    @property
-    def accounts(self) -> AccountService:
-        return self.application.services.accounts
-
-    @property
-    def sessions(self) -> SessionStore:
-        return self.application.services.sessions
-
-    @property
-    def receipts(self) -> ReceiptStore:
-        return self.application.services.receipts
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.application.services.metrics
+    # The services this process built (services/composition.py), one typed attribute each.
+    config = FromServices(lambda services: services.config)
+    captchas = FromServices(lambda services: services.captchas)
+    sms = FromServices(lambda services: services.sms)
+    accounts = FromServices(lambda services: services.accounts)
+    sessions = FromServices(lambda services: services.sessions)
+    receipts = FromServices(lambda services: services.receipts)
+    metrics = FromServices(lambda services: services.metrics)
 
     @property
     def client_address(self) -> str:
