@@ -24,6 +24,9 @@ from services.users import User
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# What Tornado passes to log_exception besides the exception (either may be None).
+ErrorType = type[BaseException] | None
+Traceback = TracebackType | None
 
 # Answers for Tornado's own HTTP errors (bad route, method, oversized body, XSRF ...).
 HTTP_ERROR_REPLIES = {
@@ -71,12 +74,7 @@ class BaseHandler(tornado.web.RequestHandler):
         route = getattr(self, "route_name", None) or type(self).__name__
         return f"{method_label(self.request.method)} {route} rid={self.request_id}"
 
-    def log_exception(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def log_exception(self, typ: ErrorType, value: BaseException | None, tb: Traceback) -> None:
         if isinstance(value, tornado.web.HTTPError):
             if not value.log_message:
                 return  # a plain 404/405/413: the access line says enough
@@ -258,12 +256,7 @@ class ApiHandler(BaseHandler):
             self.set_header("Retry-After", str(outcome.retry_after))
         self.write_outcome(outcome)
 
-    def log_exception(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def log_exception(self, typ: ErrorType, value: BaseException | None, tb: Traceback) -> None:
         if isinstance(value, ServiceError):
             return  # an ordinary business outcome, logged by the access line
         if isinstance(value, STORAGE_ERRORS):
