@@ -3,10 +3,19 @@ register a user. Test modules import these from here, never from each other."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+import urllib.parse
+import uuid
+
 import argon2
 
 from services import keys
+from services.mobiles import canonical_mobile
 from services.sms import Purpose, SentCode
+from tests.conftest import ROOT, Client
 
 PASSWORD = "s3cret-pass"
 NEW_PASSWORD = "n3w-secret-pass"
@@ -70,3 +79,203 @@ async def sms_keys_of(redis, mobile: str) -> dict[str, object]:
         "hourly": int(await redis.get(keys.sms_mobile_hourly_key(mobile)) or 0),
         "daily": int(await redis.get(keys.sms_mobile_daily_key(mobile)) or 0),
     }
+
+
+# --- the ihome JSON API over HTTP (tests/conftest.py Client) -------------------------------
+
+
+async def post(client, path: str, body: dict, headers: dict | None = None) -> dict:
+    """A JSON POST with the XSRF header, as the ihome front-end sends it."""
+    return await client.json(path, "POST", body, {**await client.xsrf_headers(), **(headers or {})})
+
+
+async def send_with_new_captcha(client, mobile: str, captcha_id: str) -> dict:
+    """GET /api/v1.0/sms_codes/<mobile> with a freshly solved CAPTCHA; the JSON answer."""
+    text = await client.new_captcha(captcha_id)
+    return await client.send_sms(mobile, text, captcha_id)
+
+
+async def send(client, mobile: str, captcha_id: str, headers: dict | None = None):
+    """One SMS request with a fresh CAPTCHA; returns (HTTP response, JSON body)."""
+    text = await client.new_captcha(captcha_id)
+    response = await client.fetch(
+        f"/api/v1.0/sms_codes/{mobile}?image_code={text}&image_code_id={captcha_id}",
+        headers=headers,
+    )
+    return response, json.loads(response.body)
+
+
+async def request_code(client, sandbox, mobile: str, captcha_id: str = "reg") -> str:
+    """Ask for a register code over HTTP and read it from the sandbox's inbox."""
+    assert (await send_with_new_captcha(client, mobile, captcha_id))["errno"] == "0"
+    return last_code(sandbox, mobile)
+
+
+async def register(client, mobile: str, code: str, password: str = PASSWORD, **extra) -> dict:
+    body = {"mobile": mobile, "sms_code": code, "password": password, "password2": password}
+    return await post(client, "/api/v1.0/users", {**body, **extra})
+
+
+async def user_rows(client, mobile: str) -> int:
+    row = await client.app.services.db.fetch_one(
+        "SELECT COUNT(*) FROM ih_user_profile WHERE mobile = %s", (mobile,)
+    )
+    return row[0]
+
+
+def assert_refusal(response, body, reason: str, low: int, high: int) -> None:
+    """A limit's refusal: REQERR naming it, with the seconds left in the body and Retry-After."""
+    assert response.code == 200
+    assert body["errno"] == "4201"
+    assert body["data"]["reason"] == reason
+    assert low <= body["data"]["retry_after"] <= high
+    assert response.headers["Retry-After"] == str(body["data"]["retry_after"])
+    assert f"{body['data']['retry_after']}秒" in body["errmsg"]
+
+
+async def assert_nothing_stored(client, mobile: str) -> None:
+    redis = client.app.services.redis
+    assert not await redis.exists(keys.sms_guard_key(mobile), keys.sms_code_key(mobile))
+
+
+# --- the phone account over HTTP: purposes, SMS login, reset, change of mobile -------------
+
+
+async def add_user(client, mobile: str, name: str | None = None):
+    """A registered user, without spending an SMS on it."""
+    return await client.app.services.users.create(name or mobile, mobile, PASSWORD_HASH)
+
+
+async def ask_code(client, mobile: str, purpose: str | None, captcha_id: str = "p") -> dict:
+    """POST /api/v1.0/sms_codes with a fresh CAPTCHA and the given purpose (None: omitted)."""
+    text = await client.new_captcha(captcha_id)
+    body = {"mobile": mobile, "image_code": text, "image_code_id": captcha_id}
+    if purpose is not None:
+        body["purpose"] = purpose
+    return await post(client, "/api/v1.0/sms_codes", body)
+
+
+async def code_for(client, sandbox, mobile: str, purpose: str | None, captcha_id="p") -> str:
+    answer = await ask_code(client, mobile, purpose, captcha_id)
+    assert answer["errno"] == "0", answer
+    return last_code(sandbox, canonical_mobile(mobile))
+
+
+async def sms_login(client, mobile: str, code: str) -> dict:
+    return await post(client, "/api/v1.0/sessions", {"mobile": mobile, "sms_code": code})
+
+
+async def password_login(client, mobile: str, password: str = PASSWORD) -> dict:
+    return await post(client, "/api/v1.0/sessions", {"mobile": mobile, "password": password})
+
+
+async def reset(client, mobile: str, code: str, password: str = NEW_PASSWORD) -> dict:
+    body = {"mobile": mobile, "sms_code": code, "password": password, "password2": password}
+    return await post(client, "/api/v1.0/password_reset", body)
+
+
+async def change_mobile(client, mobile: str, code: str) -> dict:
+    body = {"mobile": mobile, "sms_code": code}
+    return await client.json("/api/v1.0/user/mobile", "PUT", body, await client.xsrf_headers())
+
+
+async def logged_in_as(client) -> str | None:
+    answer = await client.json("/api/v1.0/session")
+    return answer["data"]["name"] if answer["errno"] == "0" else None
+
+
+def another_browser(client) -> Client:
+    """A second client of the same server, with its own cookies."""
+    return Client(client.base_url, client.app)
+
+
+async def mobile_of(client, user_id: int) -> str:
+    row = await client.app.services.db.fetch_one(
+        "SELECT mobile, name FROM ih_user_profile WHERE id = %s", (user_id,)
+    )
+    return row[0]
+
+
+# --- the meiduo and news front-ends' own requests -----------------------------------------
+
+FAMILY_PASSWORD = "abc12345xyz"  # fits meiduo's ^[0-9A-Za-z]{8,20}$ too
+
+
+def form_body(fields: dict[str, str]) -> str:
+    return urllib.parse.urlencode(fields)
+
+
+class MeiduoClient:
+    """Speaks like meiduo's register.js / login.html: axios GETs and native form posts."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    async def image(self) -> tuple[str, str]:
+        image_uuid = str(uuid.uuid4())
+        response = await self.client.fetch(f"/image_codes/{image_uuid}/")
+        assert response.code == 200 and response.headers["Content-Type"] == "image/jpeg"
+        text = await self.client.app.services.redis.get(f"image_code:{image_uuid}")
+        return image_uuid, text
+
+    async def get_json(self, path: str) -> dict:
+        response = await self.client.fetch(path)
+        assert response.code == 200
+        return json.loads(response.body)
+
+    async def sms(self, mobile: str, image_code: str, image_uuid: str) -> dict:
+        query = urllib.parse.urlencode({"image_code": image_code, "uuid": image_uuid})
+        return await self.get_json(f"/sms_codes/{mobile}/?{query}")
+
+    async def post_form(self, path: str, fields: dict[str, str]):
+        fields = {"csrfmiddlewaretoken": self.client.cookies["csrftoken"], **fields}
+        return await self.client.fetch(
+            path,
+            "POST",
+            form_body(fields),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+
+class NewsClient:
+    """Speaks like the news site's main.js: JSON posts with X-CSRFToken from csrf_token."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    async def image(self) -> tuple[str, str]:
+        image_id = str(uuid.uuid4())
+        response = await self.client.fetch(f"/passport/image_code?imageCodeId={image_id}")
+        assert response.code == 200 and response.headers["Content-Type"] == "image/jpeg"
+        return image_id, await self.client.app.services.redis.get(f"image_code:{image_id}")
+
+    async def post(self, path: str, body: dict) -> dict:
+        headers = {"X-CSRFToken": self.client.cookies["csrf_token"]}
+        return await self.client.json(path, "POST", body, headers)
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 if absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    total = 0.0
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:{{(.*)}})? (\S+)", line)
+        if match and ",".join(sorted((match.group(1) or "").split(","))) == wanted:
+            total += float(match.group(2))
+    return total
+
+
+def run_server(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python server.py ARGS` to its end (a start-up that must fail), output captured."""
+    return subprocess.run(
+        [sys.executable, "server.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

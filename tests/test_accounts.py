@@ -11,31 +11,7 @@ from werkzeug.security import generate_password_hash
 
 from services import keys
 from tests.conftest import serving
-
-PASSWORD = "s3cret-pass"
-
-
-async def request_code(client, sandbox, mobile: str, captcha_id: str = "reg") -> str:
-    text = await client.new_captcha(captcha_id)
-    assert (await client.send_sms(mobile, text, captcha_id))["errno"] == "0"
-    return sandbox.inbox(mobile)[-1]["datas"][0]
-
-
-async def post(client, path: str, body: dict, headers: dict | None = None) -> dict:
-    return await client.json(path, "POST", body, {**await client.xsrf_headers(), **(headers or {})})
-
-
-async def register(client, mobile: str, code: str, password: str = PASSWORD, **extra) -> dict:
-    body = {"mobile": mobile, "sms_code": code, "password": password, "password2": password}
-    return await post(client, "/api/v1.0/users", {**body, **extra})
-
-
-async def user_rows(client, mobile: str) -> int:
-    row = await client.app.services.db.fetch_one(
-        "SELECT COUNT(*) FROM ih_user_profile WHERE mobile = %s", (mobile,)
-    )
-    return row[0]
-
+from tests.flows import PASSWORD, post, register, request_code, user_rows
 
 # --- register ----------------------------------------------------------------------------
 
@@ -105,8 +81,12 @@ async def test_register_without_code_is_nodata(client, fresh_mobile):
     assert answer["errno"] == "4002"
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_register_wrong_code_five_times_destroys_code(client, sandbox, fresh_mobile):
+# These tests take mode_client: they run on standalone Redis and on a Redis Cluster.
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_register_wrong_code_five_times_destroys_code(mode_client, sandbox, fresh_mobile):
+    client = mode_client
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
@@ -114,26 +94,18 @@ async def test_register_wrong_code_five_times_destroys_code(client, sandbox, fre
     assert [a["errno"] for a in answers] == ["4004"] * 5
     assert answers[0]["errmsg"] == "短信验证码错误，还可尝试4次"
     assert answers[4]["errmsg"] == "短信验证码错误次数过多，请重新获取"
+    assert not await client.app.services.redis.exists(keys.sms_code_key(mobile))
     # The 6th attempt, even with the right code, finds no code: it was destroyed.
     assert (await register(client, mobile, code))["errno"] == "4002"
     assert await user_rows(client, mobile) == 0
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_concurrent_wrong_codes_cannot_exceed_attempt_limit(client, sandbox, fresh_mobile):
-    await check_concurrent_wrong_codes_counted_five_times(client, sandbox, fresh_mobile)
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_twenty_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile):
-    await check_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile)
-
-
-# Scenarios shared with tests/test_cluster.py, which runs them on a Redis Cluster.
-
-
-async def check_concurrent_wrong_codes_counted_five_times(client, sandbox, fresh_mobile) -> None:
+async def test_concurrent_wrong_codes_cannot_exceed_attempt_limit(
+    mode_client, sandbox, fresh_mobile
+):
     """20 concurrent wrong codes: 5 counted as wrong, then the code is gone for the rest."""
+    client = mode_client
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 21)]
@@ -142,8 +114,10 @@ async def check_concurrent_wrong_codes_counted_five_times(client, sandbox, fresh
     assert errnos.count("4004") == 5 and errnos.count("4002") == 15
 
 
-async def check_concurrent_registrations_create_one_user(client, sandbox, fresh_mobile) -> None:
+@pytest.mark.gen_test(timeout=60)
+async def test_twenty_concurrent_registrations_create_one_user(mode_client, sandbox, fresh_mobile):
     """20 concurrent registrations with one right code: one user, never a second row."""
+    client = mode_client
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     answers = await asyncio.gather(*(register(client, mobile, code) for _ in range(20)))

@@ -17,7 +17,7 @@ from services import keys
 from services.audio_captcha import render_wav
 from tests.audio_solver import DtwSolver, NccSolver, load_clips, read_wav, resample
 from tests.conftest import serving
-from tests.test_limits import assert_refusal
+from tests.flows import assert_refusal
 
 SAMPLES = 12  # CAPTCHAs attacked: at most one in ten may be solved, i.e. at most 1 here
 INTRO = int(0.8 * 8000)  # an attacker skips the beeps at the start (the first character
@@ -90,22 +90,18 @@ def test_seeded_rendering_is_repeatable_for_tests():
     assert render_wav("AC34", seed=3) == render_wav("AC34", seed=3)
 
 
-async def check_audio_costs_more_than_an_image(client) -> None:
-    """With 5 CAPTCHAs per IP a minute: an image (1) and an audio (3) fit, a second audio does
-    not (and counts nothing), one more image does."""
-    assert await client.new_captcha("cost-1")
-    assert (await client.fetch("/api/v1.0/image_codes/cost-1/audio")).code == 200
-    response = await client.fetch("/api/v1.0/image_codes/cost-1/audio")
-    assert response.headers["Content-Type"].startswith("application/json"), "audio served"
-    assert_refusal(response, json.loads(response.body), "captcha_ip_minute", 50, 60)
-    assert await client.new_captcha("cost-2")  # the refused audio took nothing
-    response = await client.fetch("/api/v1.0/image_codes/cost-3")
-    assert_refusal(response, json.loads(response.body), "captcha_ip_minute", 50, 60)
-    assert not await client.app.services.redis.exists(keys.captcha_key("cost-3"))
-
-
 @pytest.mark.gen_test(timeout=60)
-async def test_audio_captcha_costs_more_than_an_image(make_app):
-    app = await make_app(limits={"captcha_per_ip_minute": 5})
+async def test_audio_captcha_costs_more_than_an_image(make_mode_app):
+    """With 5 CAPTCHAs per IP a minute: an image (1) and an audio (3) fit, a second audio does
+    not (and counts nothing), one more image does. On standalone Redis and on a cluster."""
+    app = await make_mode_app(limits={"captcha_per_ip_minute": 5})
     async with serving(app) as client:
-        await check_audio_costs_more_than_an_image(client)
+        assert await client.new_captcha("cost-1")
+        assert (await client.fetch("/api/v1.0/image_codes/cost-1/audio")).code == 200
+        response = await client.fetch("/api/v1.0/image_codes/cost-1/audio")
+        assert response.headers["Content-Type"].startswith("application/json"), "audio served"
+        assert_refusal(response, json.loads(response.body), "captcha_ip_minute", 50, 60)
+        assert await client.new_captcha("cost-2")  # the refused audio took nothing
+        response = await client.fetch("/api/v1.0/image_codes/cost-3")
+        assert_refusal(response, json.loads(response.body), "captcha_ip_minute", 50, 60)
+        assert not await client.app.services.redis.exists(keys.captcha_key("cost-3"))

@@ -11,6 +11,7 @@ import pytest
 
 from services import keys
 from tests.conftest import serving
+from tests.flows import post, register, request_code
 
 
 async def raw_exchange(port: int, payload: bytes, wait: float) -> bytes:
@@ -108,8 +109,6 @@ async def test_hostile_json_values_are_paramerr_and_store_nothing(client, value)
 
 @pytest.mark.gen_test(timeout=30)
 async def test_sql_metacharacters_in_password_are_just_characters(client, sandbox, fresh_mobile):
-    from tests.test_accounts import post, register, request_code
-
     mobile = fresh_mobile()
     password = "x' OR '1'='1"
     code = await request_code(client, sandbox, mobile)
@@ -124,8 +123,6 @@ async def test_sql_metacharacters_in_password_are_just_characters(client, sandbo
 async def test_codes_passwords_and_mobiles_never_reach_the_logs(
     client, sandbox, fresh_mobile, caplog
 ):
-    from tests.test_accounts import post, register
-
     mobile = fresh_mobile()
     password = "Pa55-word-never-logged"
     with caplog.at_level(logging.INFO):  # debug mode may show more; production runs at INFO

@@ -7,7 +7,7 @@ import pytest
 from devstack.processes import free_port
 from services.providers.failover import CircuitBreaker
 from tests.conftest import serving
-from tests.test_accounts import register
+from tests.flows import register
 
 BOTH = ("ronglian", "aliyun")
 

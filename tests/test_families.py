@@ -3,53 +3,14 @@
 from __future__ import annotations
 
 import json
-import urllib.parse
-import uuid
 
 import pytest
 
 from tests.conftest import serving
-
-PASSWORD = "abc12345xyz"  # fits meiduo's ^[0-9A-Za-z]{8,20}$ too
-
-
-def form_body(fields: dict[str, str]) -> str:
-    return urllib.parse.urlencode(fields)
-
+from tests.flows import FAMILY_PASSWORD as PASSWORD
+from tests.flows import MeiduoClient, NewsClient, form_body
 
 # --- meiduo ------------------------------------------------------------------------------
-
-
-class MeiduoClient:
-    """Speaks like meiduo's register.js / login.html: axios GETs and native form posts."""
-
-    def __init__(self, client) -> None:
-        self.client = client
-
-    async def image(self) -> tuple[str, str]:
-        image_uuid = str(uuid.uuid4())
-        response = await self.client.fetch(f"/image_codes/{image_uuid}/")
-        assert response.code == 200 and response.headers["Content-Type"] == "image/jpeg"
-        text = await self.client.app.services.redis.get(f"image_code:{image_uuid}")
-        return image_uuid, text
-
-    async def get_json(self, path: str) -> dict:
-        response = await self.client.fetch(path)
-        assert response.code == 200
-        return json.loads(response.body)
-
-    async def sms(self, mobile: str, image_code: str, image_uuid: str) -> dict:
-        query = urllib.parse.urlencode({"image_code": image_code, "uuid": image_uuid})
-        return await self.get_json(f"/sms_codes/{mobile}/?{query}")
-
-    async def post_form(self, path: str, fields: dict[str, str]):
-        fields = {"csrfmiddlewaretoken": self.client.cookies["csrftoken"], **fields}
-        return await self.client.fetch(
-            path,
-            "POST",
-            form_body(fields),
-            {"Content-Type": "application/x-www-form-urlencoded"},
-        )
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -157,23 +118,6 @@ async def test_meiduo_username_taken_and_mobile_lookalike(client, sandbox, fresh
 
 
 # --- news --------------------------------------------------------------------------------
-
-
-class NewsClient:
-    """Speaks like the news site's main.js: JSON posts with X-CSRFToken from csrf_token."""
-
-    def __init__(self, client) -> None:
-        self.client = client
-
-    async def image(self) -> tuple[str, str]:
-        image_id = str(uuid.uuid4())
-        response = await self.client.fetch(f"/passport/image_code?imageCodeId={image_id}")
-        assert response.code == 200 and response.headers["Content-Type"] == "image/jpeg"
-        return image_id, await self.client.app.services.redis.get(f"image_code:{image_id}")
-
-    async def post(self, path: str, body: dict) -> dict:
-        headers = {"X-CSRFToken": self.client.cookies["csrf_token"]}
-        return await self.client.json(path, "POST", body, headers)
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -21,7 +21,7 @@ from services import keys
 from services.fraud import segments_of
 from services.pow import solve
 from tests.conftest import ROOT, serving
-from tests.test_accounts import register
+from tests.flows import register
 
 # Small numbers so that a test trips a breaker in a handful of requests; the proof of work is
 # cheap (at most 20 tries) so that solving it costs the test nothing.
@@ -107,14 +107,20 @@ def test_segments_are_number_block_network_and_address():
 # --- the breaker -------------------------------------------------------------------------
 
 
+# Tests taking make_mode_app run on standalone Redis and on a Redis Cluster (three segments
+# per send, three slots).
+
+
 @pytest.mark.gen_test(timeout=60)
-async def test_unconverted_segment_needs_proof_of_work_then_is_blocked(make_app, sandbox, caplog):
-    app = await fraud_app(make_app)
+async def test_unconverted_segment_needs_proof_of_work_then_is_blocked(
+    make_mode_app, sandbox, caplog
+):
+    app = await fraud_app(make_mode_app)
     async with serving(app) as client:
-        await check_breaker(client, sandbox, caplog)
+        await trip_the_breaker(client, sandbox, caplog)
 
 
-async def check_breaker(client, sandbox, caplog) -> None:
+async def trip_the_breaker(client, sandbox, caplog) -> None:
     """normal -> elevated (proof of work) -> blocked, for a bot that never verifies."""
     # The bot: 5 numbers of one block from one /24, never verifying.
     for i in range(5):
@@ -162,22 +168,18 @@ async def check_breaker(client, sandbox, caplog) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_segment_that_converts_stays_normal(make_app, sandbox):
-    app = await fraud_app(make_app)
+async def test_segment_that_converts_stays_normal(make_mode_app, sandbox):
+    app = await fraud_app(make_mode_app)
     async with serving(app) as client:
-        await check_converting_segment_stays_normal(client, sandbox)
-
-
-async def check_converting_segment_stays_normal(client, sandbox) -> None:
-    # Ten real users behind one NAT, each registering with the code it got.
-    for _ in range(10):
-        mobile = mobile_in("1391111")
-        _, body, _ = await send(client, mobile, "192.0.2.1")
-        assert body["errno"] == "0", body
-        code = sandbox.inbox(mobile)[-1]["datas"][0]
-        assert (await register(client, mobile, code))["errno"] == "0"
-    status = await client.app.services.fraud.status("net:192.0.2.0/24")
-    assert (status.state, status.sends, status.conversions) == ("normal", 10, 10)
+        # Ten real users behind one NAT, each registering with the code it got.
+        for _ in range(10):
+            mobile = mobile_in("1391111")
+            _, body, _ = await send(client, mobile, "192.0.2.1")
+            assert body["errno"] == "0", body
+            code = sandbox.inbox(mobile)[-1]["datas"][0]
+            assert (await register(client, mobile, code))["errno"] == "0"
+        status = await client.app.services.fraud.status("net:192.0.2.0/24")
+        assert (status.state, status.sends, status.conversions) == ("normal", 10, 10)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -272,42 +274,38 @@ async def test_budget_sheds_poor_segments_then_newcomers_keeps_good_records(
 # --- races -------------------------------------------------------------------------------
 
 
-async def check_elevated_cap_holds_under_a_race(client, sandbox) -> None:
+@pytest.mark.gen_test(timeout=120)
+async def test_hundred_concurrent_requests_do_not_overshoot_an_elevated_cap(make_mode_app, sandbox):
     """100 concurrent requests with valid proofs of work in one elevated segment: exactly
     its cap (elevated_sends) go out."""
-    for i in range(5):
-        await send_ok(client, mobile_in("1700005"), f"198.51.100.{i + 1}")
-    pow_service = client.app.services.fraud._pow
-    payloads = [solve(pow_service.challenge()) for _ in range(100)]
-    captchas = []
-    for _ in range(100):
-        captcha_id = f"race{next(_numbers)}"
-        captchas.append((captcha_id, await client.new_captcha(captcha_id)))
-    answers = await asyncio.gather(
-        *(
-            send(
-                client,
-                mobile_in("1700005"),
-                f"198.51.100.{i + 10}",
-                payloads[i],
-                captchas[i],
-            )
-            for i in range(100)
-        )
-    )
-    bodies = [body for _, body, _ in answers]
-    assert sum(body["errno"] == "0" for body in bodies) == 3, bodies
-    assert {body["data"]["reason"] for body in bodies if body["errno"] != "0"} <= {
-        "segment_blocked"
-    }
-    assert len(sandbox.inbox()) == 5 + 3
-
-
-@pytest.mark.gen_test(timeout=120)
-async def test_hundred_concurrent_requests_do_not_overshoot_an_elevated_cap(make_app, sandbox):
-    app = await fraud_app(make_app, elevated_sends=3)
+    app = await fraud_app(make_mode_app, elevated_sends=3)
     async with serving(app) as client:
-        await check_elevated_cap_holds_under_a_race(client, sandbox)
+        for i in range(5):
+            await send_ok(client, mobile_in("1700005"), f"198.51.100.{i + 1}")
+        pow_service = client.app.services.fraud._pow
+        payloads = [solve(pow_service.challenge()) for _ in range(100)]
+        captchas = []
+        for _ in range(100):
+            captcha_id = f"race{next(_numbers)}"
+            captchas.append((captcha_id, await client.new_captcha(captcha_id)))
+        answers = await asyncio.gather(
+            *(
+                send(
+                    client,
+                    mobile_in("1700005"),
+                    f"198.51.100.{i + 10}",
+                    payloads[i],
+                    captchas[i],
+                )
+                for i in range(100)
+            )
+        )
+        bodies = [body for _, body, _ in answers]
+        assert sum(body["errno"] == "0" for body in bodies) == 3, bodies
+        assert {body["data"]["reason"] for body in bodies if body["errno"] != "0"} <= {
+            "segment_blocked"
+        }
+        assert len(sandbox.inbox()) == 5 + 3
 
 
 # --- operator command --------------------------------------------------------------------
@@ -329,8 +327,15 @@ async def run_tool(config, *args: str) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
-async def check_operator_lists_and_unblocks(client, sandbox, caplog) -> None:
-    await check_breaker(client, sandbox, caplog)
+@pytest.mark.gen_test(timeout=90)
+async def test_operator_lists_segments_and_unblocks_one(make_mode_app, sandbox, caplog):
+    app = await fraud_app(make_mode_app)
+    async with serving(app) as client:
+        await trip_the_breaker(client, sandbox, caplog)
+        await operator_lists_and_unblocks(client)
+
+
+async def operator_lists_and_unblocks(client) -> None:
     config = client.app.services.config
     code, output = await run_tool(config, "list", "--state", "blocked")
     assert code == 0, output
@@ -344,10 +349,3 @@ async def check_operator_lists_and_unblocks(client, sandbox, caplog) -> None:
     assert "blk:1700001" not in output and "1 segment(s)" in output
     code, output = await run_tool(config, "unblock", "blk:1709999")
     assert code == 1
-
-
-@pytest.mark.gen_test(timeout=90)
-async def test_operator_lists_segments_and_unblocks_one(make_app, sandbox, caplog):
-    app = await fraud_app(make_app)
-    async with serving(app) as client:
-        await check_operator_lists_and_unblocks(client, sandbox, caplog)

@@ -31,11 +31,9 @@ from services.db import DatabaseStats
 from services.errors import Ret, ServiceError
 from services.users import UserRepository
 from tests.conftest import serving
+from tests.flows import FAMILY_PASSWORD as MEIDUO_PASSWORD
+from tests.flows import PASSWORD, MeiduoClient, metric, post, register, request_code
 from tests.polling import async_wait_until
-from tests.test_accounts import PASSWORD, post, register, request_code
-from tests.test_families import PASSWORD as MEIDUO_PASSWORD
-from tests.test_families import MeiduoClient
-from tests.test_operations import metric
 
 # A request must be answered within this many seconds even while a node dies: one query
 # timeout on the dead node, the switch (connect timeout per node tried), one more query.

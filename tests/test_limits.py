@@ -10,53 +10,29 @@ import pytest
 from services import keys
 from services.clientip import parse_networks, resolve_client_ip
 from tests.conftest import serving
+from tests.flows import assert_nothing_stored, assert_refusal, pass_resend_interval, send
 
-
-async def send(client, mobile: str, captcha_id: str, headers: dict | None = None):
-    """One SMS request with a fresh CAPTCHA; returns (HTTP response, JSON body)."""
-    text = await client.new_captcha(captcha_id)
-    response = await client.fetch(
-        f"/api/v1.0/sms_codes/{mobile}?image_code={text}&image_code_id={captcha_id}",
-        headers=headers,
-    )
-    return response, json.loads(response.body)
-
-
-async def pass_resend_interval(client, mobile: str) -> None:
-    """Stand-in for waiting 60 s: the resend guard expires."""
-    await client.app.services.redis.delete(keys.sms_guard_key(mobile))
-
-
-def assert_refusal(response, body, reason: str, low: int, high: int) -> None:
-    assert response.code == 200
-    assert body["errno"] == "4201"
-    assert body["data"]["reason"] == reason
-    assert low <= body["data"]["retry_after"] <= high
-    assert response.headers["Retry-After"] == str(body["data"]["retry_after"])
-    assert f"{body['data']['retry_after']}秒" in body["errmsg"]
-
-
-async def assert_nothing_stored(client, mobile: str) -> None:
-    redis = client.app.services.redis
-    assert not await redis.exists(keys.sms_guard_key(mobile), keys.sms_code_key(mobile))
+# The tests taking mode_client or make_mode_app run on standalone Redis and on a Redis Cluster.
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_mobile_gets_at_most_five_sms_per_hour(client, sandbox, fresh_mobile):
+async def test_mobile_gets_at_most_five_sms_per_hour(mode_client, sandbox, fresh_mobile):
+    client = mode_client
     mobile = fresh_mobile()
     sandbox.set_fault(mode="ok")
     for i in range(5):
-        await pass_resend_interval(client, mobile)
+        await pass_resend_interval(client.app.services.redis, mobile)
         _, body = await send(client, mobile, f"h-{i}")
         assert body["errno"] == "0", body
         sandbox.clear()  # the sandbox's own 30 s rule is not what this test is about
-    await pass_resend_interval(client, mobile)
+    await pass_resend_interval(client.app.services.redis, mobile)
     redis = client.app.services.redis
     last_code = await redis.hgetall(keys.sms_code_key(mobile))
     response, body = await send(client, mobile, "h-5")
     assert_refusal(response, body, "mobile_hourly", 3500, 3600)
     assert await redis.hgetall(keys.sms_code_key(mobile)) == last_code  # still the 5th code
     assert not await redis.exists(keys.sms_guard_key(mobile))
+    assert await redis.get(keys.sms_mobile_hourly_key(mobile)) == "5"
     assert sandbox.inbox(mobile) == []
 
 
@@ -66,21 +42,18 @@ async def test_mobile_gets_at_most_ten_sms_per_day(make_app, sandbox, fresh_mobi
     async with serving(app) as client:
         mobile = fresh_mobile()
         for i in range(10):
-            await pass_resend_interval(client, mobile)
+            await pass_resend_interval(client.app.services.redis, mobile)
             assert (await send(client, mobile, f"d-{i}"))[1]["errno"] == "0"
             sandbox.clear()
-        await pass_resend_interval(client, mobile)
+        await pass_resend_interval(client.app.services.redis, mobile)
         response, body = await send(client, mobile, "d-10")
         assert_refusal(response, body, "mobile_daily", 86000, 86400)
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_client_ip_gets_at_most_twenty_sms_per_hour(client, sandbox, fresh_mobile):
-    await check_ip_hourly_limit(client, sandbox, fresh_mobile)
-
-
-async def check_ip_hourly_limit(client, sandbox, fresh_mobile) -> None:
-    """20 SMS from one IP pass, the 21st is refused with nothing stored (also on a cluster)."""
+async def test_client_ip_gets_at_most_twenty_sms_per_hour(mode_client, sandbox, fresh_mobile):
+    """20 SMS from one IP pass, the 21st is refused with nothing stored."""
+    client = mode_client
     for i in range(20):
         assert (await send(client, fresh_mobile(), f"ip-{i}"))[1]["errno"] == "0"
     mobile = fresh_mobile()
@@ -108,9 +81,9 @@ async def test_ip_limit_follows_forwarded_for_only_from_trusted_proxy(
 
 @pytest.mark.gen_test(timeout=60)
 async def test_global_budget_stops_sending_for_everyone_and_logs_error(
-    make_app, sandbox, fresh_mobile, caplog
+    make_mode_app, sandbox, fresh_mobile, caplog
 ):
-    app = await make_app(limits={"sms_global_per_hour": 3})
+    app = await make_mode_app(limits={"sms_global_per_hour": 3})
     async with serving(app) as client:
         for i in range(3):
             assert (await send(client, fresh_mobile(), f"g-{i}"))[1]["errno"] == "0"
@@ -123,6 +96,7 @@ async def test_global_budget_stops_sending_for_everyone_and_logs_error(
         alarms = [r for r in caplog.records if "global SMS budget" in r.getMessage()]
         assert len(alarms) == 1 and alarms[0].levelno == logging.ERROR
         await assert_nothing_stored(client, mobile)
+        assert await client.app.services.redis.get(keys.sms_global_hourly_key()) == "3"
         assert len(sandbox.inbox()) == 3
 
 

@@ -8,10 +8,11 @@ import pytest
 from passlib.hash import django_pbkdf2_sha256
 
 from tests.conftest import serving
-from tests.test_accounts import post
+from tests.flows import post, register, request_code
 
 PASSWORD = "abc12345xyz"
 WRONG = "wrong12345"
+PROXY = {"security": {"trusted_proxies": "127.0.0.0/8"}}
 
 
 async def add_user(client, name: str, mobile: str) -> None:
@@ -50,7 +51,7 @@ def behind_proxy(make_app):
     """An app behind a trusted proxy, so each test request can come from its own address."""
 
     async def build(**accounts):
-        return await make_app(security={"trusted_proxies": "127.0.0.0/8"}, accounts=accounts)
+        return await make_app(**PROXY, accounts=accounts)
 
     return build
 
@@ -143,13 +144,9 @@ async def captcha(client, captcha_id: str) -> str:
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_distributed_guessing_needs_a_captcha_per_guess(behind_proxy, fresh_mobile):
-    app = await behind_proxy(login_captcha_after=3)
-    await check_distributed_guessing_needs_a_captcha(app, fresh_mobile)
-
-
-async def check_distributed_guessing_needs_a_captcha(app, fresh_mobile) -> None:
-    """login_captcha_after=3, behind a trusted proxy (also run on a Redis Cluster)."""
+async def test_distributed_guessing_needs_a_captcha_per_guess(make_mode_app, fresh_mobile):
+    """On standalone Redis and on a Redis Cluster (make_mode_app)."""
+    app = await make_mode_app(**PROXY, accounts={"login_captcha_after": 3})
     async with serving(app) as client:
         mobile = fresh_mobile()
         await add_user(client, mobile, mobile)
@@ -225,8 +222,6 @@ async def test_login_ends_the_previous_session(client, fresh_mobile):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_registration_cookie_dies_at_next_login_and_logout(client, sandbox, fresh_mobile):
-    from tests.test_accounts import register, request_code
-
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     assert (await register(client, mobile, code, PASSWORD))["errno"] == "0"
@@ -246,12 +241,9 @@ async def test_registration_cookie_dies_at_next_login_and_logout(client, sandbox
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_password_change_ends_every_session_of_the_user(make_app, fresh_mobile):
-    await check_password_change_ends_every_session(await make_app(), fresh_mobile)
-
-
-async def check_password_change_ends_every_session(app, fresh_mobile) -> None:
-    """Also run on a Redis Cluster: the end-all script stays in the user's slot."""
+async def test_password_change_ends_every_session_of_the_user(make_mode_app, fresh_mobile):
+    """Also on a Redis Cluster (make_mode_app): the end-all script stays in the user's slot."""
+    app = await make_mode_app()
     async with serving(app) as phone, serving(app) as laptop, serving(app) as bystander:
         mobile, other = fresh_mobile(), fresh_mobile()
         await add_user(phone, mobile, mobile)

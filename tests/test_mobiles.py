@@ -12,7 +12,8 @@ import pytest
 
 from services.mobiles import canonical_mobile
 from tests.conftest import ROOT
-from tests.test_families import PASSWORD, MeiduoClient, NewsClient
+from tests.flows import FAMILY_PASSWORD as PASSWORD
+from tests.flows import MeiduoClient, NewsClient
 
 # (what a person or a front-end sends, the canonical number or None for PARAMERR)
 SPELLINGS = [

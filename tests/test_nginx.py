@@ -22,9 +22,8 @@ import redis.asyncio as aioredis
 from devstack.processes import free_port, start_listening
 from services import keys
 from tests.conftest import ROOT, Client, LiveServer
+from tests.flows import PASSWORD, assert_refusal, post, register, send
 from tests.polling import async_wait_until
-from tests.test_accounts import PASSWORD, post, register
-from tests.test_limits import assert_refusal, send
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SITE_CONF = ROOT / "docs" / "deploy" / "nginx.conf"

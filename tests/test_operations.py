@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import urllib.request
 
 import pytest
 
 from devstack.processes import RedisServer
 from tests.conftest import LiveServer, serving
+from tests.flows import metric
 from tests.polling import wait_until
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 if absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    total = 0.0
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:{{(.*)}})? (\S+)", line)
-        if match and ",".join(sorted((match.group(1) or "").split(","))) == wanted:
-            total += float(match.group(2))
-    return total
 
 
 @pytest.mark.gen_test(timeout=60)

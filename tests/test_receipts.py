@@ -10,7 +10,7 @@ import pytest
 
 from services import keys
 from tests.conftest import serving
-from tests.test_operations import metric
+from tests.flows import metric
 
 TOKEN = "change-me-callback-token-00000000"  # config.yml's development value
 

@@ -12,7 +12,7 @@ from passlib.hash import django_pbkdf2_sha256
 from services import keys
 from services.config import ConfigError, load_config
 from tests.conftest import ROOT, serving
-from tests.test_families import MeiduoClient
+from tests.flows import MeiduoClient, run_server
 
 PASSWORD = "abc12345xyz"
 
@@ -215,8 +215,6 @@ def test_production_refuses_sandbox_settings(name, value, key):
 
 def test_production_with_sandbox_url_exits_2_with_one_line():
     import os
-
-    from tests.test_server_process import run_server
 
     env = {**os.environ, **PRODUCTION_ENV, "SMSREG_RONGLIAN_BASE_URL": "http://127.0.0.1:8883"}
     result = run_server(env=env)

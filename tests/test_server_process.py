@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import urllib.parse
 import urllib.request
 
 from services import keys
-from tests.conftest import ROOT
+from tests.flows import run_server
 from tests.polling import wait_until
-
-
-def run_server(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "server.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 def test_unknown_config_key_stops_startup_with_one_line(tmp_path):

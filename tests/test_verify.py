@@ -11,13 +11,9 @@ import wave
 import pytest
 
 from services import keys
+from tests.flows import send_with_new_captcha
 
 ALPHABET = "ACEFHJKMNPRTUVWXY34679"
-
-
-async def send_with_new_captcha(client, mobile: str, captcha_id: str) -> dict:
-    text = await client.new_captcha(captcha_id)
-    return await client.send_sms(mobile, text, captcha_id)
 
 
 # --- image CAPTCHA -----------------------------------------------------------------------
@@ -246,26 +242,15 @@ async def test_unknown_route_gets_json_404(client):
     assert json.loads(response.body)["errno"] == "4002"
 
 
-# --- races -------------------------------------------------------------------------------
+# --- races, on standalone Redis and on a Redis Cluster (mode_client) -----------------------
 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_concurrent_requests_for_one_mobile_send_exactly_one_sms(
-    client, sandbox, fresh_mobile
+    mode_client, sandbox, fresh_mobile
 ):
-    await check_one_sms_for_concurrent_requests(client, sandbox, fresh_mobile)
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_concurrent_uses_of_one_captcha_pass_once(client, sandbox, fresh_mobile):
-    await check_one_captcha_passes_once(client, sandbox, fresh_mobile)
-
-
-# Scenarios shared with tests/test_cluster.py, which runs them on a Redis Cluster.
-
-
-async def check_one_sms_for_concurrent_requests(client, sandbox, fresh_mobile) -> None:
     """50 concurrent requests for one mobile, each with its own CAPTCHA: exactly one SMS."""
+    client = mode_client
     mobile = fresh_mobile()
     texts = [await client.new_captcha(f"race-{i}") for i in range(50)]
     answers = await asyncio.gather(
@@ -276,8 +261,10 @@ async def check_one_sms_for_concurrent_requests(client, sandbox, fresh_mobile) -
     assert len(sandbox.inbox(mobile)) == 1
 
 
-async def check_one_captcha_passes_once(client, sandbox, fresh_mobile) -> None:
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_uses_of_one_captcha_pass_once(mode_client, sandbox, fresh_mobile):
     """20 concurrent uses of one CAPTCHA: exactly one gets past it."""
+    client = mode_client
     text = await client.new_captcha("shared")
     mobiles = [fresh_mobile() for _ in range(20)]
     answers = await asyncio.gather(*(client.send_sms(m, text, "shared") for m in mobiles))

@@ -16,7 +16,7 @@ from services import keys
 from services.ronglian import china_timestamp, sign
 from services.sms import quiet_seconds_left
 from tests.conftest import Client
-from tests.test_accounts import register
+from tests.flows import register
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 NOON = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=SHANGHAI)

@@ -6,40 +6,30 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis as sync_redis
 
 from server import redis_client
 from services.config import Config
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
-from tests.cluster_helpers import LocalRedisCluster
 
 
-@pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory):
-    cluster = LocalRedisCluster(tmp_path_factory.mktemp("limits-cluster")).start()
-    yield cluster
-    cluster.stop()
+@pytest.fixture
+def redis(io_loop, redis_server, redis_mode):
+    """A client for each Redis mode (see tests/conftest.py redis_mode), built by the server's
+    own redis_client(), with its pool, timeouts and retry policy, on an empty database."""
+    if not redis_mode:
+        with sync_redis.Redis(port=redis_server.port) as client:
+            client.flushdb()
+    config = Config().replace(redis={"url": redis_server.url}).replace(**redis_mode)
+    client = redis_client(config)
+    yield client
+    io_loop.run_sync(client.aclose)
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def redis_mode(request, redis_server):
-    """A factory of fresh clients (made inside the test's event loop) for one Redis mode,
-    built by the server's own redis_client(), with its pool, timeouts and retry policy."""
-    if request.param == "standalone":
-        redis_server_flush(redis_server.port)
-        config = Config().replace(redis={"url": redis_server.url})
-    else:
-        cluster = request.getfixturevalue("local_cluster")
-        cluster.flushall()
-        config = Config().replace(redis={"mode": "cluster", "cluster_nodes": cluster.startup_nodes})
-    return lambda: redis_client(config)
-
-
-def redis_server_flush(port: int) -> None:
-    import redis as sync_redis
-
-    with sync_redis.Redis(port=port) as client:
-        client.flushdb()
+@pytest.fixture
+def limiter(redis) -> RateLimiter:
+    return RateLimiter(redis)
 
 
 def limit(name: str, count: int, window: int = 60) -> Limit:
@@ -64,31 +54,23 @@ async def outcome(limiter: RateLimiter, *limits: Limit) -> str:
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_take_until_full_then_refuse_with_the_time_left(redis_mode):
-    redis = redis_mode()
-    limiter = RateLimiter(redis)
+async def test_take_until_full_then_refuse_with_the_time_left(redis, limiter):
     minute = limit("minute", 3, window=60)
     answers = [await outcome(limiter, minute) for _ in range(5)]
     assert answers == ["ok"] * 3 + ["minute"] * 2
     assert await redis.get(minute.key) == "3"  # refusals are not counted
-    await redis.aclose()
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_refusal_counts_on_no_limit_and_names_the_first_full_one(redis_mode):
-    redis = redis_mode()
-    limiter = RateLimiter(redis)
+async def test_a_refusal_counts_on_no_limit_and_names_the_first_full_one(redis, limiter):
     roomy, tight = limit("roomy", 10), limit("tight", 1)
     assert await outcome(limiter, roomy, tight) == "ok"
     assert await outcome(limiter, roomy, tight) == "tight"
     assert await redis.get(roomy.key) == "1", "the refused request took no place in 'roomy'"
-    await redis.aclose()
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_refund_gives_a_place_back_and_never_creates_a_key(redis_mode):
-    redis = redis_mode()
-    limiter = RateLimiter(redis)
+async def test_refund_gives_a_place_back_and_never_creates_a_key(redis, limiter):
     once = limit("once", 1)
     assert await outcome(limiter, once) == "ok"
     assert await outcome(limiter, once) == "once"
@@ -97,13 +79,10 @@ async def test_refund_gives_a_place_back_and_never_creates_a_key(redis_mode):
     never = limit("never", 1)
     await limiter.refund(never)
     assert not await redis.exists(never.key)  # no counter without an expiry is left behind
-    await redis.aclose()
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_concurrent_takes_never_overshoot(redis_mode):
-    redis = redis_mode()
-    limiter = RateLimiter(redis)
+async def test_concurrent_takes_never_overshoot(redis, limiter):
     five = limit("five", 5)
     # One take first, as a running server's client has connected long before a burst.
     assert await outcome(limiter, five) == "ok"
@@ -112,4 +91,3 @@ async def test_concurrent_takes_never_overshoot(redis_mode):
     assert await redis.get(five.key) == "5"
     ttl = await redis.ttl(five.key)
     assert 0 < ttl <= 60  # the window started with the first place taken
-    await redis.aclose()

@@ -1,9 +1,8 @@
 """The shared SMS-code widget (static/js/smscode.js + templates/sms_fields.html) in Chromium:
 收不到短信？接听语音验证码 after the countdown or a failed receipt, and the ALTCHA proof of work
 when the server asks for it — on the SMS-login tab and 忘记密码, like on the registration page
-(tests/test_browser_receipts.py, tests/test_browser_pow.py).
+(tests/browser/test_receipts.py, tests/browser/test_pow.py).
 """
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -13,42 +12,15 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from services import keys
-from tests.conftest import LiveServer
-from tests.test_browser import (  # noqa: F401 - fixtures shared with the page tests
-    browser,
-    browser_log,
+from tests.browser.helpers import (
+    BLOCK,
+    CALLBACK_TOKEN,
+    FRAUD_ENV,
+    add_user,
+    captcha_text,
+    elevate_localhost,
     freeze_clock,
-    new_context,
-    page,
-    redis_client,
 )
-from tests.test_browser_phone import add_user, captcha_answer
-from tests.test_browser_pow import BLOCK, FRAUD_ENV, elevate_localhost
-
-TOKEN = "change-me-callback-token-00000000"
-
-
-@pytest.fixture
-def server_env() -> dict[str, str]:
-    """Extra environment of the server; a test parametrizes it to change it."""
-    return {}
-
-
-@pytest.fixture
-def live_server(config, clean_state, tmp_path, server_env):
-    """The server process without voice quiet hours (the tests must not depend on the time of
-    day) and with the voice call's respUrl pointing at itself."""
-    server = LiveServer(config, tmp_path / "server.log", server_env)
-    server.env.update(
-        {
-            "SMSREG_VOICE_QUIET_START": "00:00",
-            "SMSREG_VOICE_QUIET_END": "00:00",
-            "SMSREG_RECEIPTS_PUBLIC_BASE_URL": server.base_url,
-        }
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def open_sms_login(page: Page) -> None:
@@ -59,7 +31,7 @@ def open_sms_login(page: Page) -> None:
 
 def send_sms(page: Page, redis_client, mobile: str, prefix: str = "") -> None:
     page.fill(f"#{prefix}mobile", mobile)
-    page.fill(f"#{prefix}imagecode", captcha_answer(page, redis_client, f"{prefix}captcha-img"))
+    page.fill(f"#{prefix}imagecode", captcha_text(page, redis_client, f"{prefix}captcha-img"))
     page.click(f"#{prefix}send-sms")
     expect(page.locator(f"#{prefix}phone-code-status")).to_contain_text(mobile[-4:])
     expect(page.locator(f"#{prefix}send-sms")).to_be_disabled()
@@ -92,7 +64,7 @@ def test_sms_login_offers_a_voice_call_after_the_countdown_that_logs_in(
     # The server's 60 s passed too (its clock is not the page's): skip its resend wait.
     redis_client.delete(keys.sms_guard_key(mobile))
     # Keyboard: the offer is a link, reached and pressed like any other.
-    page.fill("#sms-imagecode", captcha_answer(page, redis_client, "sms-captcha-img"))
+    page.fill("#sms-imagecode", captcha_text(page, redis_client, "sms-captcha-img"))
     page.focus("#sms-send-voice")
     page.keyboard.press("Enter")
     expect(page.locator("#sms-phone-code-status")).to_contain_text("正在呼叫")
@@ -108,7 +80,7 @@ def test_sms_login_offers_a_voice_call_after_the_countdown_that_logs_in(
 def test_reset_password_offers_a_voice_call_when_the_sms_failed(
     page, live_server, redis_client, sandbox, mariadb_server, fresh_mobile
 ):
-    sandbox.set_callback(f"{live_server.base_url}/callbacks/{TOKEN}/ronglian/sms")
+    sandbox.set_callback(f"{live_server.base_url}/callbacks/{CALLBACK_TOKEN}/ronglian/sms")
     sandbox.set_fault(receipt="failed", receipt_times=1)
     mobile = fresh_mobile()
     add_user(mariadb_server, mobile)
@@ -118,7 +90,7 @@ def test_reset_password_offers_a_voice_call_when_the_sms_failed(
     expect(offer).to_be_visible(timeout=15_000)  # the receipt said the SMS failed
     expect(page.locator("#phone-code-status")).to_have_attribute("data-delivery", "failed")
 
-    page.fill("#imagecode", captcha_answer(page, redis_client, "captcha-img"))
+    page.fill("#imagecode", captcha_text(page, redis_client, "captcha-img"))
     page.click("#send-voice")
     expect(page.locator("#phone-code-status")).to_contain_text("正在呼叫")
     assert voice_call(sandbox, mobile)["verifyCode"]

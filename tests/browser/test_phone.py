@@ -1,66 +1,32 @@
 """The phone-account pages in Chromium: SMS login, 忘记密码, 我的账号 (change of mobile).
 
-Each journey is one test (a server start each). The fixtures are tests/test_browser.py's,
-imported by name (hence F811: the test parameters are those fixtures).
+Each journey is one test (a server start each).
 """
-# ruff: noqa: F811
 
 from __future__ import annotations
 
-import contextlib
-import time
-
-import argon2
 import pytest
 from playwright.sync_api import Page, expect
 
-from services import keys
-from tests.browser_helpers import DESKTOP, PHONE, focused_id, tab_to
-from tests.test_browser import (  # noqa: F401 - fixtures
+from tests.browser.helpers import (
+    DESKTOP,
     LAYOUT_PROBLEMS,
     PASSWORD,
-    browser,
-    browser_log,
-    new_context,
-    page,
-    redis_client,
+    PHONE,
+    add_user,
+    captcha_text,
+    focused_id,
+    tab_to,
+    wait_image,
 )
 
 NEW_PASSWORD = "brand-new-456"
-PASSWORD_HASH = argon2.PasswordHasher().hash(PASSWORD)
-
-
-def add_user(mariadb_server, mobile: str) -> None:
-    with contextlib.closing(mariadb_server.admin_connection()) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO ih_user_profile (name, mobile, password_hash) VALUES (%s, %s, %s)",
-            (mobile, mobile, PASSWORD_HASH),
-        )
-
-
-def wait_image(page: Page, image_id: str) -> None:
-    page.wait_for_function(
-        f"() => {{ const img = document.getElementById('{image_id}');"
-        " return img.complete && img.naturalWidth > 0; }"
-    )
-
-
-def captcha_answer(page: Page, redis_client, image_id: str, timeout: float = 5.0) -> str:
-    """The text of the CAPTCHA shown in <img id=image_id>, read from Redis."""
-    wait_image(page, image_id)
-    src = page.get_attribute(f"#{image_id}", "src")
-    key = keys.captcha_key(src.rsplit("/", 1)[1])
-    deadline = time.monotonic() + timeout
-    while (text := redis_client.get(key)) is None:
-        assert time.monotonic() < deadline, f"{key} never appeared in Redis"
-        time.sleep(0.05)
-    return text
 
 
 def get_code(page: Page, redis_client, sandbox, mobile: str, prefix: str = "") -> None:
     """Fill the mobile and the CAPTCHA, press 获取验证码, fill in the code from the SMS."""
     page.fill(f"#{prefix}mobile", mobile)
-    page.fill(f"#{prefix}imagecode", captcha_answer(page, redis_client, f"{prefix}captcha-img"))
+    page.fill(f"#{prefix}imagecode", captcha_text(page, redis_client, f"{prefix}captcha-img"))
     page.click(f"#{prefix}send-sms")
     expect(page.locator(f"#{prefix}phone-code-status")).to_contain_text(mobile[-4:])
     expect(page.locator(f"#{prefix}send-sms")).to_be_disabled()
@@ -94,7 +60,7 @@ def test_sms_login_journey(page, redis_client, sandbox, mariadb_server, fresh_mo
     # An unregistered number is told so, before any SMS.
     stranger = fresh_mobile()
     page.fill("#sms-mobile", stranger)
-    page.fill("#sms-imagecode", captcha_answer(page, redis_client, "sms-captcha-img"))
+    page.fill("#sms-imagecode", captcha_text(page, redis_client, "sms-captcha-img"))
     page.click("#sms-send-sms")
     expect(page.locator("#sms-mobile-err")).to_have_text("该手机号尚未注册，请先注册")
     assert sandbox.inbox(stranger) == []
@@ -118,7 +84,7 @@ def test_keyboard_only_sms_login(page, redis_client, sandbox, mariadb_server, fr
     tab_to(page, "sms-mobile")
     keyboard.type(mobile)
     tab_to(page, "sms-imagecode")
-    keyboard.type(captcha_answer(page, redis_client, "sms-captcha-img"))
+    keyboard.type(captcha_text(page, redis_client, "sms-captcha-img"))
     tab_to(page, "sms-send-sms")
     keyboard.press("Enter")
     expect(page.locator("#sms-phone-code-status")).to_contain_text(mobile[-4:])
@@ -186,7 +152,7 @@ def test_change_mobile_then_log_in_with_the_new_number_only(
 
     # A number that belongs to someone is refused before any SMS.
     page.fill("#mobile", old)
-    page.fill("#imagecode", captcha_answer(page, redis_client, "captcha-img"))
+    page.fill("#imagecode", captcha_text(page, redis_client, "captcha-img"))
     page.click("#send-sms")
     expect(page.locator("#mobile-err")).to_have_text("该手机号已被使用")
 

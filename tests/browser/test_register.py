@@ -1,151 +1,29 @@
-"""The pages in real headless Chromium against server.py as a subprocess (Playwright, sync API).
-
-Set UPDATE_SCREENSHOTS=1 to rewrite docs/screenshots/register-{desktop,phone}.png.
+"""The registration page in real headless Chromium: the whole journey, the CAPTCHA, the
+countdown (on Playwright's clock), and each error shown at its field.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
 from pathlib import Path
 
-import pytest
-import redis
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from services import keys
 from services.login_throttle import account_key
-from tests.browser_helpers import (
-    COUNTDOWN_RE,
-    DESKTOP,
-    PHONE,
-    BrowserLog,
+from tests.browser.helpers import (
+    PASSWORD,
     captcha_id,
     captcha_text,
     countdown_seconds,
-    focused_id,
-    launch,
-    tab_to,
+    freeze_clock,
+    last_sms_code,
+    open_register,
+    request_sms,
     wait_captcha_loaded,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-PASSWORD = "secret-123"
-CLOCK_START = datetime.datetime(2026, 1, 5, 10, 0, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # One Chromium for the module; each test gets its own context (cookies, storage).
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def browser_log(live_server):
-    return BrowserLog(live_server.base_url)
-
-
-@pytest.fixture
-def new_context(browser, live_server, browser_log):
-    """Opens browser contexts on the live server; afterwards: no foreign requests, no errors."""
-    contexts = []
-
-    def open_context(viewport=DESKTOP):
-        context = browser.new_context(
-            base_url=live_server.base_url, viewport=viewport, locale="zh-CN"
-        )
-        context.set_default_timeout(10_000)
-        browser_log.watch(context)
-        contexts.append(context)
-        return context
-
-    yield open_context
-    for context in contexts:
-        context.close()
-    assert browser_log.foreign_requests == [], "pages must work offline"
-    assert browser_log.errors == [], "console errors"
-
-
-@pytest.fixture
-def page(new_context) -> Page:
-    return new_context().new_page()
-
-
-@pytest.fixture
-def redis_client(redis_server):
-    with redis.Redis(port=redis_server.port, decode_responses=True) as client:
-        yield client
-
-
-def freeze_clock(page: Page) -> None:
-    """Fake timers, paused: the page's time moves only by page.clock.run_for, never by itself,
-    so countdown assertions are exact however busy the machine is."""
-    page.clock.install(time=CLOCK_START)
-    # Installed, the clock runs on from CLOCK_START; pausing must jump ahead of wherever it is
-    # by now (pause_at refuses the past), so the pause is an hour on, beyond any slow machine.
-    page.clock.pause_at(CLOCK_START + datetime.timedelta(hours=1))
-
-
-def open_register(page: Page) -> None:
-    page.goto("/register.html")
-    wait_captcha_loaded(page)
-
-
-def request_sms(page: Page, redis_client, mobile: str) -> None:
-    """Fill mobile and the right CAPTCHA, click 获取验证码, wait for the countdown."""
-    page.fill("#mobile", mobile)
-    page.fill("#imagecode", captcha_text(page, redis_client))
-    page.click("#send-sms")
-    expect_counting(page)
-
-
-def expect_counting(page: Page) -> None:
-    """The SMS button counts down from the server's retry_after (60 s) and is disabled."""
-    expect(page.locator("#send-sms")).to_have_text(COUNTDOWN_RE)
-    expect(page.locator("#send-sms")).to_be_disabled()
-    assert 55 <= countdown_seconds(page) <= 60
-
-
-def last_sms_code(sandbox, mobile: str) -> str:
-    return sandbox.inbox(mobile)[-1]["datas"][0]
-
-
-# --- pages ----------------------------------------------------------------------------------
-
-
-PAGES = ["/", "/index.html", "/register.html", "/login.html", "/reset_password.html", "/my.html"]
-
-
-def test_page_headers_and_cookies(new_context):
-    for path in PAGES:  # one loop, not parametrize: each test costs a server start
-        context = new_context()
-        response = context.request.get(path)
-        assert response.status == 200, path
-        headers = response.headers
-        assert headers["content-type"].startswith("text/html")
-        assert headers["cache-control"] == "no-cache"
-        csp = headers["content-security-policy"]
-        assert "default-src 'self'" in csp
-        assert "script-src 'self'" in csp
-        assert "'unsafe-inline'" not in csp
-        cookies = {cookie["name"]: cookie["value"] for cookie in context.cookies()}
-        assert cookies["csrf_token"] and cookies["_xsrf"], path
-
-
-def test_assets_are_local_and_scripts_external(page, live_server):
-    for path in PAGES:
-        page.goto(path)
-        assert page.evaluate("() => document.documentElement.lang") == "zh-CN"
-        assert page.locator("script:not([src])").count() == 0, "CSP forbids inline scripts"
-        assert page.locator("[style]").count() == 0, "CSP forbids inline styles"
-        for selector in ["script[src]", "link[href]"]:
-            urls = page.eval_on_selector_all(selector, "els => els.map(e => e.src || e.href)")
-            for url in urls:
-                assert url.startswith(f"{live_server.base_url}/static/"), url
 
 
 # --- the whole journey ----------------------------------------------------------------------
@@ -416,88 +294,3 @@ def test_login_asks_for_a_captcha_when_the_server_does(page, redis_client, sandb
     page.click("#login-submit")
     expect(page).to_have_url("/")
     expect(page.locator("#user-name")).to_have_text(mobile)
-
-
-# --- keyboard only ------------------------------------------------------------------------------
-
-
-def test_keyboard_only_registration(page, redis_client, sandbox, fresh_mobile):
-    mobile = fresh_mobile()
-    open_register(page)
-    keyboard = page.keyboard
-
-    tab_to(page, "mobile")
-    keyboard.type(mobile)
-    tab_to(page, "imagecode")
-    # Enter on the image button brings a new CAPTCHA and returns focus to the input.
-    tab_to(page, "captcha-refresh")
-    old_src = page.get_attribute("#captcha-img", "src")
-    keyboard.press("Enter")
-    expect(page.locator("#captcha-img")).not_to_have_attribute("src", old_src)
-    expect(page.locator("#imagecode")).to_be_focused()
-    keyboard.type(captcha_text(page, redis_client))
-
-    order = tab_to(page, "send-sms")
-    assert order == ["captcha-refresh", "captcha-audio", "phonecode", "send-sms"]
-    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
-    assert outline == "solid", "keyboard focus must be visible"
-    keyboard.press("Enter")
-    expect_counting(page)
-    expect(page.locator("#phonecode")).to_be_focused()  # the disabled button cannot keep it
-
-    keyboard.type(last_sms_code(sandbox, mobile))
-    assert tab_to(page, "password") == ["password"]  # the counting button is skipped
-    keyboard.type(PASSWORD)
-    tab_to(page, "password2")
-    keyboard.type(PASSWORD)
-    keyboard.press("Enter")
-
-    expect(page).to_have_url("/")
-    expect(page.locator("#user-name")).to_have_text(mobile)
-    tab_to(page, "logout")
-    keyboard.press("Enter")
-    expect(page.locator("#guest-panel")).to_be_visible()
-    assert focused_id(page) == "login-link"
-
-
-# --- layout -------------------------------------------------------------------------------------
-
-LAYOUT_PROBLEMS = """() => {
-  const problems = [];
-  const width = document.documentElement.clientWidth;
-  if (document.documentElement.scrollWidth > width) problems.push('horizontal scroll');
-  for (const el of document.querySelectorAll('input, button, a.btn')) {
-    if (el.getClientRects().length === 0) continue; // not rendered (a hidden tab or panel)
-    const box = el.getBoundingClientRect();
-    if (box.left < 0 || box.right > width) problems.push(`#${el.id} sticks out`);
-    if (box.height < 44) problems.push(`#${el.id} is ${box.height}px high`);
-  }
-  return problems;
-}"""
-
-
-@pytest.mark.parametrize(("name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
-def test_register_layout(new_context, name, viewport, tmp_path):
-    page = new_context(viewport).new_page()
-    open_register(page)
-    assert page.evaluate(LAYOUT_PROBLEMS) == []
-    send, code = page.locator("#send-sms").bounding_box(), page.locator("#phonecode").bounding_box()
-    assert abs(send["y"] - code["y"]) < 2, "the SMS button sits next to its input"
-    out = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
-    out.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=out / f"register-{name}.png", full_page=True)
-
-    # Inline errors and the countdown must fit as well.
-    page.fill("#password", "x")
-    page.click("#register-submit")
-    page.click("#send-sms")
-    expect(page.locator("#mobile-err")).not_to_be_empty()
-    page.evaluate(
-        "() => sessionStorage.setItem('ihome.smsCountdown', "
-        "JSON.stringify({mobile: '13800000000', until: Date.now() + 60000}))"
-    )
-    page.reload()
-    page.click("#register-submit")
-    expect(page.locator("#send-sms")).to_be_disabled()
-    assert page.evaluate(LAYOUT_PROBLEMS) == []
-    page.screenshot(path=tmp_path / f"register-{name}-errors.png", full_page=True)

@@ -4,44 +4,19 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from playwright.sync_api import expect
 
-from tests.browser_helpers import captcha_text
-from tests.conftest import LiveServer
-from tests.test_browser import (  # noqa: F401 - fixtures shared with the page tests
-    browser,
-    browser_log,
+from tests.browser.helpers import (
+    CALLBACK_TOKEN,
+    captcha_text,
     freeze_clock,
-    new_context,
     open_register,
-    page,
-    redis_client,
     request_sms,
 )
 
-TOKEN = "change-me-callback-token-00000000"
 
-
-@pytest.fixture
-def live_server(config, clean_state, tmp_path):
-    """The server process without voice quiet hours (the test must not depend on the time of
-    day) and with the voice call's respUrl pointing at itself."""
-    server = LiveServer(config, tmp_path / "server.log")
-    server.env.update(
-        {
-            "SMSREG_VOICE_QUIET_START": "00:00",
-            "SMSREG_VOICE_QUIET_END": "00:00",
-            "SMSREG_RECEIPTS_PUBLIC_BASE_URL": server.base_url,
-        }
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
-def test_page_shows_delivered_then_failed(page, live_server, redis_client, sandbox, fresh_mobile):  # noqa: F811
-    sandbox.set_callback(f"{live_server.base_url}/callbacks/{TOKEN}/ronglian/sms")
+def test_page_shows_delivered_then_failed(page, live_server, redis_client, sandbox, fresh_mobile):
+    sandbox.set_callback(f"{live_server.base_url}/callbacks/{CALLBACK_TOKEN}/ronglian/sms")
     open_register(page)
     request_sms(page, redis_client, fresh_mobile())
     status = page.locator("#phone-code-status")
@@ -57,13 +32,13 @@ def test_page_shows_delivered_then_failed(page, live_server, redis_client, sandb
 
 
 def test_failed_sms_offers_a_voice_call_that_registers(
-    page,  # noqa: F811
+    page,
     live_server,
-    redis_client,  # noqa: F811
+    redis_client,
     sandbox,
     fresh_mobile,
 ):
-    sandbox.set_callback(f"{live_server.base_url}/callbacks/{TOKEN}/ronglian/sms")
+    sandbox.set_callback(f"{live_server.base_url}/callbacks/{CALLBACK_TOKEN}/ronglian/sms")
     sandbox.set_fault(receipt="failed", receipt_times=1)
     open_register(page)
     offer = page.locator("#voice-offer")
@@ -91,8 +66,8 @@ def test_failed_sms_offers_a_voice_call_that_registers(
 
 
 def test_voice_offer_appears_when_the_countdown_ends(
-    page,  # noqa: F811
-    redis_client,  # noqa: F811
+    page,
+    redis_client,
     fresh_mobile,
 ):
     freeze_clock(page)
