@@ -1,6 +1,6 @@
 """The Ronglian sandbox's protocol rules as plain functions (sandbox/protocol.py,
 sandbox/ronglian_limits.py): signatures, Authorization, templates, limits, settings. The same
-rules over HTTP, against the official SDK, are in tests/test_sandbox.py."""
+rules over HTTP, against the official SDK: test_protocol.py and test_limits_and_faults.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,38 @@
+"""Probes of the Galera nodes for the tests."""
+
+from __future__ import annotations
+
+from tests.polling import async_wait_until
+
+# A request must be answered within this many seconds even while a node dies: one query
+# timeout on the dead node, the switch (connect timeout per node tried), one more query.
+ANSWER_BOUND = 10.0
+# Registrations in the stream during which a node is killed (a third before the kill).
+STREAM = 18
+GALERA_MYSQL = {"query_timeout": 2.0, "connect_timeout": 1.0, "failback_interval": 0.5}
+
+
+def address(node) -> str:
+    return f"127.0.0.1:{node.port}"
+
+
+def mobiles_on(node) -> list[str]:
+    return [row[0] for row in node.rows("SELECT mobile FROM smsreg.ih_user_profile")]
+
+
+def primary_of(node, size: int) -> bool:
+    status = node.wsrep_status()
+    return (
+        status.get("wsrep_cluster_status") == "Primary"
+        and status.get("wsrep_cluster_size") == str(size)
+        and status.get("wsrep_local_state") == "4"
+    )
+
+
+async def poll(condition, within: float, what: str) -> None:
+    """Until condition() holds, yielding to the loop (the servers under test run on it)."""
+
+    async def probe() -> bool:
+        return condition()
+
+    await async_wait_until(probe, what=what, patience=within)
