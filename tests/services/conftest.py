@@ -7,7 +7,8 @@ import contextlib
 
 import pytest
 
-from server import Services, open_services
+from server import open_services
+from services.composition import Services
 
 
 @pytest.fixture
