@@ -13,6 +13,7 @@ import uuid
 import argon2
 
 from services import keys
+from services.errors import ServiceError
 from services.mobiles import canonical_mobile
 from services.sms import Purpose, SentCode
 from tests.conftest import ROOT, Client
@@ -25,6 +26,37 @@ PASSWORD_HASH = argon2.PasswordHasher().hash(PASSWORD)
 # --- the services, without HTTP (tests/services/) ------------------------------------------
 
 CLIENT_IP = "192.0.2.10"  # TEST-NET-1: a client address no real one collides with
+
+# Registration forms a user can get wrong, each with the error it gets (PARAMERR): changes to a
+# right form (mobile, sms_code, password, password2).
+BAD_REGISTER_FORMS = [
+    ({"mobile": ""}, "参数不完整"),
+    ({"sms_code": None}, "参数不完整"),
+    ({"password2": 123456}, "参数不完整"),
+    ({"mobile": "12345678901"}, "手机号格式错误"),
+    ({"password2": "different"}, "两次密码不一致"),
+    ({"password": "12345", "password2": "12345"}, "密码长度应为6-64位"),
+    ({"password": "x" * 65, "password2": "x" * 65}, "密码长度应为6-64位"),
+    ({"sms_code": "12ab56"}, "短信验证码应为6位数字"),
+]
+
+
+async def refusal(call) -> ServiceError:
+    """The ServiceError a service call raises (it must raise one)."""
+    try:
+        await call
+    except ServiceError as refused:
+        return refused
+    raise AssertionError("the call was not refused")
+
+
+async def outcome(call) -> str:
+    """ "ok", or the name of the RET a call was refused with (to count the results of a race)."""
+    try:
+        await call
+    except ServiceError as refused:
+        return refused.ret.name
+    return "ok"
 
 
 async def solved_captcha(services, captcha_id: str = "svc", client_ip: str = CLIENT_IP) -> str:

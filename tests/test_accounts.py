@@ -11,7 +11,7 @@ from werkzeug.security import generate_password_hash
 
 from services import keys
 from tests.conftest import serving
-from tests.flows import PASSWORD, post, register, request_code, user_rows
+from tests.flows import BAD_REGISTER_FORMS, PASSWORD, post, register, request_code, user_rows
 
 # --- register ----------------------------------------------------------------------------
 
@@ -49,19 +49,7 @@ async def test_session_cookie_is_signed_httponly_lax(client, sandbox, fresh_mobi
     assert "|" in cookie.split(";")[0]  # Tornado's signed-value format, not a bare id
 
 
-@pytest.mark.parametrize(
-    ("change", "errmsg"),
-    [
-        ({"mobile": ""}, "参数不完整"),
-        ({"sms_code": None}, "参数不完整"),
-        ({"password2": 123456}, "参数不完整"),
-        ({"mobile": "12345678901"}, "手机号格式错误"),
-        ({"password2": "different"}, "两次密码不一致"),
-        ({"password": "12345", "password2": "12345"}, "密码长度应为6-64位"),
-        ({"password": "x" * 65, "password2": "x" * 65}, "密码长度应为6-64位"),
-        ({"sms_code": "12ab56"}, "短信验证码应为6位数字"),
-    ],
-)
+@pytest.mark.parametrize(("change", "errmsg"), BAD_REGISTER_FORMS)
 @pytest.mark.gen_test(timeout=30)
 async def test_register_rejects_bad_params_and_keeps_code(
     client, sandbox, fresh_mobile, change, errmsg

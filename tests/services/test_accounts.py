@@ -8,33 +8,22 @@ import asyncio
 
 import pytest
 
-from services.errors import Ret, ServiceError
+from services.errors import Ret
 from services.sms import Purpose
 from tests.flows import (
+    BAD_REGISTER_FORMS,
     CLIENT_IP,
     NEW_PASSWORD,
     PASSWORD,
     PASSWORD_HASH,
     code_by_sms,
+    outcome,
     pass_resend_interval,
+    refusal,
     wrong,
 )
 
 OTHER_IP = "198.51.100.7"
-
-
-async def refusal(call) -> ServiceError:
-    with pytest.raises(ServiceError) as caught:
-        await call
-    return caught.value
-
-
-async def outcome(call) -> str:
-    try:
-        await call
-    except ServiceError as refused:
-        return refused.ret.name
-    return "ok"
 
 
 async def user_count(services, mobile: str) -> int:
@@ -88,13 +77,7 @@ async def test_register_with_a_username_logs_in_by_it(services, sandbox, fresh_m
 @pytest.mark.parametrize(
     ("change", "errmsg"),
     [
-        ({"mobile": ""}, "参数不完整"),
-        ({"password2": 123456}, "参数不完整"),
-        ({"mobile": "12345678901"}, "手机号格式错误"),
-        ({"password2": "different"}, "两次密码不一致"),
-        ({"password": "12345", "password2": "12345"}, "密码长度应为6-64位"),
-        ({"password": "x" * 65, "password2": "x" * 65}, "密码长度应为6-64位"),
-        ({"sms_code": "12ab56"}, "短信验证码应为6位数字"),
+        *BAD_REGISTER_FORMS,
         ({"username": "ab"}, "请输入5-20个字符的用户名"),
         ({"username": "13912345678"}, "用户名不能是他人的手机号"),
     ],

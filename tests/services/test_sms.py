@@ -17,7 +17,9 @@ from services.sms import Purpose, VerifiedCode
 from tests.flows import (
     CLIENT_IP,
     code_by_sms,
+    outcome,
     pass_resend_interval,
+    refusal,
     send_code,
     sms_keys_of,
     solved_captcha,
@@ -25,22 +27,6 @@ from tests.flows import (
 )
 
 NOTHING = {"guard": None, "code": {}, "hourly": 0, "daily": 0}
-
-
-async def refusal(call) -> ServiceError:
-    """The ServiceError a call raises (it must raise one)."""
-    with pytest.raises(ServiceError) as caught:
-        await call
-    return caught.value
-
-
-async def outcome(call) -> str:
-    """ "ok", or the name of the RET a call was refused with (for counting race results)."""
-    try:
-        await call
-    except ServiceError as refused:
-        return refused.ret.name
-    return "ok"
 
 
 # --- a code, end to end ---------------------------------------------------------------------
