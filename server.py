@@ -33,6 +33,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
 from services.accounts import AccountService
+from services.admission import GatedSmsCodeService, SendGate
 from services.captcha import CaptchaService
 from services.composition import Services
 from services.config import Config, ConfigError, cluster_nodes, listen_hosts, load_config
@@ -55,7 +56,6 @@ from services.receipts import ReceiptStore
 from services.redisclient import RedisClient
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
-from services.sms import SmsCodeService
 from services.users import UserRepository
 
 ROOT = Path(__file__).resolve().parent
@@ -150,7 +150,20 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             config.receipts.allowed_sources,
         )
         notices = RonglianClient(http, config.ronglian, metrics)  # the mobile-changed notice
-        sms = SmsCodeService(
+        # Admission: never more sends in flight than the provider's connections can carry,
+        # and fewer while the loop lags (services/admission.py).
+        admission = config.admission
+        gate = SendGate(
+            min(admission.max_sends_in_flight, config.ronglian.max_clients),
+            admission.retry_after,
+            floor=admission.min_sends_in_flight,
+            max_loop_lag=admission.max_loop_lag,
+            gauge=metrics.sends_in_flight,
+        )
+        gate.start()
+        stack.push_async_callback(gate.close)
+        sms = GatedSmsCodeService(
+            gate,
             redis,
             captchas,
             users,

@@ -22,17 +22,22 @@ DEFAULT_SEED_RATE = 3500
 
 
 def loadgen_command(port: int, section: str, connections: int, args: argparse.Namespace) -> list:
-    """bench.loadgen's command line, without its data (--tuples or --prefix) and --out."""
-    return [
+    """bench.loadgen's command line, without its data (--tuples or --prefix) and --out.
+
+    The overload cells are SMS cells whose clients wait a 503's Retry-After, as the SMS
+    widget does, and then repeat the shed request.
+    """
+    command = [
         sys.executable, "-m", "bench.loadgen",
         "--url", f"http://127.0.0.1:{port}",
-        "--mode", section,
+        "--mode", "sms" if section == "overload" else section,
         "--connections", str(connections),
         "--warmup", str(args.warmup),
         "--duration", str(args.duration),
         "--timeout", str(args.client_timeout),
         "--cookie", COOKIE,
     ]  # fmt: skip
+    return [*command, "--honor-retry-after"] if section == "overload" else command
 
 
 def start_probe(port: int, warmup: float, duration: float, out: Path) -> subprocess.Popen:
@@ -96,7 +101,7 @@ def measure(
     infra.sandbox.clear_inbox()
     out, probe_out = workdir / f"{tag}.json", workdir / f"{tag}-probe.json"
     command = [*loadgen_command(proc.port, section, connections, args), "--out", str(out)]
-    if section == "sms":
+    if section in ("sms", "overload"):
         count = int(
             SEED_RATE.get(system.name, DEFAULT_SEED_RATE) * (args.warmup + args.duration + 1)
         )
@@ -139,9 +144,10 @@ def measure(
 
 def print_cell(cell: dict, tag: str) -> None:
     print(
-        f"{cell['section']:7} {cell['system']:8} lat={cell['latency_ms']!s:>4} "
-        f"c={cell['connections']:<3} ok/s={cell['ok_per_s']:>7} p50={cell['p50_ms']} "
+        f"{cell['section']:8} {cell['system']:8} lat={cell['latency_ms']!s:>4} "
+        f"c={cell['connections']:<4} ok/s={cell['ok_per_s']:>7} p50={cell['p50_ms']} "
         f"p99={cell['p99_ms']} err={cell['errors']} to={cell['timeouts']} "
+        f"shed={cell.get('shed_share')} shed99={cell.get('shed_p99_ms')} "
         f"lag99={cell['lag']['p99_ms']} cpu={cell['cpu_pct']}",
         flush=True,
     )

@@ -15,6 +15,11 @@ Modes:
   sms      GET /api/v1.0/sms_codes/<mobile>?image_code=..&image_code_id=..  one pre-seeded
            (mobile, captcha id, text) tuple per request; ok = HTTP 200 and errno "0"
   captcha  GET /api/v1.0/image_codes/<prefix>-<n>; ok = HTTP 200 and a JPEG body
+
+A 503 (admission control shedding a send) is counted apart from errors, as `shed`, with its
+own latency percentiles. With --honor-retry-after the client then does what the SMS widget
+does: it waits the answer's Retry-After and sends the same request again (the shed request
+used nothing, so its CAPTCHA is still good); without it, the next request follows at once.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from urllib.parse import urlsplit
 ERRNO_RE = re.compile(rb'"errno"\s*:\s*"?(\d+)')
 CONTENT_LENGTH_RE = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 CONNECTION_CLOSE_RE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
+RETRY_AFTER_RE = re.compile(rb"\r\nretry-after:\s*(\d+)", re.IGNORECASE)
+SHED_STATUS = 503
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -46,6 +53,7 @@ class Stats:
         self.measuring = False
         self.ok_latencies: list[float] = []
         self.bad_latencies: list[float] = []
+        self.shed_latencies: list[float] = []
         self.outcomes: dict[str, int] = {}
         self.timeouts = 0
         self.conn_errors = 0
@@ -138,6 +146,8 @@ class Generator:
         ok = sorted(s.ok_latencies)
         everything = sorted(s.ok_latencies + s.bad_latencies)
         failed = len(s.bad_latencies) + s.timeouts + s.conn_errors
+        shed = sorted(s.shed_latencies)
+        answered = len(ok) + len(shed) + failed
         ms = lambda v: None if v is None else round(v * 1000, 2)  # noqa: E731
         return {
             "mode": self.args.mode,
@@ -156,6 +166,12 @@ class Generator:
             "p99_ms": ms(percentile(ok, 99)),
             "max_ms": ms(ok[-1] if ok else None),
             "p99_all_ms": ms(percentile(everything, 99)),
+            "shed": len(shed),
+            "shed_per_s": round(len(shed) / elapsed, 1),
+            "shed_share": round(len(shed) / answered, 4) if answered else None,
+            "shed_p50_ms": ms(percentile(shed, 50)),
+            "shed_p99_ms": ms(percentile(shed, 99)),
+            "honor_retry_after": getattr(self.args, "honor_retry_after", False),
             "timeout_s": self.args.timeout,
             "exhausted": self.exhausted,
             "loadgen_cpu_s": round(cpu, 3),
@@ -171,6 +187,8 @@ class Slot:
         self.loop = loop
         self.proto: Conn | None = None
         self.started: float | None = None  # when the pending request began (None: idle)
+        self.request: bytes | None = None  # the request in flight (sent again after a 503)
+        self.retry = False  # the next send repeats self.request (it was shed)
 
     def connect(self) -> None:
         if not self.gen.running:
@@ -194,23 +212,34 @@ class Slot:
     def send(self, fresh_connection: bool) -> None:
         if not self.gen.running or self.proto is None or self.proto.transport is None:
             return
-        request = self.gen.next_request()
+        request = self.request if self.retry else self.gen.next_request()
+        self.retry = False
         if request is None:
             self.started = None
             return
+        self.request = request
         if not fresh_connection:
             self.started = time.perf_counter()
         if self.gen.stats.measuring:
             self.gen.stats.sent += 1
         self.proto.transport.write(request)
 
-    def finished(self, status: int, body: bytes, keep_alive: bool) -> None:
+    def finished(self, status: int, body: bytes, keep_alive: bool, head: bytes = b"") -> None:
         latency = time.perf_counter() - (self.started or time.perf_counter())
         self.started = None
         gen = self.gen
-        ok = gen.judge(status, body)
-        if gen.stats.measuring:
-            (gen.stats.ok_latencies if ok else gen.stats.bad_latencies).append(latency)
+        if status == SHED_STATUS:
+            if gen.stats.measuring:
+                gen.stats.shed_latencies.append(latency)
+            match = RETRY_AFTER_RE.search(head)
+            if getattr(gen.args, "honor_retry_after", False) and match and keep_alive:
+                self.retry = True
+                self.loop.call_later(int(match.group(1)), self.send, False)
+                return
+        else:
+            ok = gen.judge(status, body)
+            if gen.stats.measuring:
+                (gen.stats.ok_latencies if ok else gen.stats.bad_latencies).append(latency)
         if keep_alive:
             self.send(False)
         else:
@@ -272,7 +301,7 @@ class Conn(asyncio.Protocol):
             del buf[:total]
             status = int(head[9:12])
             keep_alive = CONNECTION_CLOSE_RE.search(head) is None
-            self.slot.finished(status, body, keep_alive)
+            self.slot.finished(status, body, keep_alive, head)
             if not keep_alive:
                 return
 
@@ -305,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuples", help="sms mode: file of 'mobile captcha_id text' lines")
     parser.add_argument("--prefix", default="bench", help="captcha mode: id prefix")
     parser.add_argument("--cookie", default="", help="Cookie header value sent with each request")
+    parser.add_argument(
+        "--honor-retry-after",
+        action="store_true",
+        help="after a 503, wait its Retry-After and send the same request again",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:

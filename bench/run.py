@@ -121,9 +121,19 @@ class Run:
             self.infra.sandbox.set_latency(latency)
             for conns in connections:
                 for name in self.systems:
+                    if name in ("O", "Q"):
+                        continue  # the overload cells' systems
                     if name == "A" and latency != max(latencies):
                         continue  # the shipped multi-process setup: headline latency only
                     self.measure("sms", name, conns, latency)["round"] = round_no
+
+    def overload_round(self, round_no: int, connections: list[int]) -> None:
+        """(O) with admission control and (Q) without, from a normal load to 5x it."""
+        self.infra.sandbox.set_latency(100)
+        for conns in connections:
+            for name in ("O", "Q"):
+                if name in self.systems:
+                    self.measure("overload", name, conns, 100)["round"] = round_no
 
     def captcha_round(self, round_no: int, connections: list[int]) -> None:
         for conns in connections:
@@ -164,8 +174,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--systems",
-        default="a,b,c,c+,A",
-        help="comma list of a (ours, 1 process), b, c, c+, A (ours, 1 process per core)",
+        default="a,b,c,c+,A,O,Q",
+        help="comma list of a (ours, 1 process), b, c, c+, A (ours, 1 process per core), "
+        "O and Q (ours with and without admission control, for the overload cells)",
     )
     parser.add_argument(
         "--variant",
@@ -177,12 +188,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", default="50,200")
     parser.add_argument("--captcha-connections", default="50")
     parser.add_argument(
+        "--overload-connections",
+        default="200,500,1000",
+        help="connections of the overload cells (100 ms upstream; systems O and Q)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=2, help="SMS matrix rounds; a cell's best counts"
     )
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--max-clients", type=int, default=256, help="sends in flight: a, c, c+")
-    parser.add_argument("--skip", default="", help="comma list of: sms, captcha, profile")
+    parser.add_argument("--skip", default="", help="comma list of: sms, overload, captcha, profile")
     add_common_options(parser, RESULTS / "latest.json", "docs/perf/*.png and docs/PERFORMANCE.md")
     return parser.parse_args(argv)
 
@@ -221,6 +237,8 @@ def run_matrix(run: Run, args: argparse.Namespace) -> dict | None:
     for round_no in range(args.repeat):
         if "sms" not in skip:
             run.sms_round(round_no, latencies, connections)
+        if "overload" not in skip:
+            run.overload_round(round_no, [int(v) for v in args.overload_connections.split(",")])
         run.infra.sandbox.set_latency(100)
         if "captcha" not in skip:
             run.captcha_round(round_no, [int(v) for v in args.captcha_connections.split(",")])

@@ -227,7 +227,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds at the start excluded from the memory baseline and steady-state numbers",
     )
     parser.add_argument(
-        "--max-clients", type=int, default=256, help="sends in flight to Ronglian per process"
+        "--max-clients",
+        type=int,
+        default=512,
+        help="sends in flight to Ronglian per process; also the admission limit, so at least "
+        "--connections: the soak checks that every request is served, none shed",
     )
     parser.add_argument("--max-growth-pct", type=float, default=10.0)
     parser.add_argument(

@@ -2,6 +2,8 @@
 
 a        server.py (this repo, all protections on), 1 process
 A        server.py as shipped: 1 process per core
+O        server.py, 1 process, admission control as shipped (the overload cells)
+Q        server.py, 1 process, no admission control (the overload cells' contrast)
 variant  server.py of another checkout (--variant NAME=DIR[,SMSREG_X=V...])
 b        seed 000's Flask view under gunicorn with 4 sync workers (bench/flask_app.py)
 c        the naive Tornado handler (bench/naive_app.py) on Tornado's defaults
@@ -56,11 +58,18 @@ def limit_overrides() -> dict[str, str]:
     section = getattr(config, "LimitsConfig", None)
     if section is None:
         return {}
-    return {
+    overrides = {
         f"SMSREG_LIMITS_{f.name.upper()}": "1000000000"
         for f in dataclasses.fields(section)
         if f.type in (int, "int")
     }
+    fraud = getattr(config, "FraudConfig", None)
+    if fraud is not None and "min_sends" in {f.name for f in dataclasses.fields(fraud)}:
+        # The same for the fraud segments: every request comes from 127.0.0.1 and none is
+        # verified, so its network would be elevated (proof of work) after min_sends sends.
+        # Segments are still counted and judged on every send; they just never trip.
+        overrides["SMSREG_FRAUD_MIN_SENDS"] = "1000000000"
+    return overrides
 
 
 def ours_env(infra: Infrastructure, max_clients: int) -> dict[str, str]:
@@ -74,7 +83,26 @@ def ours_env(infra: Infrastructure, max_clients: int) -> dict[str, str]:
         # would cap any design at 1000 req/s, a configuration limit, not the design's.
         "SMSREG_RONGLIAN_MAX_CLIENTS": str(max_clients),
         **limit_overrides(),
+        **admission_overrides(),
     }
+
+
+def admission_overrides(limit: int = 1_000_000_000) -> dict[str, str]:
+    """Admission control (services/admission.py) up to `limit` sends in flight.
+
+    Out of reach by default, like the rate limits: the per-process comparison measures every
+    request served, none shed (the gate is still passed on every send). A process still admits
+    no more than --max-clients (the provider's concurrency). The overload cells set it.
+    """
+    from services import config
+
+    if getattr(config, "AdmissionConfig", None) is None:
+        return {}
+    fields = {f.name for f in dataclasses.fields(config.AdmissionConfig)}
+    overrides = {"SMSREG_ADMISSION_MAX_SENDS_IN_FLIGHT": str(limit)}
+    if "max_loop_lag" in fields and limit >= 1_000_000_000:
+        overrides["SMSREG_ADMISSION_MAX_LOOP_LAG"] = "0"  # and no shrinking under load
+    return overrides
 
 
 def start_ours(
@@ -99,6 +127,21 @@ def ours_specs(
         # As shipped: server.processes = 0, one worker process per core.
         label = "ours: server.py, 1 process per core (default)"
         specs.append(("A", label, {**common, **processes(0)}, ROOT))
+    if "O" in wanted:
+        # The overload cells: admission control as shipped (admission.max_sends_in_flight).
+        from services.config import AdmissionConfig
+
+        shipped = AdmissionConfig()
+        env = {**common, **processes(1), **admission_overrides(shipped.max_sends_in_flight)}
+        env.pop("SMSREG_ADMISSION_MAX_LOOP_LAG", None)
+        label = "ours, 1 process, admission control as shipped"
+        specs.append(("O", label, env, ROOT))
+    if "Q" in wanted:
+        # The same without admission control: no in-flight limit, and the provider's
+        # concurrency out of reach too (else it would bound admission): everything queues.
+        env = {**common, **processes(1), "SMSREG_RONGLIAN_MAX_CLIENTS": "100000"}
+        env.update(admission_overrides())
+        specs.append(("Q", "ours, 1 process, no admission control", env, ROOT))
     for variant in variants:
         # NAME=DIR[,KEY=VALUE...]: server.py of another checkout (a patched copy).
         name, _, rest = variant.partition("=")

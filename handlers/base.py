@@ -268,7 +268,7 @@ class ApiHandler(BaseHandler):
 def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, ServiceError]:
     """Map an exception (or a bare HTTP status) to (HTTP status, outcome for the client)."""
     if isinstance(exc, ServiceError):
-        return 200, exc
+        return exc.http_status, exc
     if isinstance(exc, STORAGE_ERRORS):
         return 200, ServiceError(Ret.DBERR, DBERR_MESSAGE)
     if isinstance(exc, tornado.web.HTTPError) or exc is None:

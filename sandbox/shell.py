@@ -27,7 +27,7 @@ import tornado.web
 
 from sandbox.receipts import RECEIPT_MODES, CallbackHandler, ReceiptPusher
 
-FAULT_MODES = ("ok", "hang", "http500", "garbage", "status", "close")
+FAULT_MODES = ("ok", "hang", "hold", "http500", "garbage", "status", "close")
 JSON_CT = "application/json;charset=utf-8"
 
 
@@ -110,6 +110,10 @@ class SandboxState:
 
     def __init__(self, settings: _StateSettings, limiter: _Limiter) -> None:
         self.faults = self.faults_type()
+        # "hold": API requests wait here until the faults are next set or reset; `held`
+        # counts them, so a test can see that N sends are in flight before going on.
+        self.release_held = asyncio.Event()
+        self.held = 0
         self.limiter = limiter
         # Bounded so a long benchmark cannot exhaust memory; old messages fall off the front.
         self.inbox: collections.deque[dict[str, Any]] = collections.deque(
@@ -122,6 +126,12 @@ class SandboxState:
         """DELETE /inbox: forget the messages and the limits' counters."""
         self.inbox.clear()
         self.limiter.clear()
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the fault setting; requests held by "hold" go on (answered as usual)."""
+        self.faults = faults
+        self.release_held.set()
+        self.release_held = asyncio.Event()
 
 
 class SandboxHandler(tornado.web.RequestHandler):
@@ -169,7 +179,11 @@ class ApiHandler(SandboxHandler):
         if faults.latency_ms and await self._wait_or_closed(faults.latency_ms / 1000):
             self.answered = "client-gone"
             return
-        if mode == "hang":
+        if mode == "hold" and await self._hold():
+            self.answered = "client-gone"
+        elif mode == "hold":
+            self.answer(*args)
+        elif mode == "hang":
             await self._wait_or_closed(None)
         elif mode == "close":
             self.request.connection.close()
@@ -182,6 +196,20 @@ class ApiHandler(SandboxHandler):
             self.answer_status(faults.status_code)
         else:
             self.answer(*args)
+
+    async def _hold(self) -> bool:
+        """Wait until the faults change; True if the client left first."""
+        state = self.state
+        state.held += 1
+        try:
+            released = asyncio.ensure_future(state.release_held.wait())
+            closed = asyncio.ensure_future(self._closed.wait())
+            await asyncio.wait({released, closed}, return_when=asyncio.FIRST_COMPLETED)
+            released.cancel()
+            closed.cancel()
+            return self._closed.is_set()
+        finally:
+            state.held -= 1
 
     def answer(self, *args: str) -> None:
         """Run the protocol and answer in the provider's format."""
@@ -212,7 +240,8 @@ class FaultsHandler(SandboxHandler):
     """GET/PUT/DELETE /faults: inspect, replace or reset the fault-injection setting."""
 
     def get(self) -> None:
-        self.write_json(asdict(self.state.faults))
+        # `held`: API requests waiting in the "hold" mode right now (read-only).
+        self.write_json({**asdict(self.state.faults), "held": self.state.held})
 
     def put(self) -> None:
         try:
@@ -220,11 +249,11 @@ class FaultsHandler(SandboxHandler):
         except (ValueError, TypeError) as err:
             self.write_json({"error": str(err)}, status=400)
             return
-        self.state.faults = faults
+        self.state.set_faults(faults)
         self.write_json(asdict(self.state.faults))
 
     def delete(self) -> None:
-        self.state.faults = self.state.faults_type()
+        self.state.set_faults(self.state.faults_type())
         self.write_json(asdict(self.state.faults))
 
 

@@ -28,7 +28,7 @@ class Metrics:
     """The numbers operators watch: requests, SMS sends, provider latency, refusals, CAPTCHAs."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         # A registry per instance (not the global one): tests build many applications.
         self.registry = CollectorRegistry()
@@ -83,6 +83,12 @@ class Metrics:
         )
         self.refusals = counter(
             "smsreg_refusals_total", "Requests refused by a rate limit, by limit", "reason"
+        )
+        self.sends_in_flight = Gauge(
+            "smsreg_sms_sends_in_flight",
+            "SMS sends admitted and not yet answered (admission.max_sends_in_flight per process)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.captchas = counter(
             "smsreg_captchas_rendered_total", "CAPTCHAs rendered, by kind (image or audio)", "kind"

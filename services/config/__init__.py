@@ -16,6 +16,7 @@ from services.config.rules import (
 )
 from services.config.sections import (
     AccountsConfig,
+    AdmissionConfig,
     AliyunConfig,
     CaptchaConfig,
     Config,
@@ -39,6 +40,7 @@ __all__ = [
     "PROVIDER_NAMES",
     "VOICES_DIR",
     "AccountsConfig",
+    "AdmissionConfig",
     "AliyunConfig",
     "CaptchaConfig",
     "Config",

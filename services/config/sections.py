@@ -97,6 +97,14 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class AdmissionConfig:
+    max_sends_in_flight: int = setting(100, positive)
+    min_sends_in_flight: int = setting(16, positive)
+    max_loop_lag: float = setting(0.02, at_least(0, "0 (off) or more"))
+    retry_after: int = setting(1, positive)
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     mode: str = setting("standalone", one_of("standalone", "cluster"))
     url: str = "redis://127.0.0.1:6379/0"
@@ -158,7 +166,7 @@ class RonglianConfig:
     app_id: str = "8aaf0708app0000000000000000000ab"
     connect_timeout: float = 2.0
     request_timeout: float = setting(5.0, positive)
-    max_clients: int = 100
+    max_clients: int = setting(100, positive)
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     accounts: AccountsConfig = field(default_factory=AccountsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     families: FamiliesConfig = field(default_factory=FamiliesConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     mysql: MysqlConfig = field(default_factory=MysqlConfig)

@@ -1,0 +1,157 @@
+"""Admission control for SMS sends: shed what this process cannot serve in time, at once.
+
+Under a flood of sends a server that accepts everything queues everything: each request waits
+behind the others for the CPU, the Redis and MySQL pools and the provider's connections, and
+once the queue is longer than a client's patience every client times out, also the ones that
+would have been served. A process therefore admits a bounded number of sends at a time. A send
+beyond it is refused with HTTP 503 and `Retry-After` before it has done anything: no CAPTCHA
+used, no limit counted, no guard set, no code stored.
+
+The bound moves between two values:
+
+- the ceiling, `min(admission.max_sends_in_flight, ronglian.max_clients)`: the second is the
+  provider's concurrency (the connections of the HTTP client every provider call goes
+  through), so an admitted send never waits in that client's queue;
+- down to `admission.min_sends_in_flight` while the event loop lags. A send's latency is the
+  provider's plus the time its steps wait for the CPU. Once the CPU is saturated, each extra
+  send in flight only lengthens every send's wait (Little's law); the loop's lag, sampled every
+  LAG_INTERVAL, measures that wait. Above `admission.max_loop_lag` the bound shrinks by a tenth
+  per sample; below it, it grows back by GROWTH per sample (additive increase, multiplicative
+  decrease, as in TCP). `max_loop_lag: 0` keeps the bound at the ceiling.
+
+The count is per process and needs no lock: it is only touched on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from services.errors import Ret, ServiceError
+from services.sms import Purpose, SentCode, SmsCodeService
+
+OVERLOADED_REASON = "overloaded"
+LAG_INTERVAL = 0.05  # seconds between two samples of the event loop's lag
+SHRINK = 0.9  # the bound is multiplied by this for each lagging sample
+GROWTH = 2  # sends the bound grows by for each sample without lag
+
+
+class Overloaded(ServiceError):
+    """Too many sends in flight: come back after `retry_after` seconds (HTTP 503)."""
+
+    http_status = 503
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            Ret.REQERR,
+            f"短信服务繁忙，请{retry_after}秒后重试",
+            data={"reason": OVERLOADED_REASON},
+            retry_after=retry_after,
+        )
+
+
+class InFlightGauge(Protocol):
+    """Where the count is shown (services/metrics.py: smsreg_sms_sends_in_flight)."""
+
+    def inc(self) -> None: ...
+
+    def dec(self) -> None: ...
+
+
+class SendGate:
+    """At most `limit` sends in flight in this process; the rest are shed (Overloaded).
+
+    `limit` starts at `ceiling` and follows the loop's lag down to `floor` (observe_lag).
+    """
+
+    def __init__(
+        self,
+        ceiling: int,
+        retry_after: int,
+        *,
+        floor: int | None = None,
+        max_loop_lag: float = 0.0,
+        gauge: InFlightGauge | None = None,
+    ) -> None:
+        self.ceiling = ceiling
+        self.floor = ceiling if floor is None else min(floor, ceiling)
+        self.limit = ceiling
+        self.retry_after = retry_after
+        self.in_flight = 0
+        self._max_loop_lag = max_loop_lag
+        self._gauge = gauge
+        self._watcher: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for one send while the block runs, or raise Overloaded at once."""
+        if self.in_flight >= self.limit:
+            raise Overloaded(self.retry_after)
+        self.in_flight += 1
+        if self._gauge is not None:
+            self._gauge.inc()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            if self._gauge is not None:
+                self._gauge.dec()
+
+    def observe_lag(self, lag: float) -> None:
+        """One sample of the event loop's lag (seconds): move the bound."""
+        if self._max_loop_lag <= 0:
+            return
+        if lag > self._max_loop_lag:
+            self.limit = max(self.floor, math.floor(self.limit * SHRINK))
+        else:
+            self.limit = min(self.ceiling, self.limit + GROWTH)
+
+    def start(self) -> None:
+        """Sample the loop's lag in the background (only if the bound is to follow it)."""
+        if self._max_loop_lag > 0 and self.floor < self.ceiling and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_lag())
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+    async def _watch_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_INTERVAL)
+            # How much later than asked the loop came back to this task: the time every
+            # ready callback (each step of each request in flight) now waits for the CPU.
+            self.observe_lag(loop.time() - started - LAG_INTERVAL)
+
+
+class GatedSmsCodeService(SmsCodeService):
+    """SmsCodeService whose sends pass the gate first: every family's send routes call this."""
+
+    # Any: the arguments are SmsCodeService's own, passed through unchanged (typed there).
+    def __init__(self, gate: SendGate, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = gate
+
+    async def send_code(
+        self,
+        mobile: object,
+        image_code: object,
+        image_code_id: object,
+        client_ip: str,
+        channel: object = None,
+        altcha: object = None,
+        purpose: Purpose = Purpose.REGISTER,
+        user_id: int | None = None,
+    ) -> SentCode:
+        """Admit the send, or raise Overloaded before anything is used, counted or stored."""
+        with self.gate.admit():
+            return await super().send_code(
+                mobile, image_code, image_code_id, client_ip, channel, altcha, purpose, user_id
+            )

@@ -1,0 +1,159 @@
+"""Graceful overload (services/admission.py): a send over the in-flight limit is shed at once.
+
+The real server process, the real sandbox. The sandbox's "hold" fault keeps the admitted sends
+waiting at the provider until the test lets them go, so the in-flight slots are full for as
+long as the test needs them (no timing): the next send must get a 503 with Retry-After while
+they are still held, must leave nothing behind (its CAPTCHA still usable, no guard, no code,
+no count), and the held sends must complete once released.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+import redis as sync_redis
+
+from services import keys
+from tests.conftest import LiveServer
+from tests.polling import wait_until
+
+RETRY_AFTER = 3
+LIMIT = 2
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    """GET url; (status, headers, body), HTTP errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+class Sender:
+    """A browser of the ihome (or meiduo) front-end against the live server."""
+
+    def __init__(self, server: LiveServer, redis: sync_redis.Redis) -> None:
+        self.base = server.base_url
+        self.redis = redis
+
+    def captcha(self, captcha_id: str) -> str:
+        status, _, _ = get(f"{self.base}/api/v1.0/image_codes/{captcha_id}")
+        assert status == 200
+        return self.redis.get(keys.captcha_key(captcha_id)).decode()
+
+    def send(self, mobile: str, captcha_id: str, text: str) -> tuple[int, dict[str, str], dict]:
+        query = urllib.parse.urlencode({"image_code": text, "image_code_id": captcha_id})
+        status, headers, body = get(f"{self.base}/api/v1.0/sms_codes/{mobile}?{query}")
+        return status, headers, json.loads(body)
+
+    def meiduo_send(self, mobile: str, captcha_id: str, text: str) -> tuple[int, dict, dict]:
+        query = urllib.parse.urlencode({"image_code": text, "uuid": captcha_id})
+        status, headers, body = get(f"{self.base}/sms_codes/{mobile}/?{query}")
+        return status, headers, json.loads(body)
+
+    def in_flight(self) -> float:
+        _, _, body = get(f"{self.base}/metrics")
+        match = re.search(rb"^smsreg_sms_sends_in_flight (\S+)$", body, re.MULTILINE)
+        assert match, "the in-flight gauge is exported"
+        return float(match.group(1))
+
+
+@pytest.fixture(
+    params=[
+        {"SMSREG_ADMISSION_MAX_SENDS_IN_FLIGHT": str(LIMIT)},
+        # The provider's concurrency bounds admission too: no send waits in curl's queue.
+        {"SMSREG_RONGLIAN_MAX_CLIENTS": str(LIMIT)},
+    ],
+    ids=["max_sends_in_flight", "provider_max_clients"],
+)
+def gated(request, config, clean_state, redis_server, tmp_path):
+    env = {
+        **request.param,
+        "SMSREG_ADMISSION_RETRY_AFTER": str(RETRY_AFTER),
+        # Every send comes from 127.0.0.1 and none is verified: keep the fraud breaker quiet.
+        "SMSREG_FRAUD_MIN_SENDS": "100000",
+        # The held sends must outlive the test's checks (they are released explicitly).
+        "SMSREG_RONGLIAN_REQUEST_TIMEOUT": "60",
+    }
+    server = LiveServer(config, tmp_path / "server.log", env).start()
+    with sync_redis.Redis(port=redis_server.port) as redis:
+        yield Sender(server, redis)
+    server.stop()
+
+
+def test_over_the_limit_is_shed_at_once_and_leaves_nothing_behind(gated, sandbox, fresh_mobile):
+    held_mobiles = [fresh_mobile() for _ in range(LIMIT)]
+    shed_mobile, meiduo_mobile = fresh_mobile(), fresh_mobile()
+    captchas = {m: gated.captcha(f"adm-{m}") for m in (*held_mobiles, shed_mobile, meiduo_mobile)}
+    sandbox.set_fault(mode="hold", times=LIMIT)
+    with concurrent.futures.ThreadPoolExecutor(LIMIT) as pool:
+        held = [pool.submit(gated.send, m, f"adm-{m}", captchas[m]) for m in held_mobiles]
+        wait_until(lambda: sandbox.faults()["held"], lambda n: n == LIMIT, what="sends held")
+        assert gated.in_flight() == LIMIT
+
+        # Over the limit: answered while the admitted sends are still held, not queued.
+        status, headers, body = gated.send(shed_mobile, f"adm-{shed_mobile}", captchas[shed_mobile])
+        assert status == 503
+        assert headers["Retry-After"] == str(RETRY_AFTER)
+        assert body["errno"] == "4201"
+        assert body["data"] == {"reason": "overloaded", "retry_after": RETRY_AFTER}
+        # meiduo's shape for the same refusal.
+        status, headers, body = gated.meiduo_send(
+            meiduo_mobile, f"adm-{meiduo_mobile}", captchas[meiduo_mobile]
+        )
+        assert (status, headers["Retry-After"]) == (503, str(RETRY_AFTER))
+        assert (body["code"], body["reason"], body["retry_after"]) == ("4002", "overloaded", 3)
+        assert not any(f.done() for f in held), "the admitted sends are still held"
+
+        # Nothing of the shed sends was used, counted or stored.
+        redis = gated.redis
+        for mobile in (shed_mobile, meiduo_mobile):
+            assert redis.get(keys.captcha_key(f"adm-{mobile}")).decode() == captchas[mobile]
+            assert not redis.exists(
+                keys.sms_guard_key(mobile),
+                keys.sms_code_key(mobile),
+                keys.sms_mobile_hourly_key(mobile),
+                keys.sms_mobile_daily_key(mobile),
+            )
+        assert int(redis.get(keys.sms_ip_hourly_key("127.0.0.1"))) == LIMIT
+        assert int(redis.get(keys.sms_global_hourly_key())) == LIMIT
+
+        # Released, the admitted sends complete.
+        sandbox.reset_faults()
+        for future in held:
+            status, _, body = future.result(timeout=60)
+            assert (status, body["errno"]) == (200, "0")
+    assert [len(sandbox.inbox(m)) for m in held_mobiles] == [1] * LIMIT
+    wait_until(gated.in_flight, lambda n: n == 0, what="in-flight gauge back to 0")
+
+    # The shed request can simply be repeated, with the very same CAPTCHA.
+    status, _, body = gated.send(shed_mobile, f"adm-{shed_mobile}", captchas[shed_mobile])
+    assert (status, body["errno"]) == (200, "0")
+    assert len(sandbox.inbox(shed_mobile)) == 1
+    assert sandbox.inbox(meiduo_mobile) == []
+
+
+def test_refused_and_failed_sends_give_their_slot_back(gated, sandbox, fresh_mobile):
+    """A send that ends in a refusal or a provider failure does not keep its place."""
+    mobile = fresh_mobile()
+    # More refusals and failures than there are slots, one after the other.
+    for attempt in range(LIMIT + 1):
+        status, _, body = gated.send(mobile, f"adm-wrong-{attempt}", "XXXX")
+        assert (status, body["errno"]) == (200, "4002")  # no such CAPTCHA
+    # LIMIT failures: fewer than failover.breaker_failures (3), which would open the circuit.
+    sandbox.set_fault(mode="http500", times=LIMIT)
+    for attempt in range(LIMIT):
+        text = gated.captcha(f"adm-fail-{attempt}")
+        status, _, body = gated.send(mobile, f"adm-fail-{attempt}", text)
+        assert (status, body["errno"]) == (200, "4301")
+    assert gated.in_flight() == 0
+    text = gated.captcha("adm-ok")
+    status, _, body = gated.send(mobile, "adm-ok", text)
+    assert (status, body["errno"]) == (200, "0")
