@@ -37,6 +37,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from services import keys
 from services.config import FraudConfig
@@ -45,6 +46,9 @@ from services.metrics import Metrics
 from services.pow import ProofOfWork
 from services.redisclient import RedisClient, decoded
 from services.validation import mask_mobile
+
+if TYPE_CHECKING:
+    from services.receipts import RedisPipeline
 
 log = logging.getLogger(__name__)
 
@@ -414,12 +418,13 @@ class FraudGuard:
             return self._config.budget_share_newcomer
         return self._config.budget_share_poor
 
-    async def sent(self, mobile: str, admission: Admission | None, code_ttl: int) -> None:
-        """After a send: remember its segments with the code, so a verification converts them."""
-        if admission is None:
-            return
+    def record_sent(
+        self, pipe: RedisPipeline, mobile: str, admission: Admission, code_ttl: int
+    ) -> None:
+        """After a send: remember its segments with the code, so a verification converts
+        them. The write is added to `pipe` (run with the send's other writes)."""
         record = json.dumps([segment.name for segment in admission.segments])
-        await self._redis.set(keys.sms_segments_key(mobile), record, ex=code_ttl)
+        pipe.set(keys.sms_segments_key(mobile), record, ex=code_ttl)
 
     async def converted(self, mobile: str) -> None:
         """A code sent to mobile was verified: count a conversion in the segments of its send."""

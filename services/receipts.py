@@ -19,12 +19,18 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+
 from services import keys
 from services.clientip import address_in, parse_networks
-from services.errors import STORAGE_ERRORS, Ret, ServiceError
+from services.errors import Ret, ServiceError
 from services.metrics import Metrics
 from services.providers.base import Delivery
 from services.redisclient import RedisClient, decoded
+
+# A pipeline of either client (standalone or cluster): writes queued, sent with execute().
+RedisPipeline = Pipeline | ClusterPipeline
 
 log = logging.getLogger(__name__)
 
@@ -178,38 +184,40 @@ class ReceiptStore:
             return False
         return not self._sources or address_in(source_ip, self._sources)
 
-    async def record_sent(
-        self, send_id: str, delivery: Delivery, mobile: str = "", guard_token: str = ""
+    def record_sent(
+        self,
+        pipe: RedisPipeline,
+        send_id: str,
+        delivery: Delivery,
+        mobile: str = "",
+        guard_token: str = "",
     ) -> None:
-        """Remember an accepted send. The code is out already: a failure here is only logged.
+        """Remember an accepted send: its writes are added to `pipe`, which the caller runs
+        with the send's other writes (one round trip). The code is out already: a failure
+        there is only logged.
 
         The mobile and the resend guard's token are kept (never shown) so that a failed
         receipt can lift the guard this send set.
         """
         now = f"{time.time():.3f}"
         record = keys.send_record_key(send_id)
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(
-                    record,
-                    mapping={
-                        "provider": delivery.provider,
-                        "message_id": delivery.message_id,
-                        "channel": delivery.channel.value,
-                        "status": "sent",
-                        "reason": "",
-                        "created_at": now,
-                        "updated_at": now,
-                        "mobile": mobile,
-                        "guard_token": guard_token,
-                    },
-                )
-                pipe.expire(record, self._ttl)
-                index = keys.provider_message_key(delivery.provider, delivery.message_id)
-                pipe.set(index, send_id, ex=self._ttl)
-                await pipe.execute()
-        except STORAGE_ERRORS as exc:
-            log.warning("could not record send %s…: %r", send_id[:6], exc)
+        pipe.hset(
+            record,
+            mapping={
+                "provider": delivery.provider,
+                "message_id": delivery.message_id,
+                "channel": delivery.channel.value,
+                "status": "sent",
+                "reason": "",
+                "created_at": now,
+                "updated_at": now,
+                "mobile": mobile,
+                "guard_token": guard_token,
+            },
+        )
+        pipe.expire(record, self._ttl)
+        index = keys.provider_message_key(delivery.provider, delivery.message_id)
+        pipe.set(index, send_id, ex=self._ttl)
 
     async def apply(self, receipts: list[Receipt], channel_hint: str = "sms") -> None:
         """Apply each receipt once; unknown or repeated ones change nothing (and are counted)."""

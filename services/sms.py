@@ -21,7 +21,7 @@ from services.errors import Ret, ServiceError
 from services.fraud import Admission, FraudGuard
 from services.limits import Limit, RateLimiter
 from services.mobiles import canonical_mobile
-from services.providers.base import Channel, CodeMessage, Outcome, ProviderError
+from services.providers.base import Channel, CodeMessage, Delivery, Outcome, ProviderError
 from services.providers.failover import FailoverSender
 from services.receipts import ReceiptStore
 from services.redisclient import RedisClient
@@ -348,8 +348,7 @@ class SmsCodeService:
             await asyncio.shield(self._undo(send, ALL_STEPS))
             await asyncio.shield(self._release_segments(admission))
             raise
-        await self._after_send(canonical, admission)
-        await self._receipts.record_sent(send_id, delivery, canonical, send.guard_token)
+        await self._after_send(canonical, admission, send_id, delivery, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
 
     def _channel(self, channel: object) -> Channel:
@@ -382,17 +381,30 @@ class SmsCodeService:
         if self._fraud is not None:
             await self._fraud.release(admission)
 
-    async def _after_send(self, mobile: str, admission: Admission | None) -> None:
-        """Remember the send's segments for its conversion; alert when the budget runs low."""
-        if self._fraud is None or admission is None:
-            return
+    async def _after_send(
+        self,
+        mobile: str,
+        admission: Admission | None,
+        send_id: str,
+        delivery: Delivery,
+        guard_token: str,
+    ) -> None:
+        """Record the send for its receipts and its segments for its conversion, and read the
+        budget spent (to alert when it runs low): one round trip for all of it."""
+        fraud = self._fraud if admission is not None else None
         try:
-            await self._fraud.sent(mobile, admission, self._config.code_ttl)
-            used = await self._redis.get(keys.sms_global_hourly_key())
-            self._fraud.budget_spent(int(used or 0), self._limits.sms_global_per_hour)
-        except Exception:
-            # The SMS is out; a lost record only means this code will not count as converted.
-            log.warning("could not record the fraud segments of a send")
+            async with self._redis.pipeline(transaction=False) as pipe:
+                self._receipts.record_sent(pipe, send_id, delivery, mobile, guard_token)
+                if fraud is not None and admission is not None:
+                    fraud.record_sent(pipe, mobile, admission, self._config.code_ttl)
+                    pipe.get(keys.sms_global_hourly_key())
+                results = await pipe.execute()
+        except Exception as exc:
+            # The SMS is out; a lost record only means no receipt or conversion for this code.
+            log.warning("could not record send %s… (receipts, segments): %r", send_id[:6], exc)
+            return
+        if fraud is not None:
+            fraud.budget_spent(int(results[-1] or 0), self._limits.sms_global_per_hour)
 
     async def _code_verified(self, mobile: str) -> None:
         """A right code converts the segments of the send that delivered it."""
