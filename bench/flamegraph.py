@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.profile_summary import _short
+from bench.profile_summary import LINE_RE, _short
 
 WIDTH = 1400
 ROW = 16
@@ -37,11 +37,14 @@ def load(raw: Path) -> Node:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        frames = stack.split(";")
+        if not frames[0].startswith("<module>"):
+            continue  # executor threads parked on their queue (as in profile_summary)
         n = int(count)
         root.count += n
         node = root
-        for frame in stack.split(";"):
-            frame = _short(frame)
+        for frame in frames:
+            frame = LINE_RE.sub(")", _short(frame))  # one box per function, not per line
             node = node.children.setdefault(frame, Node(frame))
             node.count += n
     return root

@@ -23,6 +23,49 @@ def plot(results: dict) -> None:
     caps = [c for c in results["cells"] if c["section"] == "captcha"]
     if caps:
         plot_captcha(caps, PERF / "captcha.png")
+    overload = [c for c in results["cells"] if c["section"] == "overload"]
+    if overload:
+        plot_overload(overload, PERF / "overload.png")
+
+
+def plot_overload(cells: list[dict], path: Path) -> None:
+    """Accepted p99 and the shares shed / timed out against connections, (O) and (Q)."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.4, 4))
+    for system, color in (("O", "tab:green"), ("Q", "tab:red")):
+        pts = sorted((c["connections"], c) for c in cells if c["system"] == system)
+        if not pts:
+            continue
+        xs = [x for x, _ in pts]
+        label = NAMES.get(system, system)
+        ax1.plot(xs, [c["p99_ms"] or 0 for _, c in pts], marker="o", color=color, label=label)
+        answered = [max(1, c["ok"] + c.get("shed", 0) + c["errors"]) for _, c in pts]
+        shed = [100 * c.get("shed", 0) / n for (_, c), n in zip(pts, answered, strict=True)]
+        lost = [100 * c["timeouts"] / n for (_, c), n in zip(pts, answered, strict=True)]
+        ax2.plot(xs, shed, marker="o", color=color, label=f"{system}: shed (fast 503)")
+        ax2.plot(xs, lost, marker="x", ls="--", color=color, label=f"{system}: client timeouts")
+        for x, (_, c) in zip(xs, pts, strict=True):
+            ax1.annotate(
+                f"{c['p99_ms'] or 0:,.0f}",
+                (x, c["p99_ms"] or 0),
+                fontsize=8,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
+    ax1.axhline(300, color="gray", ls="--", lw=1)
+    ax1.annotate("target: 3x upstream = 300 ms", (ax1.get_xlim()[0], 300), fontsize=7, color="gray")
+    ax1.set_yscale("log")
+    ax1.set_title("accepted sends: p99 latency, ms (log)")
+    ax2.set_title("share of answers, %")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("concurrent connections")
+        ax.set_xticks(sorted({c["connections"] for c in cells}))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_sms(cells: list[dict], metric: str, ylabel: str, path: Path) -> None:

@@ -19,6 +19,8 @@ NAMES = {
     "b": "(b) Flask+gunicorn 4 sync",
     "c": "(c) naive Tornado",
     "c+": "(c+) naive Tornado, curl + uvloop",
+    "O": "(O) ours, 1 process, admission control as shipped",
+    "Q": "(Q) ours, 1 process, no admission control",
 }
 # The peers (a) is compared with, in the ratios' order.
 PEERS = ("b", "c", "c+")
@@ -114,6 +116,9 @@ def targets(cells: list[dict]) -> list[dict]:
             checks.append(_check(target, v, v >= limit, digits))
     if a and a["p99_ms"] is not None:
         checks.append(_check(f"{sms} a p99 <= 150 ms", a["p99_ms"], a["p99_ms"] <= 150))
+    if (v := _ratio(_cell(cells, "sms", "A", 100, 200), a, "ok_per_s")) is not None:
+        checks.append(_check(f"{sms} 2 processes (A) >= 1.4x one (a)", v, v >= 1.4, 2))
+    checks += overload_targets(cells)
     if (v := _ratio(cap_a, cap_c, "ok_per_s")) is not None:
         checks.append(_check("CAPTCHA: a >= 2x inline", v, v >= 2, 2))
     if (v := _ratio(cap_a, cap_c, "ok_per_server_cpu_s")) is not None:
@@ -123,14 +128,42 @@ def targets(cells: list[dict]) -> list[dict]:
     return checks
 
 
+def overload_targets(cells: list[dict]) -> list[dict]:
+    """At the most connections measured (5x a normal 200): (O) keeps accepted sends fast."""
+    overload = [c for c in cells if c["section"] == "overload" and c["system"] == "O"]
+    if not overload:
+        return []
+    top = max(overload, key=lambda c: c["connections"])
+    where = f"overload {top['connections']} conns, 100 ms upstream:"
+    p99, shed99 = top["p99_ms"], top.get("shed_p99_ms")
+    checks = [
+        _check(
+            f"{where} accepted p99 <= 300 ms (3x upstream)", p99, p99 is not None and p99 <= 300
+        ),
+        _check(f"{where} no client timeouts", top["timeouts"], top["timeouts"] == 0),
+    ]
+    if shed99 is not None:
+        checks.append(_check(f"{where} shed 503s p99 <= 100 ms (fast)", shed99, shed99 <= 100))
+    return checks
+
+
 # ---- docs ----------------------------------------------------------------------------------
 
 
 def write_docs(results: dict) -> None:
+    from bench.flamegraph import write_svg
     from bench.plots import PERF, plot
 
     PERF.mkdir(parents=True, exist_ok=True)
     plot(results)
+    raw = ROOT / "bench" / "results" / "profile-sms.collapsed.txt"
+    if results.get("profile") and raw.exists():
+        prof = results["profile"]
+        title = (
+            f"server.py, 1 process: SMS flow at 100 ms upstream, 200 connections "
+            f"(py-spy, {prof['samples']} samples, commit {results['machine']['commit']})"
+        )
+        write_svg(raw, PERF / "profile-sms.svg", title)
     replace_generated_section(DOC, (BEGIN, END), render_markdown(results), "# Performance")
 
 
@@ -175,6 +208,7 @@ def render_markdown(results: dict) -> str:
         *_sms_table([c for c in cells if c["section"] == "sms"]),
         *_ratios_table(results["ratios"]),
         *(_captcha_table(caps) if caps else []),
+        *_overload_table([c for c in cells if c["section"] == "overload"]),
         *_heading("Targets", "| target | measured | |", "|---|---:|---|"),
         *(
             f"| {t['target']} | {t['value']} | {'✅' if t['pass'] else '❌'} |"
@@ -189,7 +223,34 @@ def render_markdown(results: dict) -> str:
     ]
     if caps:
         lines += ["![CAPTCHA images per second and loop lag](perf/captcha.png)", ""]
+    if any(c["section"] == "overload" for c in cells):
+        lines += ["![Overload: accepted p99 and shed share](perf/overload.png)", ""]
     return "\n".join(lines)
+
+
+def _overload_table(cells: list[dict]) -> list[str]:
+    if not cells:
+        return []
+    lines = [
+        *_heading(
+            "Overload (SMS flow, 100 ms upstream; clients wait a 503's Retry-After, then repeat)",
+            "| conns | system | accepted req/s | accepted p50 / p99 ms | shed share "
+            "| shed 503 p50 / p99 ms | client timeouts | other errors | lag p99 ms "
+            "| server CPU % |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        )
+    ]
+    for c in sorted(cells, key=lambda c: (c["connections"], c["system"])):
+        share = c.get("shed_share")
+        lines.append(
+            f"| {c['connections']} | {NAMES.get(c['system'], c['system'])} "
+            f"| **{_fmt(c['ok_per_s'], 1)}** | {_fmt(c['p50_ms'], 1)} / **{_fmt(c['p99_ms'], 1)}** "
+            f"| {'–' if share is None else f'{100 * share:.1f} %'} "
+            f"| {_fmt(c.get('shed_p50_ms'), 1)} / {_fmt(c.get('shed_p99_ms'), 1)} "
+            f"| {c['timeouts']} | {c['errors'] - c['timeouts']} "
+            f"| {_fmt(c['lag']['p99_ms'], 1)} | {_fmt(c['cpu_pct']['server'])} |"
+        )
+    return lines
 
 
 def _intro(results: dict) -> list[str]:
@@ -284,6 +345,15 @@ def _captcha_table(caps: list[dict]) -> list[str]:
 
 
 def _profile_table(prof: dict) -> list[str]:
+    top = [
+        "",
+        "Top of the profile (self time: the innermost frame of each sample; "
+        "flame graph: [perf/profile-sms.svg](perf/profile-sms.svg)):",
+        "",
+        "| function (self) | share of samples |",
+        "|---|---:|",
+        *(f"| `{t['function']}` | {t['pct']} % |" for t in prof.get("top_self", [])[:15]),
+    ]
     return [
         "",
         f"### Where our server's time goes (py-spy, {prof['samples']} samples at "
@@ -297,4 +367,5 @@ def _profile_table(prof: dict) -> list[str]:
             f"| {c['category']} | {c['pct']} % | {c['us_per_request']} |"
             for c in prof["categories"]
         ),
+        *top,
     ]

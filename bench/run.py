@@ -199,8 +199,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--max-clients", type=int, default=256, help="sends in flight: a, c, c+")
     parser.add_argument("--skip", default="", help="comma list of: sms, overload, captcha, profile")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few minutes instead of ~20: one round, 100 ms upstream only, 6 s cells "
+        "(sets --repeat 1 --latencies 100 --warmup 2 --duration 6)",
+    )
     add_common_options(parser, RESULTS / "latest.json", "docs/perf/*.png and docs/PERFORMANCE.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeat, args.latencies, args.warmup, args.duration = 1, "100", 2.0, 6.0
+    return args
 
 
 def save_results(
