@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.stack import ROOT, VENV_BIN, Infrastructure, Proc
+from bench.stack import ROOT, Infrastructure, Proc
 from devstack.processes import free_port
 
 NAIVE_FLAGS = {"c": [], "c+": ["--curl", "--uvloop"]}
@@ -153,8 +153,11 @@ def ours_specs(
 
 def start_flask(infra: Infrastructure, workdir: Path) -> System:
     port = free_port()
+    # `python -m gunicorn`, not the venv's gunicorn script: a script's shebang names the
+    # interpreter path it was installed with, which breaks when the venv is reached through
+    # another path (a symlinked .venv in a worktree).
     args = [
-        str(VENV_BIN / "gunicorn"),
+        sys.executable, "-m", "gunicorn",
         "-w", "4",
         "-b", f"127.0.0.1:{port}",
         "--backlog", "2048",
