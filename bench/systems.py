@@ -112,7 +112,8 @@ def start_ours(
     port = free_port()
     args = [sys.executable, "server.py", "--port", str(port)]
     proc = Proc(name, args, workdir / f"{name}.log", port=port, env=env, cwd=directory)
-    return System(name, label, proc.start())
+    # (O) and (Q) are (a) with other admission settings: their CAPTCHA endpoint is (a)'s.
+    return System(name, label, proc.start(), captcha=name not in ("O", "Q"))
 
 
 def ours_specs(
