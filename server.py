@@ -60,6 +60,11 @@ from services.users import UserRepository
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yml"
+# Connections the kernel may queue before they are accepted (capped by net.core.somaxconn).
+# Tornado's default of 128 drops the SYNs of a burst of new clients while the loop is busy,
+# and a dropped SYN is retried only after 1 s, 3 s, 7 s: a wait that admission control
+# (services/admission.py), which answers at once, could not shorten.
+LISTEN_BACKLOG = 4096
 log = logging.getLogger("smsreg")
 
 
@@ -303,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         sockets = [
             sock
             for host in listen_hosts(config.server.host)
-            for sock in tornado.netutil.bind_sockets(config.server.port, host)
+            for sock in tornado.netutil.bind_sockets(
+                config.server.port, host, backlog=LISTEN_BACKLOG
+            )
         ]
     except OSError as exc:
         print(f"startup failed: cannot listen on port {config.server.port}: {exc}", file=sys.stderr)
