@@ -104,11 +104,7 @@ class RonglianClient:
             "templateId": template_id,
             "datas": datas,
         }
-        answer = await self._call("/SMS/TemplateSMS", payload, to)
-        sid = _answer_text(answer, "templateSMS", "smsMessageSid")
-        # DEBUG: the access line already records every send (errno 0), at a cost per request.
-        log.debug("sms sent to %s sid=%s", mask_mobile(to), sid)
-        return sid
+        return await self._call("/SMS/TemplateSMS", payload, to, ("templateSMS", "smsMessageSid"))
 
     async def voice_verify(
         self,
@@ -131,13 +127,12 @@ class RonglianClient:
             "lang": lang,
             "userData": user_data,
         }
-        answer = await self._call("/Calls/VoiceVerify", payload, to)
-        sid = _answer_text(answer, "VoiceVerify", "callSid")
-        log.debug("voice call to %s sid=%s", mask_mobile(to), sid)
-        return sid
+        return await self._call("/Calls/VoiceVerify", payload, to, ("VoiceVerify", "callSid"))
 
-    async def _call(self, path: str, payload: Mapping[str, object], to: str) -> Answer:
-        """POST one signed request; return the answer on 000000, else raise RonglianError."""
+    async def _call(
+        self, path: str, payload: Mapping[str, object], to: str, sid_at: tuple[str, str]
+    ) -> str:
+        """POST one signed request; return the answer's id at sid_at, or raise RonglianError."""
         started = time.monotonic()
         try:
             answer = await self._post(path, payload, mask_mobile(to))
@@ -147,7 +142,10 @@ class RonglianClient:
         finally:
             self._metrics.provider_seconds.observe(time.monotonic() - started)
         self._metrics.sms_sends.labels(SUCCESS).inc()
-        return answer
+        sid = _answer_text(answer, *sid_at)
+        # DEBUG: the access line already records every send (errno 0), at a cost per request.
+        log.debug("%s to %s sid=%s", path, mask_mobile(to), sid)
+        return sid
 
     async def _post(self, path: str, payload: Mapping[str, object], who: str) -> Answer:
         timestamp = china_timestamp()
