@@ -38,6 +38,11 @@ class GaleraNode(MariaDBServer):
         self.run_as = "mysql" if os.geteuid() == 0 else None
 
     @property
+    def client_address(self) -> str:
+        """host:port of the node's client port, as `mysql.hosts` names it."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def group_address(self) -> str:
         return f"127.0.0.1:{self.group_port}"
 
@@ -101,6 +106,15 @@ class GaleraNode(MariaDBServer):
         finally:
             conn.close()
 
+    def is_synced(self, cluster_size: int, status: dict[str, str] | None = None) -> bool:
+        """Synced, in a primary component of `cluster_size` nodes (`status`: wsrep_status())."""
+        status = self.wsrep_status() if status is None else status
+        return (
+            status.get("wsrep_local_state") == WSREP_SYNCED
+            and status.get("wsrep_cluster_status") == "Primary"
+            and status.get("wsrep_cluster_size") == str(cluster_size)
+        )
+
     def wait_synced(self, cluster_size: int, timeout: float) -> None:
         """Until the node is Synced in a primary component of `cluster_size` nodes."""
         deadline = time.monotonic() + timeout
@@ -116,11 +130,7 @@ class GaleraNode(MariaDBServer):
                 code = self.process.returncode
                 raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
             status = self.wsrep_status()
-            if (
-                status.get("wsrep_local_state") == WSREP_SYNCED
-                and status.get("wsrep_cluster_status") == "Primary"
-                and status.get("wsrep_cluster_size") == str(cluster_size)
-            ):
+            if self.is_synced(cluster_size, status):
                 return
             time.sleep(0.1)
         keys = ("wsrep_local_state_comment", "wsrep_cluster_status", "wsrep_cluster_size")
@@ -200,7 +210,7 @@ class GaleraCluster:
     @property
     def hosts(self) -> str:
         """The `mysql.hosts` config value, node 1 first."""
-        return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return ",".join(node.client_address for node in self.nodes)
 
     def start(self, timeout: float = 90) -> GaleraCluster:
         try:
@@ -223,7 +233,7 @@ class GaleraCluster:
     def hosts_preferring(self, index: int) -> str:
         """`mysql.hosts` for an instance whose preferred node is nodes[index]."""
         order = self.nodes[index:] + self.nodes[:index]
-        return ",".join(f"127.0.0.1:{node.port}" for node in order)
+        return ",".join(node.client_address for node in order)
 
     def heal(self, timeout: float = 60) -> None:
         """Every node running, in the cluster and synced (after a test killed or cut one)."""

@@ -1,6 +1,6 @@
 """MySQL beyond one machine: the server on a real 3-node MariaDB Galera cluster.
 
-The cluster (devstack/processes.py: GaleraCluster) runs three mariadbd with the galera-4
+The cluster (devstack/galera.py: GaleraCluster) runs three mariadbd with the galera-4
 provider on loopback ports; node 1 bootstraps it, nodes 2 and 3 join with a state transfer.
 Each server instance is pointed at a different preferred node through `mysql.hosts`.
 What Galera changes for the application, and what these tests hold it to:
@@ -35,7 +35,7 @@ def galera():
             f"{GALERA_PROVIDER} is missing: install the Debian package galera-4 "
             "(make test does) to run the Galera cluster tests"
         )
-    # Run as root, the nodes run as user mysql (devstack/processes.py: GaleraNode): their
+    # Run as root, the nodes run as user mysql (devstack/galera.py: GaleraNode): their
     # directory must not sit under pytest's private (0700) temporary directory.
     directory = Path(tempfile.mkdtemp(prefix="smsreg-galera-"))
     directory.chmod(0o755)

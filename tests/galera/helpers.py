@@ -12,21 +12,8 @@ STREAM = 18
 GALERA_MYSQL = {"query_timeout": 2.0, "connect_timeout": 1.0, "failback_interval": 0.5}
 
 
-def address(node) -> str:
-    return f"127.0.0.1:{node.port}"
-
-
 def mobiles_on(node) -> list[str]:
     return [row[0] for row in node.rows("SELECT mobile FROM smsreg.ih_user_profile")]
-
-
-def primary_of(node, size: int) -> bool:
-    status = node.wsrep_status()
-    return (
-        status.get("wsrep_cluster_status") == "Primary"
-        and status.get("wsrep_cluster_size") == str(size)
-        and status.get("wsrep_local_state") == "4"
-    )
 
 
 async def poll(condition, within: float, what: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from services.users import UserRepository
 from tests.conftest import serving
 from tests.flows import metric, register, request_code
-from tests.galera.helpers import ANSWER_BOUND, STREAM, address, mobiles_on, poll, primary_of
+from tests.galera.helpers import ANSWER_BOUND, STREAM, mobiles_on, poll
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -25,7 +25,7 @@ async def test_node_cut_off_from_the_cluster_is_left_and_taken_back(
     app = await make_galera_app(0)
     stats_report.append(app.services.db.stats)
     db = app.services.db
-    assert db.node == address(galera.nodes[0])
+    assert db.node == galera.nodes[0].client_address
     galera.nodes[0].set_isolated(True)
     try:
         await poll(
@@ -35,20 +35,20 @@ async def test_node_cut_off_from_the_cluster_is_left_and_taken_back(
         )
         # ... and the two others have formed the primary component without it.
         for node in galera.nodes[1:]:
-            await poll(lambda node=node: primary_of(node, 2), 30, f"{node.name} primary of 2")
+            await poll(lambda node=node: node.is_synced(2), 30, f"{node.name} primary of 2")
         mobile = fresh_mobile()
         user = await UserRepository(db).create(mobile, mobile, "hash")
-        assert db.node == address(galera.nodes[1])
+        assert db.node == galera.nodes[1].client_address
         assert db.stats.failovers == 1
         # A new instance checks wsrep_ready/wsrep_local_state when it connects.
         late = await make_galera_app(0)
-        assert late.services.db.node == address(galera.nodes[1])
+        assert late.services.db.node == galera.nodes[1].client_address
     finally:
         galera.nodes[0].set_isolated(False)
     galera.nodes[0].wait_synced(3, 60)
     assert mobiles_on(galera.nodes[0]) == [mobile]
     # Back on the preferred node (failback_interval 0.5 s), without a restart.
-    await poll(lambda: db.node == address(galera.nodes[0]), 30, "back on node 1")
+    await poll(lambda: db.node == galera.nodes[0].client_address, 30, "back on node 1")
     assert await UserRepository(db).by_id(user.user_id) == user
 
 
@@ -101,7 +101,7 @@ async def test_node_killed_during_a_stream_of_registrations(
     ok = {mobile for _, mobile, errno, _, _ in answers if errno == "0"}
     # The instance that preferred node 2 moved on and kept registering users.
     moved = apps[1].services.db
-    assert moved.node != address(victim)
+    assert moved.node != victim.client_address
     assert any(i == 1 and e == "0" and s > killed_at for i, _, e, s, _ in answers), answers
     # Every acknowledged user is on both survivors.
     survivors = [galera.nodes[0], galera.nodes[2]]
@@ -123,7 +123,7 @@ async def test_node_killed_during_a_stream_of_registrations(
     for node in galera.nodes[1:]:
         assert node.rows(sql) == reference
     # The instance returns to its preferred node and registers there: no restart needed.
-    await poll(lambda: moved.node == address(victim), 30, "back on node 2")
+    await poll(lambda: moved.node == victim.client_address, 30, "back on node 2")
     async with serving(apps[1]) as client:
         mobile = fresh_mobile()
         code = await request_code(client, sandbox, mobile, "after-rejoin")

@@ -17,7 +17,7 @@ from services.users import UserRepository
 from tests.conftest import serving
 from tests.flows import FAMILY_PASSWORD as MEIDUO_PASSWORD
 from tests.flows import PASSWORD, MeiduoClient, post, register, request_code
-from tests.galera.helpers import address, mobiles_on
+from tests.galera.helpers import mobiles_on
 
 # --- configuration (no cluster needed) ---------------------------------------------------
 
@@ -42,8 +42,8 @@ async def test_journey_register_through_node1_login_through_node3(
     make_galera_app, galera, sandbox, fresh_mobile
 ):
     first, third = await make_galera_app(0), await make_galera_app(2)
-    assert first.services.db.node == address(galera.nodes[0])
-    assert third.services.db.node == address(galera.nodes[2])
+    assert first.services.db.node == galera.nodes[0].client_address
+    assert third.services.db.node == galera.nodes[2].client_address
     async with serving(first) as via_node1, serving(third) as via_node3:
         mobile = fresh_mobile()
         code = await request_code(via_node1, sandbox, mobile)
