@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pymysql
 
-from services.db import Database, WriteOutcomeUnknown
+from services.db import Database
+from services.db_conflicts import WriteOutcomeUnknown
 from services.errors import Ret, ServiceError
 
 DUPLICATE_ENTRY = 1062
