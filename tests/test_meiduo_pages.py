@@ -7,8 +7,6 @@ import http.cookiejar
 import json
 import os
 import re
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -19,6 +17,7 @@ import pytest
 from services import keys
 from services.config import ConfigError, load_config
 from tests.conftest import ROOT, LiveServer, serving
+from tests.flows import run_server
 
 TEMPLATES = Path(__file__).resolve().parent / "fixtures" / "meiduo_templates"
 PASSWORD = "abc12345xyz"
@@ -215,15 +214,7 @@ def test_a_live_server_renders_the_templates(config, clean_state, tmp_path):
 def test_bad_template_directory_stops_startup_with_one_line(tmp_path, make_bad, message):
     (tmp_path / "register.html").write_text("{{ static('css/main.css') }}", encoding="utf-8")
     env = {**os.environ, "SMSREG_FAMILIES_MEIDUO_TEMPLATES": str(make_bad(tmp_path))}
-    result = subprocess.run(
-        [sys.executable, "server.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_server(env=env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("config error: config key 'families.meiduo_templates': ")

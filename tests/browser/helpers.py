@@ -142,6 +142,17 @@ def request_sms(page: Page, redis_client, mobile: str) -> None:
     expect_counting(page)
 
 
+def register_on_page(page: Page, redis_client, sandbox, mobile: str) -> None:
+    """Sign up on /register.html (CAPTCHA, the code from the SMS, PASSWORD): logged in."""
+    open_register(page)
+    request_sms(page, redis_client, mobile)
+    page.fill("#phonecode", last_sms_code(sandbox, mobile))
+    page.fill("#password", PASSWORD)
+    page.fill("#password2", PASSWORD)
+    page.click("#register-submit")
+    expect(page.locator("#user-name")).to_have_text(mobile)
+
+
 def expect_counting(page: Page) -> None:
     """The SMS button counts down from the server's retry_after (60 s) and is disabled."""
     expect(page.locator("#send-sms")).to_have_text(COUNTDOWN_RE)

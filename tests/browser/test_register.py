@@ -18,6 +18,7 @@ from tests.browser.helpers import (
     freeze_clock,
     last_sms_code,
     open_register,
+    register_on_page,
     request_sms,
     wait_captcha_loaded,
 )
@@ -219,13 +220,7 @@ def test_each_field_shows_its_own_error(page, redis_client, sandbox, fresh_mobil
 
 def test_registered_mobile_and_wrong_login(page, redis_client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
-    open_register(page)
-    request_sms(page, redis_client, mobile)
-    page.fill("#phonecode", last_sms_code(sandbox, mobile))
-    page.fill("#password", PASSWORD)
-    page.fill("#password2", PASSWORD)
-    page.click("#register-submit")
-    expect(page.locator("#user-name")).to_have_text(mobile)
+    register_on_page(page, redis_client, sandbox, mobile)
     page.click("#logout")
     expect(page.locator("#guest-panel")).to_be_visible()
 
@@ -257,13 +252,7 @@ def test_send_with_unknown_outcome_keeps_the_countdown(page, redis_client, sandb
 
 def test_login_asks_for_a_captcha_when_the_server_does(page, redis_client, sandbox, fresh_mobile):
     mobile = fresh_mobile()
-    open_register(page)
-    request_sms(page, redis_client, mobile)
-    page.fill("#phonecode", last_sms_code(sandbox, mobile))
-    page.fill("#password", PASSWORD)
-    page.fill("#password2", PASSWORD)
-    page.click("#register-submit")
-    expect(page.locator("#user-name")).to_have_text(mobile)
+    register_on_page(page, redis_client, sandbox, mobile)
     [index] = redis_client.keys("session:{*}:index")
     user_id = int(index.split("{", 1)[1].split("}", 1)[0])
     page.click("#logout")
