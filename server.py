@@ -143,7 +143,6 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         fraud = FraudGuard(
             redis,
             config.fraud,
-            one_script=config.redis.mode == "standalone",
             pow_service=proof_of_work,
             metrics=metrics,
         )
@@ -182,7 +181,6 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             voice=config.voice,
             code_hmac_key=config.security.code_hmac_key,
             max_code_attempts=config.accounts.max_code_attempts,
-            one_round_trip=config.redis.mode == "standalone",
         )
         hasher = PasswordHasher(executor)
         sessions = SessionStore(redis, config.security.session_ttl)

@@ -15,12 +15,11 @@ a TTL on every key), and a breaker:
     elevated ──(conversion back above the threshold, or the window rolled on)──> normal
 
 A segment's breaker and counts live under one hash tag ({blk:1381234}), so one Lua script
-decides and counts atomically. A send touches three segments in three slots: on standalone
-Redis one script takes all three (the keys are on one server); on Redis Cluster each segment is
-taken by its own atomic script, in a fixed order, and the places already taken are given back
-when a later segment (or a later limit of the send) refuses. A cap can therefore never be
-overshot; at worst a concurrent request is refused for a place that is given back a moment
-later.
+(services/lua/fraud_admit.lua) decides and counts atomically. A send touches three segments in
+three slots: each is taken by its own script, the three in one round trip (standalone Redis
+and Cluster alike), and the places taken are given back when another segment (or a later limit
+of the send) refuses. A cap can therefore never be overshot; at worst a concurrent request is
+refused for a place that is given back a moment later.
 
 The request's *tier* (good record / unknown newcomer / poor record) sets how much of the global
 hourly budget it may use (`fraud.budget_share_*`): as spend approaches the budget the worst
@@ -37,13 +36,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from services import keys
+from services import keys, redis_scripts
 from services.config import FraudConfig
 from services.errors import Ret, ServiceError
 from services.metrics import Metrics
 from services.pow import ProofOfWork
+from services.redis_scripts import ScriptArg, ScriptCall
 from services.redisclient import RedisClient, decoded
 from services.validation import mask_mobile
 
@@ -62,151 +62,6 @@ class Tier(enum.IntEnum):
 
 
 STATES = ("normal", "elevated", "blocked")
-
-# Shared by the admit and the conversion scripts: the rolling sums of one segment's counts
-# hash (fields s:<bucket> and c:<bucket>), pruning buckets that left the window.
-_SUM_LUA = """
-local function window_sums(counts_key, current, buckets)
-    local sends, conversions = 0, 0
-    local fields = redis.call('HGETALL', counts_key)
-    for i = 1, #fields, 2 do
-        local bucket = tonumber(string.sub(fields[i], 3))
-        if bucket and bucket > current - buckets then
-            if string.sub(fields[i], 1, 1) == 's' then
-                sends = sends + tonumber(fields[i + 1])
-            else
-                conversions = conversions + tonumber(fields[i + 1])
-            end
-        else
-            redis.call('HDEL', counts_key, fields[i])
-        end
-    end
-    return sends, conversions
-end
-local now_parts = redis.call('TIME')
-local now_ms = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-"""
-
-# Admit one send in n segments (KEYS: counts, state per segment, in pairs), atomically.
-# ARGV: bucket ms, buckets per window, min sends, min conversion %, elevated sends per round,
-# cool-down ms, proof of work given (0/1), key ttl s, count the send (0: only evaluate).
-# Evaluates every segment's breaker first (state changes are stored even when the send is
-# refused), then refuses or counts the send in all of them.
-# Returns {outcome, ms, any segment poor, any segment good, bucket, changes...}: outcome
-# 0 admitted, 1 proof of work required, 2 blocked (ms = cool-down left); changes = index, new
-# state, sends, conversions per change.
-ADMIT_SCRIPT = (
-    _SUM_LUA
-    + """
-local bucket_ms, buckets = tonumber(ARGV[1]), tonumber(ARGV[2])
-local min_sends, min_rate = tonumber(ARGV[3]), tonumber(ARGV[4])
-local round_sends, cooldown_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
-local pow_given, ttl, count = ARGV[7] == '1', tonumber(ARGV[8]), ARGV[9] == '1'
-local current = math.floor(now_ms / bucket_ms)
-local outcome, wait_ms, any_poor, any_good = 0, 0, 0, 0
-local changes = {}
-local elevated = {}
-local function poor(sends, conversions)
-    return sends >= min_sends and conversions * 100 < min_rate * sends
-end
-for i = 1, #KEYS, 2 do
-    local counts, state_key = KEYS[i], KEYS[i + 1]
-    local sends, conversions = window_sums(counts, current, buckets)
-    local st = redis.call('HMGET', state_key, 'state', 'until', 'rsends', 'rconv')
-    local state, old = st[1] or 'normal', st[1] or 'normal'
-    local rsends, rconv = tonumber(st[3] or '0'), tonumber(st[4] or '0')
-    if state == 'blocked' and now_ms >= tonumber(st[2] or '0') then
-        state, rsends, rconv = 'elevated', 0, 0
-    end
-    if state == 'elevated' and not poor(sends, conversions) then state = 'normal' end
-    if state == 'normal' and poor(sends, conversions) then
-        state, rsends, rconv = 'elevated', 0, 0
-    end
-    if state == 'elevated' and rsends >= round_sends then
-        if rconv * 100 < min_rate * rsends then
-            state = 'blocked'
-            redis.call('HSET', state_key, 'until', now_ms + cooldown_ms)
-        else
-            rsends, rconv = 0, 0  -- the round converted: another round under proof of work
-        end
-    end
-    if state ~= old or state == 'elevated' then
-        if state == 'normal' then
-            redis.call('DEL', state_key)
-        else
-            redis.call('HSET', state_key, 'state', state, 'rsends', rsends, 'rconv', rconv)
-            if state ~= old then redis.call('HSET', state_key, 'since', now_ms) end
-            redis.call('PEXPIRE', state_key, ttl * 1000 + cooldown_ms)
-        end
-    end
-    if state ~= old then
-        table.insert(changes, (i + 1) / 2)
-        table.insert(changes, state)
-        table.insert(changes, sends)
-        table.insert(changes, conversions)
-    end
-    if state == 'blocked' then
-        local left = tonumber(redis.call('HGET', state_key, 'until')) - now_ms
-        if left > wait_ms then wait_ms = left end
-        outcome = 2
-    elseif state == 'elevated' and not pow_given and outcome == 0 then
-        outcome = 1
-    end
-    elevated[i] = state == 'elevated'
-    -- Poor: the breaker is open. (Not judged earlier: codes are verified a minute or so
-    -- after their send, so a young, unconverted count says nothing yet.)
-    if state ~= 'normal' then
-        any_poor = 1
-    elseif conversions > 0 and conversions * 100 >= min_rate * sends then
-        any_good = 1
-    end
-end
-if outcome == 0 and count then
-    for i = 1, #KEYS, 2 do
-        redis.call('HINCRBY', KEYS[i], 's:' .. current, 1)
-        redis.call('EXPIRE', KEYS[i], ttl)
-        if elevated[i] then redis.call('HINCRBY', KEYS[i + 1], 'rsends', 1) end
-    end
-end
-local reply = {outcome, wait_ms, any_poor, any_good, current}
-for _, value in ipairs(changes) do table.insert(reply, value) end
-return reply
-"""
-)
-
-# Give back a send that did not happen (another limit refused, the provider failed).
-# KEYS: counts, state per segment. ARGV: the bucket the send was counted in, was elevated (0/1)
-# per segment. Never creates a key.
-RELEASE_SCRIPT = """
-for i = 1, #KEYS, 2 do
-    local field = 's:' .. ARGV[1]
-    if tonumber(redis.call('HGET', KEYS[i], field) or '0') > 0 then
-        redis.call('HINCRBY', KEYS[i], field, -1)
-    end
-    if redis.call('HEXISTS', KEYS[i + 1], 'rsends') == 1
-        and tonumber(redis.call('HGET', KEYS[i + 1], 'rsends')) > 0 then
-        redis.call('HINCRBY', KEYS[i + 1], 'rsends', -1)
-    end
-end
-return 0
-"""
-
-# Count a conversion in the current bucket of each segment (KEYS: counts, state per segment;
-# ARGV: bucket ms, key ttl s), and in the probation round of an elevated one.
-CONVERT_SCRIPT = (
-    _SUM_LUA
-    + """
-local current = math.floor(now_ms / tonumber(ARGV[1]))
-for i = 1, #KEYS, 2 do
-    redis.call('HINCRBY', KEYS[i], 'c:' .. current, 1)
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2]))
-    if redis.call('HGET', KEYS[i + 1], 'state') == 'elevated' then
-        redis.call('HINCRBY', KEYS[i + 1], 'rconv', 1)
-    end
-end
-return 0
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -251,8 +106,8 @@ class Admission:
     segments: tuple[Segment, ...]
     any_poor: bool = False
     any_good: bool = False
-    # (segments of one admit script, the bucket it counted the send in), to give back
-    taken: list[tuple[tuple[Segment, ...], int]] = field(default_factory=list)
+    # (a segment that counted the send, the bucket it counted it in), to give back
+    taken: list[tuple[Segment, int]] = field(default_factory=list)
 
     @property
     def tier(self) -> Tier:
@@ -283,18 +138,16 @@ class FraudGuard:
         redis: RedisClient,
         config: FraudConfig,
         *,
-        one_script: bool,
         pow_service: ProofOfWork,
         metrics: Metrics,
     ) -> None:
         self._redis = redis
         self._config = config
-        self._one_script = one_script  # standalone Redis: all segments in one script
         self._pow = pow_service
         self._metrics = metrics
-        self._admit = redis.register_script(ADMIT_SCRIPT)
-        self._release = redis.register_script(RELEASE_SCRIPT)
-        self._convert = redis.register_script(CONVERT_SCRIPT)
+        self._admit = redis_scripts.register(redis, "fraud_admit")
+        self._release = redis_scripts.register(redis, "fraud_release")
+        self._convert = redis_scripts.register(redis, "fraud_convert")
         self._bucket_ms = max(1, config.window * 1000 // config.buckets)
         self._alert_until = 0.0
 
@@ -319,23 +172,23 @@ class FraudGuard:
         if altcha is not None and altcha != "":
             pow_given = await self._pow.redeem(altcha)
         admission = Admission(segments)
-        # Standalone: one script for all segments. Cluster: one per segment (one slot each),
-        # every segment evaluated even after a refusal, so breakers move as on standalone.
-        groups = [segments] if self._one_script else [(segment,) for segment in segments]
+        # Every segment is evaluated (its breaker moves) and, if it admits, counted; a
+        # refused request gives back what the others took, so it uses up no place.
+        replies = await redis_scripts.run_together(
+            self._redis, [self._admit_call(segment, pow_given) for segment in segments]
+        )
         outcome, wait_ms = 0, 0
-        try:
-            for group in groups:
-                # After a refusal the remaining segments are only evaluated, not counted: a
-                # refused request must not use up places (and trip breakers) elsewhere.
-                group_outcome, group_wait_ms = await self._admit_group(
-                    admission, group, pow_given, count=outcome == 0
-                )
-                outcome, wait_ms = max(outcome, group_outcome), max(wait_ms, group_wait_ms)
-        except BaseException:
+        failure: BaseException | None = None
+        for segment, reply in zip(segments, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failure = failure or reply
+                continue
+            segment_outcome, segment_wait_ms = self._admitted(admission, segment, reply)
+            outcome, wait_ms = max(outcome, segment_outcome), max(wait_ms, segment_wait_ms)
+        if outcome or failure is not None:
             await asyncio.shield(self.release(admission))
-            raise
-        if outcome:
-            await self.release(admission)
+        if failure is not None:
+            raise failure
         if outcome == 2:
             seconds = max(1, math.ceil(wait_ms / 1000))
             raise ServiceError(
@@ -355,34 +208,31 @@ class FraudGuard:
             )
         return admission
 
-    async def _admit_group(
-        self, admission: Admission, segments: tuple[Segment, ...], pow_given: bool, count: bool
-    ) -> tuple[int, int]:
-        """Run the admit script on some segments; (outcome, ms to wait). Records what it took."""
+    def _admit_call(self, segment: Segment, pow_given: bool) -> ScriptCall:
         config = self._config
-        reply = await self._admit(
-            keys=[key for segment in segments for key in segment.redis_keys],
-            args=[
-                self._bucket_ms,
-                config.buckets,
-                config.min_sends,
-                config.min_conversion_percent,
-                config.elevated_sends,
-                config.cooldown * 1000,
-                int(pow_given),
-                self._ttl(),
-                int(count),
-            ],
-        )
-        outcome, wait_ms, any_poor, any_good, bucket = (int(value) for value in reply[:5])
-        changes = reply[5:]
-        for i in range(0, len(changes), 4):
-            index, state, sends, conversions = changes[i : i + 4]
-            self._state_changed(segments[int(index) - 1], state, int(sends), int(conversions))
-        admission.any_poor |= bool(any_poor)
-        admission.any_good |= bool(any_good)
-        if outcome == 0 and count:
-            admission.taken.append((segments, bucket))
+        args: list[ScriptArg] = [
+            self._bucket_ms,
+            config.buckets,
+            config.min_sends,
+            config.min_conversion_percent,
+            config.elevated_sends,
+            config.cooldown * 1000,
+            int(pow_given),
+            self._ttl(),
+        ]
+        return ScriptCall(self._admit, segment.redis_keys, args)
+
+    def _admitted(self, admission: Admission, segment: Segment, reply: object) -> tuple[int, int]:
+        """Read one segment's admit reply: (outcome, ms to wait). Records what it took."""
+        values = cast("list[int | str]", reply)
+        outcome, wait_ms, poor, good, bucket = (int(value) for value in values[:5])
+        changed, sends, conversions = values[5:8]
+        if changed:
+            self._state_changed(segment, str(changed), int(sends), int(conversions))
+        admission.any_poor |= bool(poor)
+        admission.any_good |= bool(good)
+        if outcome == 0:
+            admission.taken.append((segment, bucket))
         return outcome, wait_ms
 
     def _state_changed(self, segment: Segment, state: str, sends: int, conversions: int) -> None:
@@ -402,13 +252,14 @@ class FraudGuard:
         if admission is None or not admission.taken:
             return
         taken, admission.taken = admission.taken, []
-        for group, bucket in taken:
-            try:
-                await self._release(
-                    keys=[key for segment in group for key in segment.redis_keys], args=[bucket]
-                )
-            except Exception:
-                log.warning("could not give back a fraud segment place; it expires by itself")
+        calls = [ScriptCall(self._release, seg.redis_keys, [bucket]) for seg, bucket in taken]
+        try:
+            replies = await redis_scripts.run_together(self._redis, calls)
+            failed = any(isinstance(reply, Exception) for reply in replies)
+        except Exception:
+            failed = True
+        if failed:
+            log.warning("could not give back a fraud segment place; it expires by itself")
 
     def budget_share(self, tier: Tier | None) -> float:
         """The part of the global budget a request of this tier may use."""
@@ -435,12 +286,11 @@ class FraudGuard:
             return
         names = json.loads(record)
         segments = [Segment(*name.split(":", 1)) for name in names]
-        groups = [segments] if self._one_script else [[segment] for segment in segments]
-        for group in groups:
-            await self._convert(
-                keys=[key for segment in group for key in segment.redis_keys],
-                args=[self._bucket_ms, self._ttl()],
-            )
+        args: list[ScriptArg] = [self._bucket_ms, self._ttl()]
+        calls = [ScriptCall(self._convert, segment.redis_keys, args) for segment in segments]
+        for reply in await redis_scripts.run_together(self._redis, calls):
+            if isinstance(reply, Exception):
+                raise reply
         log.debug("conversion counted for %s", mask_mobile(mobile))
 
     def budget_spent(self, used: int, budget: int) -> None:

@@ -8,37 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
+from services import redis_scripts
 from services.errors import Ret, ServiceError
+from services.redis_scripts import ScriptCall
 from services.redisclient import RedisClient
-
-# KEYS: counters in one hash slot; ARGV: limit, window (s) and cost per key. Check every
-# counter first and only then count on all of them, so a refusal changes nothing. An event
-# costing more than what is left is refused (it does not use up the rest).
-# Returns {0, 0} when taken, else {index of the refusing key (1-based), ms until it resets}.
-TAKE_SCRIPT = """
-for i, key in ipairs(KEYS) do
-    local used = tonumber(redis.call('GET', key) or '0')
-    if used + tonumber(ARGV[3 * i]) > tonumber(ARGV[3 * i - 2]) then
-        local ms_left = redis.call('PTTL', key)
-        if ms_left < 0 then ms_left = tonumber(ARGV[3 * i - 1]) * 1000 end
-        return {i, ms_left}
-    end
-end
-for i, key in ipairs(KEYS) do
-    local cost = tonumber(ARGV[3 * i])
-    if redis.call('INCRBY', key, cost) == cost then redis.call('EXPIRE', key, ARGV[3 * i - 1]) end
-end
-return {0, 0}
-"""
-
-# Give back each counter's cost (ARGV) if it still exists (never creates a key without expiry).
-REFUND_SCRIPT = """
-for i, key in ipairs(KEYS) do
-    if redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, ARGV[i]) end
-end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -64,11 +39,11 @@ class Limit:
 
 
 class RateLimiter:
-    """Takes and refunds fixed-window limits."""
+    """Takes and refunds fixed-window limits (services/lua/limits_take.lua)."""
 
     def __init__(self, redis: RedisClient) -> None:
-        self._take = redis.register_script(TAKE_SCRIPT)
-        self._refund = redis.register_script(REFUND_SCRIPT)
+        self._take = redis_scripts.register(redis, "limits_take")
+        self._refund = redis_scripts.register(redis, "limits_refund")
 
     async def take(self, *limits: Limit) -> None:
         """Count one event (its cost) on every limit, or raise REQERR naming the first one
@@ -76,15 +51,29 @@ class RateLimiter:
 
         All keys must share a hash slot (Redis Cluster runs a script on one node).
         """
+        refusal = self.refusal(await self.take_call(*limits).run(), *limits)
+        if refusal is not None:
+            raise refusal
+
+    def take_call(self, *limits: Limit) -> ScriptCall:
+        """take() as a script call, to run together with others (redis_scripts.run_together);
+        refusal() reads its reply."""
         args: list[int] = []
         for limit in limits:
             args += [limit.limit, limit.window, limit.cost]
-        index, ms_left = await self._take(keys=[limit.key for limit in limits], args=args)
-        if index:
-            raise limits[index - 1].refusal(ms_left)
+        return ScriptCall(self._take, [limit.key for limit in limits], args)
+
+    @staticmethod
+    def refusal(reply: object, *limits: Limit) -> ServiceError | None:
+        """The refusal a take_call() reply stands for, or None if the event was counted."""
+        index, ms_left = cast("list[int]", reply)
+        return limits[int(index) - 1].refusal(int(ms_left)) if index else None
 
     async def refund(self, *limits: Limit) -> None:
         """Undo take() for an event that did not happen."""
-        await self._refund(
-            keys=[limit.key for limit in limits], args=[limit.cost for limit in limits]
+        await self.refund_call(*limits).run()
+
+    def refund_call(self, *limits: Limit) -> ScriptCall:
+        return ScriptCall(
+            self._refund, [limit.key for limit in limits], [limit.cost for limit in limits]
         )

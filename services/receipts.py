@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 
-from services import keys
+from services import keys, redis_scripts
 from services.clientip import address_in, parse_networks
 from services.errors import Ret, ServiceError
 from services.metrics import Metrics
@@ -37,25 +37,6 @@ log = logging.getLogger(__name__)
 SEND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9^_.:-]{1,64}$")
 MAX_REPORTS = 1000
-
-# KEYS: the send record. ARGV: provider, message id, status, reason, now (s).
-# Returns {0} no such send (expired or not this provider's message), {1} already final
-# (a repeated push: nothing changes), or {2, created_at, channel} applied.
-APPLY_SCRIPT = """
-local record = redis.call('HMGET', KEYS[1], 'provider', 'message_id', 'status', 'created_at',
-    'channel', 'mobile', 'guard_token')
-if not record[1] or record[1] ~= ARGV[1] or record[2] ~= ARGV[2] then return {0} end
-if record[3] ~= 'sent' then return {1} end
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'reason', ARGV[4], 'updated_at', ARGV[5])
-return {2, record[4], record[5], record[6] or '', record[7] or ''}
-"""
-
-# A failed delivery frees the mobile at once (the user got nothing: the resend guard must not
-# keep them waiting), but only if the guard is still the one this send set. Counts stay.
-RELEASE_GUARD_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class MalformedReceipt(ValueError):
@@ -173,8 +154,8 @@ class ReceiptStore:
         self._redis = redis
         self._ttl = ttl
         self._metrics = metrics
-        self._apply = redis.register_script(APPLY_SCRIPT)
-        self._release_guard = redis.register_script(RELEASE_GUARD_SCRIPT)
+        self._apply = redis_scripts.register(redis, "receipt_apply")
+        self._release_guard = redis_scripts.register(redis, "receipt_release_guard")
         self._token = callback_token.encode()
         self._sources = parse_networks(allowed_sources)
 

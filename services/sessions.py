@@ -12,41 +12,9 @@ import json
 import secrets
 from typing import TypedDict
 
-from services import keys
+from services import keys, redis_scripts
 from services.redisclient import RedisClient
 from services.users import User
-
-# KEYS: session, index. ARGV: data, ttl, digest. Store the session, drop index entries of
-# sessions that have expired (so the index stays as small as the live sessions), add this one.
-CREATE_SCRIPT = """
-local now = tonumber(redis.call('TIME')[1])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local entries = redis.call('HGETALL', KEYS[2])
-for i = 1, #entries, 2 do
-    if tonumber(entries[i + 1]) <= now then redis.call('HDEL', KEYS[2], entries[i]) end
-end
-redis.call('HSET', KEYS[2], ARGV[3], now + tonumber(ARGV[2]))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return 0
-"""
-
-# KEYS: session, index. ARGV: digest.
-DELETE_SCRIPT = """
-redis.call('DEL', KEYS[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 0
-"""
-
-# KEYS: index. ARGV: the prefix of the user's session keys. The session keys are built here
-# from the index, not passed in: read and delete in one step, so a session created meanwhile
-# is either listed (and ended) or created after. They carry the index's {user_id} hash tag,
-# so the script still touches one slot.
-END_ALL_SCRIPT = """
-local digests = redis.call('HKEYS', KEYS[1])
-for _, digest in ipairs(digests) do redis.call('DEL', ARGV[1] .. digest) end
-redis.call('DEL', KEYS[1])
-return #digests
-"""
 
 
 class Session(TypedDict):
@@ -76,9 +44,9 @@ class SessionStore:
     def __init__(self, redis: RedisClient, ttl: int) -> None:
         self._redis = redis
         self._ttl = ttl
-        self._create = redis.register_script(CREATE_SCRIPT)
-        self._delete = redis.register_script(DELETE_SCRIPT)
-        self._end_all = redis.register_script(END_ALL_SCRIPT)
+        self._create = redis_scripts.register(redis, "session_create")
+        self._delete = redis_scripts.register(redis, "session_delete")
+        self._end_all = redis_scripts.register(redis, "session_end_all")
 
     async def create(self, user: User) -> str:
         """Start a session for user and return its id (the cookie value)."""

@@ -9,150 +9,30 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
 import zoneinfo
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from services import keys
-from services.captcha import CaptchaService, captcha_refusal, check_captcha_params
+from services import keys, redis_scripts
+from services.captcha import CaptchaService, check_captcha_params
 from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
 from services.fraud import Admission, FraudGuard
-from services.limits import Limit, RateLimiter
+from services.limits import RateLimiter
 from services.mobiles import canonical_mobile
 from services.providers.base import Channel, CodeMessage, Delivery, Outcome, ProviderError
 from services.providers.failover import FailoverSender
 from services.receipts import ReceiptStore
 from services.redisclient import RedisClient
 from services.ronglian import RonglianClient
+from services.sms_reservation import Reservation, SmsReservations
 from services.users import UserRepository
 from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
 
-HOUR = 3600
-DAY = 86400
 SEND_UNKNOWN_MESSAGE = "短信发送结果未知，如未收到，请稍后重新获取"
 
-# Reserve the mobile for one send, atomically: refuse while the resend guard exists or an
-# hourly/daily cap is reached; otherwise set the guard (so of any number of concurrent
-# requests exactly one passes), count the send, and store the new code's HMAC with a fresh
-# attempt counter. All keys share the {mobile} hash tag, so this also runs on Redis Cluster.
-# KEYS: guard, code, hourly count, daily count. ARGV: guard token, interval, mac, code ttl,
-# hourly limit, hour, daily limit, day. Returns {0, 0} or {refusal (1 guard, 2 hourly,
-# 3 daily), ms until it lifts}.
-RESERVE_SCRIPT = """
-local ms_left = redis.call('PTTL', KEYS[1])
-if ms_left ~= -2 then
-    if ms_left < 0 then ms_left = tonumber(ARGV[2]) * 1000 end
-    return {1, ms_left}
-end
-for i = 3, 4 do
-    local used = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if used >= tonumber(ARGV[2 * i - 1]) then
-        ms_left = redis.call('PTTL', KEYS[i])
-        if ms_left < 0 then ms_left = tonumber(ARGV[2 * i]) * 1000 end
-        return {i - 1, ms_left}
-    end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'mac', ARGV[3], 'tries', 0)
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-for i = 3, 4 do
-    if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i]) end
-end
-return {0, 0}
-"""
-
-# Undo a reservation whose SMS was not sent, touching only the values this request wrote,
-# and give back its place in the hourly and daily counts.
-RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if redis.call('HGET', KEYS[2], 'mac') == ARGV[2] then redis.call('DEL', KEYS[2]) end
-for i = 3, 4 do
-    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('DECR', KEYS[i]) end
-end
-return 0
-"""
-
-# Check a submitted code and count the attempt in one atomic step, so concurrent guesses can
-# neither exceed the attempt limit nor both use a right code. Returns {outcome, detail}:
-# outcome 0 = no code, 1 = right (code deleted, detail = its remaining ms), 2 = wrong,
-# 3 = wrong and the code destroyed (limit reached).
-VERIFY_SCRIPT = """
-local mac = redis.call('HGET', KEYS[1], 'mac')
-if not mac then return {0, 0} end
-if mac == ARGV[1] then
-    local ms_left = redis.call('PTTL', KEYS[1])
-    redis.call('DEL', KEYS[1])
-    return {1, ms_left}
-end
-local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
-if tries >= tonumber(ARGV[2]) then
-    redis.call('DEL', KEYS[1])
-    return {3, tries}
-end
-return {2, tries}
-"""
-
-# Put back a code that was used for a registration the database then failed to store.
-RESTORE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-    redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'tries', 0)
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return 1
-end
-return 0
-"""
-
-
-# Standalone Redis only (in a cluster these keys live in different slots): the CAPTCHA check
-# and every limit of one send in a single round trip, with the same order and effects as the
-# step-by-step path: consume the CAPTCHA, then refuse on the first full limit, else take them
-# all and store the code. KEYS: captcha, ip count, guard, code, hourly, daily, global count.
-# ARGV: answer (upper case), ip limit, ip window, guard token, interval, mac, code ttl,
-# hourly limit, hour, daily limit, day, global limit, global window.
-# Returns {0, 0}, or {1 CAPTCHA gone | 2 CAPTCHA wrong | 3 ip | 4 guard | 5 hourly | 6 daily
-# | 7 global, ms until the limit lifts}.
-RESERVE_ALL_SCRIPT = """
-local stored = redis.call('GETDEL', KEYS[1])
-if not stored then return {1, 0} end
-if string.upper(stored) ~= ARGV[1] then return {2, 0} end
-local function full(key, limit, window)
-    local used = tonumber(redis.call('GET', key) or '0')
-    if used >= tonumber(limit) then
-        local ms_left = redis.call('PTTL', key)
-        if ms_left < 0 then ms_left = tonumber(window) * 1000 end
-        return ms_left
-    end
-    return nil
-end
-local ms_left = full(KEYS[2], ARGV[2], ARGV[3])
-if ms_left then return {3, ms_left} end
-ms_left = redis.call('PTTL', KEYS[3])
-if ms_left ~= -2 then
-    if ms_left < 0 then ms_left = tonumber(ARGV[5]) * 1000 end
-    return {4, ms_left}
-end
-local counters = {{5, ARGV[8], ARGV[9], 5}, {6, ARGV[10], ARGV[11], 6}, {7, ARGV[12], ARGV[13], 7}}
-for _, c in ipairs(counters) do
-    ms_left = full(KEYS[c[1]], c[2], c[3])
-    if ms_left then return {c[4], ms_left} end
-end
-redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
-redis.call('DEL', KEYS[4])
-redis.call('HSET', KEYS[4], 'mac', ARGV[6], 'tries', 0)
-redis.call('EXPIRE', KEYS[4], ARGV[7])
-for _, c in ipairs({{2, ARGV[3]}, {5, ARGV[9]}, {6, ARGV[11]}, {7, ARGV[13]}}) do
-    if redis.call('INCR', KEYS[c[1]]) == 1 then redis.call('EXPIRE', KEYS[c[1]], c[2]) end
-end
-return {0, 0}
-"""
-
-
-ALL_STEPS = 3
 CHANNELS = {channel.value: channel for channel in Channel}
 
 
@@ -199,7 +79,7 @@ class VerifiedCode:
     mobile: str
     purpose: Purpose
     mac: str
-    ms_left: int
+    expires_at_ms: int  # when the code would have expired (Unix ms)
 
 
 @dataclass(frozen=True)
@@ -208,17 +88,6 @@ class SentCode:
 
     retry_after: int
     send_id: str
-
-
-@dataclass
-class _Reservation:
-    """What one send took, so that it can be given back if the SMS does not go out."""
-
-    mobile: str
-    ip_limit: Limit
-    guard_token: str
-    mac: str
-    budget: Limit
 
 
 class SmsCodeService:
@@ -240,27 +109,19 @@ class SmsCodeService:
         voice: VoiceConfig,
         code_hmac_key: str,
         max_code_attempts: int,
-        one_round_trip: bool,
     ) -> None:
         self._fraud = fraud
-        # Standalone Redis: one script for the whole check (one round trip per send).
-        self._one_round_trip = one_round_trip
-        self._captchas = captchas
         self._users = users
         self._sender = sender
         self._receipts = receipts
         self._notices = notices  # plain notifications (not codes): Ronglian templates
-        self._limiter = limiter
+        self._reservations = SmsReservations(redis, captchas, limiter, sms, limits)
         self._config = sms
-        self._limits = limits
+        self._global_budget = limits.sms_global_per_hour
         self._hmac_key = code_hmac_key.encode()
         self._max_attempts = max_code_attempts
-        self._reserve = redis.register_script(RESERVE_SCRIPT)
-        self._reserve_all = redis.register_script(RESERVE_ALL_SCRIPT)
-        self._release = redis.register_script(RELEASE_SCRIPT)
-        self._verify = redis.register_script(VERIFY_SCRIPT)
-        self._restore = redis.register_script(RESTORE_SCRIPT)
-        self._budget_alarm_until = 0.0
+        self._verify = redis_scripts.register(redis, "sms_verify")
+        self._put_back = redis_scripts.register(redis, "sms_put_back")
         self._quiet = (clock_time(voice.quiet_start), clock_time(voice.quiet_end))
         zone = zoneinfo.ZoneInfo(voice.timezone)
         # The wall clock for the voice quiet hours; tests replace it with a fixed time.
@@ -309,18 +170,15 @@ class SmsCodeService:
         # proof of work can repeat itself with the same CAPTCHA); given back if a later limit
         # refuses or the send fails.
         admission = await self._admit_segments(canonical, client_ip, altcha)
-        send = _Reservation(
+        send = Reservation(
             canonical,
-            self._ip_limit(client_ip),
             secrets.token_hex(8),
             self._mac(canonical, purpose, code),
-            self._global_limit(admission),
+            self._reservations.ip_limit(client_ip),
+            self._reservations.budget(self._budget_share(admission)),
         )
         try:
-            if self._one_round_trip:
-                await self._reserve_in_one_step(send, image_code_id, image_code)
-            else:
-                await self._reserve_step_by_step(send, image_code_id, image_code)
+            await self._reservations.reserve(send, image_code_id, image_code)
         except BaseException:
             await asyncio.shield(self._release_segments(admission))
             raise
@@ -341,11 +199,11 @@ class SmsCodeService:
                     data={"reason": "send_unknown"},
                     retry_after=self._config.resend_interval,
                 ) from None
-            await asyncio.shield(self._undo(send, ALL_STEPS))
+            await asyncio.shield(self._reservations.release(send))
             raise
         except BaseException:
             # Nothing was sent: free the mobile at once so the user can retry, uncounted.
-            await asyncio.shield(self._undo(send, ALL_STEPS))
+            await asyncio.shield(self._reservations.release(send))
             await asyncio.shield(self._release_segments(admission))
             raise
         await self._after_send(canonical, admission, send_id, delivery, send.guard_token)
@@ -377,6 +235,12 @@ class SmsCodeService:
             return None
         return await self._fraud.admit(mobile, client_ip, altcha)
 
+    def _budget_share(self, admission: Admission | None) -> float:
+        """The part of the global budget this request's fraud tier may use."""
+        if self._fraud is None or admission is None:
+            return 1.0
+        return self._fraud.budget_share(admission.tier)
+
     async def _release_segments(self, admission: Admission | None) -> None:
         if self._fraud is not None:
             await self._fraud.release(admission)
@@ -404,7 +268,7 @@ class SmsCodeService:
             log.warning("could not record send %s… (receipts, segments): %r", send_id[:6], exc)
             return
         if fraud is not None:
-            fraud.budget_spent(int(results[-1] or 0), self._limits.sms_global_per_hour)
+            fraud.budget_spent(int(results[-1] or 0), self._global_budget)
 
     async def _code_verified(self, mobile: str) -> None:
         """A right code converts the segments of the send that delivered it."""
@@ -447,9 +311,10 @@ class SmsCodeService:
     async def give_back_code(self, verified: VerifiedCode) -> None:
         """Undo verify_code after a failure that was not the user's (e.g. the database), so
         a retry needs no new SMS. A newer code sent meanwhile is left alone."""
-        if verified.ms_left > 0:
-            await self._restore(
-                keys=[keys.sms_code_key(verified.mobile)], args=[verified.mac, verified.ms_left]
+        if verified.expires_at_ms > 0:
+            await self._put_back(
+                keys=[keys.sms_code_key(verified.mobile)],
+                args=[verified.mac, verified.expires_at_ms],
             )
 
     async def send_mobile_changed_notice(self, old_mobile: str, new_mobile: str) -> None:
@@ -464,172 +329,3 @@ class SmsCodeService:
             )
         except Exception:
             log.warning("mobile-changed notice to %s not sent", mask_mobile(old_mobile))
-
-    def _ip_limit(self, client_ip: str) -> Limit:
-        return Limit(
-            keys.sms_ip_hourly_key(client_ip),
-            self._limits.sms_per_ip_hour,
-            HOUR,
-            "ip_hourly",
-            "当前网络发送短信次数过多，请{seconds}秒后重试",
-        )
-
-    def _global_limit(self, admission: Admission | None = None) -> Limit:
-        budget = self._limits.sms_global_per_hour
-        if self._fraud is not None and admission is not None:
-            # Budget shedding: newcomers and poor segments may use only part of the budget,
-            # so near the end of it only clients with a good record are still served.
-            share = self._fraud.budget_share(admission.tier)
-            if share < 1:
-                return Limit(
-                    keys.sms_global_hourly_key(),
-                    max(1, int(budget * share)),
-                    HOUR,
-                    "budget_shed",
-                    "短信服务繁忙，请{seconds}秒后重试",
-                )
-        return Limit(
-            keys.sms_global_hourly_key(),
-            budget,
-            HOUR,
-            "global_hourly",
-            "短信服务繁忙，请{seconds}秒后重试",
-        )
-
-    def _mobile_limits(self, mobile: str) -> tuple[Limit, Limit, Limit]:
-        return (
-            Limit(
-                keys.sms_guard_key(mobile),
-                1,
-                self._config.resend_interval,
-                "resend_interval",
-                "请求过于频繁，请{seconds}秒后重试",
-            ),
-            Limit(
-                keys.sms_mobile_hourly_key(mobile),
-                self._limits.sms_per_mobile_hour,
-                HOUR,
-                "mobile_hourly",
-                "该手机号本小时获取验证码次数已达上限，请{seconds}秒后重试",
-            ),
-            Limit(
-                keys.sms_mobile_daily_key(mobile),
-                self._limits.sms_per_mobile_day,
-                DAY,
-                "mobile_daily",
-                "该手机号今日获取验证码次数已达上限，请{seconds}秒后重试",
-            ),
-        )
-
-    async def _reserve_in_one_step(
-        self, send: _Reservation, image_code_id: str, image_code: str
-    ) -> None:
-        """Standalone Redis: CAPTCHA and all limits in one script (RESERVE_ALL_SCRIPT)."""
-        guard, hourly, daily = self._mobile_limits(send.mobile)
-        budget = send.budget
-        refused, ms_left = await self._reserve_all(
-            keys=[
-                keys.captcha_key(image_code_id),
-                send.ip_limit.key,
-                guard.key,
-                keys.sms_code_key(send.mobile),
-                hourly.key,
-                daily.key,
-                budget.key,
-            ],
-            args=[
-                image_code.upper(),
-                send.ip_limit.limit,
-                send.ip_limit.window,
-                send.guard_token,
-                guard.window,
-                send.mac,
-                self._config.code_ttl,
-                hourly.limit,
-                hourly.window,
-                daily.limit,
-                daily.window,
-                budget.limit,
-                budget.window,
-            ],
-        )
-        if refused in (1, 2):
-            raise captcha_refusal(expired=refused == 1)
-        if refused == 7 and budget.reason == "global_hourly":
-            self._budget_alarm(budget.refusal(ms_left))
-        if refused:
-            raise (send.ip_limit, guard, hourly, daily, budget)[refused - 3].refusal(ms_left)
-
-    async def _reserve_step_by_step(
-        self, send: _Reservation, image_code_id: str, image_code: str
-    ) -> None:
-        """Redis Cluster: the same checks in the same order, one hash slot at a time."""
-        await self._captchas.consume(image_code_id, image_code)
-        await self._limiter.take(send.ip_limit)
-        steps_done = 1
-        try:
-            await self._reserve_mobile(send.mobile, send.guard_token, send.mac)
-            steps_done = 2
-            await self._take_global_budget(send.budget)
-        except BaseException:
-            await asyncio.shield(self._undo(send, steps_done))
-            raise
-
-    async def _undo(self, send: _Reservation, steps: int) -> None:
-        """Undo the first `steps` reservation steps (IP, mobile, global budget), latest first."""
-        actions: list[Callable[[], Awaitable[None]]] = [
-            lambda: self._limiter.refund(send.ip_limit),
-            lambda: self._release_mobile(send.mobile, send.guard_token, send.mac),
-            lambda: self._limiter.refund(self._global_limit()),
-        ]
-        for action in reversed(actions[:steps]):
-            try:
-                await action()
-            except Exception:
-                # Redis failed mid-request: guards and counters expire by themselves.
-                log.warning("could not undo an SMS reservation of %s", mask_mobile(send.mobile))
-
-    async def _reserve_mobile(self, mobile: str, guard_token: str, mac: str) -> None:
-        guard, hourly, daily = self._mobile_limits(mobile)
-        refused, ms_left = await self._reserve(
-            keys=[guard.key, keys.sms_code_key(mobile), hourly.key, daily.key],
-            args=[
-                guard_token,
-                guard.window,
-                mac,
-                self._config.code_ttl,
-                hourly.limit,
-                hourly.window,
-                daily.limit,
-                daily.window,
-            ],
-        )
-        if refused:
-            raise (guard, hourly, daily)[refused - 1].refusal(ms_left)
-
-    async def _release_mobile(self, mobile: str, guard_token: str, mac: str) -> None:
-        guard, hourly, daily = self._mobile_limits(mobile)
-        await self._release(
-            keys=[guard.key, keys.sms_code_key(mobile), hourly.key, daily.key],
-            args=[guard_token, mac],
-        )
-
-    async def _take_global_budget(self, budget: Limit) -> None:
-        try:
-            await self._limiter.take(budget)
-        except ServiceError as refusal:
-            if budget.reason == "global_hourly":
-                self._budget_alarm(refusal)
-            raise
-
-    def _budget_alarm(self, refusal: ServiceError) -> None:
-        # The circuit breaker against SMS pumping tripped: operators must hear of it,
-        # once per window per process rather than once per refused request.
-        now = time.monotonic()
-        if now >= self._budget_alarm_until:
-            self._budget_alarm_until = now + (refusal.retry_after or HOUR)
-            log.error(
-                "global SMS budget of %d per hour is spent: sending stopped for everyone for %s s",
-                self._limits.sms_global_per_hour,
-                refusal.retry_after,
-            )

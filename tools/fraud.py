@@ -40,7 +40,6 @@ async def run(args: argparse.Namespace) -> int:
         guard = FraudGuard(
             redis,
             config.fraud,
-            one_script=config.redis.mode == "standalone",
             pow_service=ProofOfWork(redis, config.fraud, config.security.code_hmac_key),
             metrics=Metrics(),
         )

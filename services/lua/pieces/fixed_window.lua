@@ -1,0 +1,30 @@
+-- Fixed-window counters: a counter key holds the units used in the current window and
+-- expires when the window ends; the first unit taken starts the window.
+
+-- The ms until the window of `key` ends if `cost` more units do not fit under `limit`,
+-- else nil (there is room).
+local function fixed_window_refusal(key, limit, window, cost)
+    local used = tonumber(redis.call('GET', key) or '0')
+    if used + cost <= limit then return nil end
+    local ms_left = redis.call('PTTL', key)
+    if ms_left < 0 then ms_left = window * 1000 end
+    return ms_left
+end
+
+-- Count `cost` units on `key` (check fixed_window_refusal first).
+local function fixed_window_count(key, window, cost)
+    if redis.call('INCRBY', key, cost) == cost then redis.call('EXPIRE', key, window) end
+end
+
+-- Take a place in the window, or refuse with the ms left (nothing counted then).
+local function fixed_window_take(key, limit, window, cost)
+    local ms_left = fixed_window_refusal(key, limit, window, cost)
+    if ms_left then return ms_left end
+    fixed_window_count(key, window, cost)
+    return nil
+end
+
+-- Give `cost` units back while the window lasts (never creates a key without an expiry).
+local function fixed_window_refund(key, cost)
+    if redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, cost) end
+end

@@ -1,0 +1,235 @@
+"""Reserving one SMS send: the CAPTCHA, then every limit of the send, before anything is sent.
+
+One path for standalone Redis and Redis Cluster; each step is atomic on its own hash slot:
+
+1. The CAPTCHA is used up and compared (CaptchaService.consume: GETDEL, then a constant-time
+   comparison), alone and first: of concurrent requests with one CAPTCHA only one goes on, and
+   a request without a solved CAPTCHA touches no limit.
+2. Three scripts in three slots, sent in one round trip (redis_scripts.run_together): the
+   per-IP count ({ip}), the mobile's reservation ({mobile}: resend guard, hourly and daily
+   caps, the new code; services/lua/sms_reserve.lua) and the global budget. If any of them
+   refuses, what the others took is given back (one more round trip) and the answer is the
+   first refusal in that order (IP, guard, hourly, daily, budget). A cap is never overshot; at
+   worst a concurrent request is refused for a place that is given back a moment later. The
+   resend guard is a SET of a fresh token: of concurrent requests for one mobile exactly one
+   holds it, so exactly one SMS goes out per guard.
+
+A reservation that did not lead to a send (a refusal above, "already registered", a failed
+send) is released: guard lifted (if still its own), the code it replaced put back, every count
+given back, so a refusal changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from services import keys, redis_scripts
+from services.captcha import CaptchaService
+from services.config import LimitsConfig, SmsConfig
+from services.errors import ServiceError
+from services.limits import Limit, RateLimiter
+from services.redis_scripts import RedisClient, ScriptArg, ScriptCall
+from services.validation import mask_mobile
+
+log = logging.getLogger(__name__)
+
+HOUR = 3600
+DAY = 86400
+BUDGET_MESSAGE = "短信服务繁忙，请{seconds}秒后重试"
+
+
+@dataclass
+class Reservation:
+    """What one send takes, so that it can be given back if the SMS does not go out."""
+
+    mobile: str
+    guard_token: str
+    mac: str  # the new code's HMAC
+    ip_limit: Limit
+    budget: Limit
+    # The code this send's code replaced (mac, tries, expiry ms), to put back on release.
+    replaced_code: list[ScriptArg] = field(default_factory=list)
+
+
+class SmsReservations:
+    """Takes and gives back the CAPTCHA and the limits of SMS sends."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        captchas: CaptchaService,
+        limiter: RateLimiter,
+        sms: SmsConfig,
+        limits: LimitsConfig,
+    ) -> None:
+        self._redis = redis
+        self._captchas = captchas
+        self._limiter = limiter
+        self._sms = sms
+        self._limits = limits
+        self._reserve_mobile = redis_scripts.register(redis, "sms_reserve")
+        self._release_mobile = redis_scripts.register(redis, "sms_release")
+        self._budget_alarm_until = 0.0
+
+    def ip_limit(self, client_ip: str) -> Limit:
+        return Limit(
+            keys.sms_ip_hourly_key(client_ip),
+            self._limits.sms_per_ip_hour,
+            HOUR,
+            "ip_hourly",
+            "当前网络发送短信次数过多，请{seconds}秒后重试",
+        )
+
+    def budget(self, share: float = 1.0) -> Limit:
+        """The global hourly budget, or the `share` of it that a fraud tier may use."""
+        budget = self._limits.sms_global_per_hour
+        if share < 1:
+            # Budget shedding: newcomers and poor segments may use only part of the budget,
+            # so near the end of it only clients with a good record are still served.
+            limit = max(1, int(budget * share))
+            return Limit(keys.sms_global_hourly_key(), limit, HOUR, "budget_shed", BUDGET_MESSAGE)
+        return Limit(keys.sms_global_hourly_key(), budget, HOUR, "global_hourly", BUDGET_MESSAGE)
+
+    def mobile_limits(self, mobile: str) -> tuple[Limit, Limit, Limit]:
+        """The resend guard, the hourly and the daily cap of one mobile."""
+        return (
+            Limit(
+                keys.sms_guard_key(mobile),
+                1,
+                self._sms.resend_interval,
+                "resend_interval",
+                "请求过于频繁，请{seconds}秒后重试",
+            ),
+            Limit(
+                keys.sms_mobile_hourly_key(mobile),
+                self._limits.sms_per_mobile_hour,
+                HOUR,
+                "mobile_hourly",
+                "该手机号本小时获取验证码次数已达上限，请{seconds}秒后重试",
+            ),
+            Limit(
+                keys.sms_mobile_daily_key(mobile),
+                self._limits.sms_per_mobile_day,
+                DAY,
+                "mobile_daily",
+                "该手机号今日获取验证码次数已达上限，请{seconds}秒后重试",
+            ),
+        )
+
+    async def reserve(self, send: Reservation, captcha_id: str, answer: str) -> None:
+        """Use up the CAPTCHA, then take every limit of the send, or raise the refusal (and
+        take nothing)."""
+        await self._captchas.consume(captcha_id, answer)
+        ip_limit, budget = send.ip_limit, send.budget
+        # Each step: its script, how to read its reply, how to give back what it took.
+        steps: list[
+            tuple[ScriptCall, Callable[[object], ServiceError | None], Callable[[], ScriptCall]]
+        ] = [
+            (
+                self._limiter.take_call(ip_limit),
+                lambda reply: self._limiter.refusal(reply, ip_limit),
+                lambda: self._limiter.refund_call(ip_limit),
+            ),
+            (
+                self._reserve_call(send),
+                lambda reply: self._mobile_refusal(send, reply),
+                lambda: self._release_call(send),
+            ),
+            (
+                self._limiter.take_call(budget),
+                lambda reply: self._limiter.refusal(reply, budget),
+                lambda: self._limiter.refund_call(budget),
+            ),
+        ]
+        try:
+            replies = await redis_scripts.run_together(self._redis, [step[0] for step in steps])
+        except BaseException:
+            # Which steps ran is unknown: the mobile's release is safe to repeat (it acts
+            # only while the guard holds this send's token); counts expire by themselves.
+            await asyncio.shield(self._give_back(send, [self._release_call(send)]))
+            raise
+        failure: BaseException | None = None
+        taken: list[ScriptCall] = []
+        for (_, refusal_of, give_back), reply in zip(steps, replies, strict=True):
+            problem = reply if isinstance(reply, BaseException) else refusal_of(reply)
+            if problem is None:
+                taken.append(give_back())
+            elif failure is None:
+                failure = problem
+        if failure is None:
+            return
+        if taken:
+            await asyncio.shield(self._give_back(send, taken))
+        if isinstance(failure, ServiceError) and failure.data.get("reason") == "global_hourly":
+            self._budget_alarm(failure)
+        raise failure
+
+    async def release(self, send: Reservation) -> None:
+        """Give back everything a reservation took (its SMS was not sent)."""
+        await self._give_back(
+            send,
+            [
+                self._limiter.refund_call(send.ip_limit),
+                self._release_call(send),
+                self._limiter.refund_call(send.budget),
+            ],
+        )
+
+    def _reserve_call(self, send: Reservation) -> ScriptCall:
+        guard, hourly, daily = self.mobile_limits(send.mobile)
+        return ScriptCall(
+            self._reserve_mobile,
+            [guard.key, keys.sms_code_key(send.mobile), hourly.key, daily.key],
+            [
+                send.guard_token,
+                guard.window,
+                send.mac,
+                self._sms.code_ttl,
+                hourly.limit,
+                hourly.window,
+                daily.limit,
+                daily.window,
+            ],
+        )
+
+    def _mobile_refusal(self, send: Reservation, reply: object) -> ServiceError | None:
+        refused, ms_left, *replaced = cast("list[ScriptArg]", reply)
+        if refused:
+            return self.mobile_limits(send.mobile)[int(refused) - 1].refusal(int(ms_left))
+        send.replaced_code = replaced
+        return None
+
+    def _release_call(self, send: Reservation) -> ScriptCall:
+        guard, hourly, daily = self.mobile_limits(send.mobile)
+        return ScriptCall(
+            self._release_mobile,
+            [guard.key, keys.sms_code_key(send.mobile), hourly.key, daily.key],
+            [send.guard_token, send.mac, *send.replaced_code],
+        )
+
+    async def _give_back(self, send: Reservation, calls: list[ScriptCall]) -> None:
+        try:
+            replies = await redis_scripts.run_together(self._redis, calls)
+            failed = any(isinstance(reply, Exception) for reply in replies)
+        except Exception:
+            failed = True
+        if failed:
+            # Redis failed mid-request: guards and counters expire by themselves.
+            log.warning("could not undo an SMS reservation of %s", mask_mobile(send.mobile))
+
+    def _budget_alarm(self, refusal: ServiceError) -> None:
+        # The circuit breaker against SMS pumping tripped: operators must hear of it,
+        # once per window per process rather than once per refused request.
+        now = time.monotonic()
+        if now >= self._budget_alarm_until:
+            self._budget_alarm_until = now + (refusal.retry_after or HOUR)
+            log.error(
+                "global SMS budget of %d per hour is spent: sending stopped for everyone for %s s",
+                self._limits.sms_global_per_hour,
+                refusal.retry_after,
+            )

@@ -1,0 +1,261 @@
+"""The SMS reservation (CAPTCHA, then every limit of a send) on standalone Redis and on a real
+3-master Redis Cluster: the same scenarios, the same answers, without HTTP.
+
+Each scenario runs once per mode and compares its answers with one expected list, so both
+modes give identical answers. Services are built by the server's own open_services(), on the
+session's MariaDB and Ronglian sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from server import Services, open_services
+from services import keys
+from services.errors import ServiceError
+from services.sms import Purpose
+from tests.cluster_helpers import LocalRedisCluster
+
+CAPTCHA_CLIENT = "198.51.100.7"  # the address that asks for the CAPTCHA images
+_captcha_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def sms_modes_cluster(tmp_path_factory):
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("sms-modes-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_section(request, redis_server) -> dict[str, str]:
+    """The `redis` config of one mode, on an empty Redis (clean_state empties standalone)."""
+    if request.param == "standalone":
+        return {"url": redis_server.url}
+    cluster = request.getfixturevalue("sms_modes_cluster")
+    cluster.flushall()
+    return {"mode": "cluster", "cluster_nodes": cluster.startup_nodes}
+
+
+@pytest.fixture
+def build_services(io_loop, config, clean_state, redis_section):
+    """open_services() on this mode's Redis, with config changes."""
+    stack = contextlib.AsyncExitStack()
+
+    async def build(**changes: object) -> Services:
+        changed = config.replace(redis=redis_section, **changes)
+        return await stack.enter_async_context(open_services(changed))
+
+    yield build
+    io_loop.run_sync(stack.aclose)
+
+
+def with_limits(**limits: int) -> dict[str, object]:
+    return {"limits": {"captcha_per_ip_minute": 1000, **limits}}
+
+
+async def new_captcha(services: Services, captcha_id: str | None = None) -> tuple[str, str]:
+    """A CAPTCHA made as the image route makes it: (its id, its text, read from Redis)."""
+    captcha_id = captcha_id or f"modes-{next(_captcha_ids)}"
+    await services.captchas.create(captcha_id, CAPTCHA_CLIENT, requester="tests")
+    return captcha_id, await services.redis.get(keys.captcha_key(captcha_id))
+
+
+async def answer(call: Awaitable[object]) -> str:
+    """The answer: "sent", or what refused: a limit's reason, else the RET name (NODATA, DATAERR, ...).
+
+    A limit's refusal must say when to retry: at least a second, at most a day.
+    """
+    try:
+        await call
+    except ServiceError as refusal:
+        reason = refusal.data.get("reason")
+        if reason is None:
+            return refusal.ret.name
+        assert refusal.retry_after is not None and 1 <= refusal.retry_after <= 86400
+        return str(reason)
+    return "sent"
+
+
+async def send(
+    services: Services,
+    mobile: str,
+    ip: str = "203.0.113.1",
+    purpose: Purpose = Purpose.REGISTER,
+    captcha: tuple[str, str] | None = None,
+) -> str:
+    captcha_id, text = captcha or await new_captcha(services)
+    return await answer(services.sms.send_code(mobile, text, captcha_id, ip, purpose=purpose))
+
+
+async def pass_resend_interval(services: Services, mobile: str) -> None:
+    """Stand-in for waiting out the resend interval: the guard expires."""
+    await services.redis.delete(keys.sms_guard_key(mobile))
+
+
+async def snapshot(services: Services, mobile: str, ip: str) -> dict[str, object]:
+    """What a send can change: the mobile's guard and code, every count it takes (an absent
+    counter is 0: a place given back may leave a 0 until its window ends)."""
+    redis = services.redis
+    counters = [
+        keys.sms_mobile_hourly_key(mobile),
+        keys.sms_mobile_daily_key(mobile),
+        keys.sms_ip_hourly_key(ip),
+        keys.sms_global_hourly_key(),
+    ]
+    state: dict[str, object] = {key: int(await redis.get(key) or 0) for key in counters}
+    state["guard"] = await redis.get(keys.sms_guard_key(mobile))
+    state["code"] = await redis.hgetall(keys.sms_code_key(mobile))
+    return state
+
+
+def last_code(sandbox, mobile: str) -> str:
+    return sandbox.inbox(mobile)[-1]["datas"][0]
+
+
+async def verified(services: Services, mobile: str, purpose: Purpose, code: str) -> str:
+    return await answer(services.sms.verify_code(mobile, purpose, code))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_fresh_send_then_resend_inside_the_guard(build_services, sandbox, fresh_mobile):
+    services = await build_services()
+    mobile = fresh_mobile()
+    assert [await send(services, mobile), await send(services, mobile)] == [
+        "sent",
+        "resend_interval",
+    ]
+    assert len(sandbox.inbox(mobile)) == 1
+    code = last_code(sandbox, mobile)
+    assert await verified(services, mobile, Purpose.REGISTER, code) == "sent"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_mobile_hourly_then_daily_cap(build_services, sandbox, fresh_mobile):
+    services = await build_services(**with_limits(sms_per_mobile_hour=2, sms_per_mobile_day=3))
+    mobile = fresh_mobile()
+    answers = []
+
+    async def send_and_wait_out_the_guard() -> None:
+        answers.append(await send(services, mobile))
+        await pass_resend_interval(services, mobile)
+        sandbox.clear()  # the sandbox's own 30 s rule is not what this test is about
+
+    for _ in range(3):
+        await send_and_wait_out_the_guard()
+    await services.redis.delete(keys.sms_mobile_hourly_key(mobile))  # the hour has passed
+    for _ in range(2):
+        await send_and_wait_out_the_guard()
+    assert answers == ["sent", "sent", "mobile_hourly", "sent", "mobile_daily"]
+    assert await services.redis.get(keys.sms_mobile_daily_key(mobile)) == "3"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_per_ip_then_global_cap_in_order(build_services, sandbox, fresh_mobile):
+    services = await build_services(**with_limits(sms_per_ip_hour=2, sms_global_per_hour=3))
+    first, second, third, fourth, fifth = (fresh_mobile() for _ in range(5))
+    answers = [
+        await send(services, first, ip="203.0.113.1"),
+        await send(services, second, ip="203.0.113.1"),
+        # Both the address and the mobile's guard are full: the address is named first.
+        await send(services, second, ip="203.0.113.1"),
+        await send(services, third, ip="203.0.113.1"),
+        await send(services, fourth, ip="203.0.113.2"),
+        await send(services, fifth, ip="203.0.113.3"),
+    ]
+    assert answers == ["sent", "sent", "ip_hourly", "ip_hourly", "sent", "global_hourly"]
+    assert len(sandbox.inbox()) == 3
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_wrong_gone_and_reused_captcha(build_services, sandbox, fresh_mobile):
+    services = await build_services()
+    mobile = fresh_mobile()
+    before = await snapshot(services, mobile, "203.0.113.1")
+    captcha_id, text = await new_captcha(services)
+    wrong = "Z" * len(text) if text != "Z" * len(text) else "Y" * len(text)
+    right_id, right_text = await new_captcha(services)
+    answers = [
+        await send(services, mobile, captcha=(captcha_id, wrong)),
+        await send(services, mobile, captcha=(captcha_id, text)),  # used up by the wrong try
+        await send(services, mobile, captcha=("never-issued", "ABCD")),
+    ]
+    assert await snapshot(services, mobile, "203.0.113.1") == before
+    answers += [
+        await send(services, mobile, captcha=(right_id, right_text.lower())),  # any case
+        await send(services, fresh_mobile(), captcha=(right_id, right_text)),  # used once
+    ]
+    assert answers == ["DATAERR", "NODATA", "NODATA", "sent", "NODATA"]
+    assert len(sandbox.inbox()) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_refusals_after_the_guard_leave_the_previous_code_and_counts(
+    build_services, sandbox, fresh_mobile
+):
+    """A refusal decided after the mobile's reservation (another limit, or "already
+    registered") puts everything back, the code the user already has included."""
+    services = await build_services(**with_limits(sms_per_ip_hour=1))
+    mobile, member = fresh_mobile(), fresh_mobile()
+    assert await send(services, mobile, ip="203.0.113.1") == "sent"
+    await pass_resend_interval(services, mobile)
+    before = await snapshot(services, mobile, "203.0.113.1")
+    assert await send(services, mobile, ip="203.0.113.1") == "ip_hourly"
+    assert await snapshot(services, mobile, "203.0.113.1") == before
+    code = last_code(sandbox, mobile)
+    assert await verified(services, mobile, Purpose.REGISTER, code) == "sent"
+
+    await services.users.create(member, member, "not-a-password-hash")
+    assert await send(services, member, ip="203.0.113.2", purpose=Purpose.LOGIN) == "sent"
+    await pass_resend_interval(services, member)
+    before = await snapshot(services, member, "203.0.113.3")
+    assert await send(services, member, ip="203.0.113.3") == "DATAEXIST"
+    assert await snapshot(services, member, "203.0.113.3") == before
+    login_code = last_code(sandbox, member)
+    assert await verified(services, member, Purpose.LOGIN, login_code) == "sent"
+    assert len(sandbox.inbox(member)) == 1
+
+
+async def race(calls: list[Callable[[], Awaitable[str]]]) -> list[str]:
+    return sorted(await asyncio.gather(*(call() for call in calls)))
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_requests_for_one_mobile_send_one_sms(
+    build_services, sandbox, fresh_mobile
+):
+    services = await build_services(**with_limits())
+    mobile = fresh_mobile()
+    captchas = [await new_captcha(services) for _ in range(12)]
+    answers = await race(
+        [lambda captcha=captcha: send(services, mobile, captcha=captcha) for captcha in captchas]
+    )
+    assert answers == ["resend_interval"] * 11 + ["sent"]
+    assert len(sandbox.inbox(mobile)) == 1
+    assert await services.redis.get(keys.sms_mobile_hourly_key(mobile)) == "1"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_uses_of_one_captcha_pass_once(build_services, sandbox, fresh_mobile):
+    services = await build_services()
+    captcha = await new_captcha(services)
+    mobiles = [fresh_mobile() for _ in range(12)]
+    answers = await race([lambda m=m: send(services, m, captcha=captcha) for m in mobiles])
+    assert answers == ["NODATA"] * 11 + ["sent"]
+    assert len(sandbox.inbox()) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_failed_send_gives_everything_back(build_services, sandbox, fresh_mobile):
+    services = await build_services()
+    mobile = fresh_mobile()
+    before = await snapshot(services, mobile, "203.0.113.1")
+    sandbox.set_fault(mode="status", times=1)
+    assert await send(services, mobile) == "THIRDERR"
+    assert await snapshot(services, mobile, "203.0.113.1") == before
+    assert await send(services, mobile) == "sent"  # no guard left behind
