@@ -1,4 +1,5 @@
-"""The SMS-code flow: CAPTCHA → limits → registered? → code → Ronglian, with rollback."""
+"""The SMS-code flow: fraud segments → CAPTCHA and limits (services/sms_reservation.py) →
+registered? → send, with rollback; and the one check of a submitted code."""
 
 from __future__ import annotations
 
