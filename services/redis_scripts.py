@@ -31,7 +31,7 @@ PIECES_DIR = LUA_DIR / "pieces"
 USES = "--! uses:"
 
 
-def _uses(text: str) -> list[str]:
+def pieces_used(text: str) -> list[str]:
     """The pieces named by a `--! uses: a, b` first line (none without one)."""
     first_line = text.split("\n", 1)[0]
     if not first_line.startswith(USES):
@@ -43,7 +43,9 @@ def _uses(text: str) -> list[str]:
 def script_source(name: str) -> str:
     """The full text of script `name` (services/lua/<name>.lua): its pieces, then itself."""
     text = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
-    pieces = [(PIECES_DIR / f"{piece}.lua").read_text(encoding="utf-8") for piece in _uses(text)]
+    pieces = [
+        (PIECES_DIR / f"{piece}.lua").read_text(encoding="utf-8") for piece in pieces_used(text)
+    ]
     return "\n".join([*pieces, text])
 
 

@@ -67,7 +67,7 @@ async def new_captcha(services: Services, captcha_id: str | None = None) -> tupl
 
 
 async def answer(call: Awaitable[object]) -> str:
-    """The answer: "sent", or what refused: a limit's reason, else the RET name (NODATA, DATAERR, ...).
+    """What came of a call: "sent", a limit's reason, or the RET name (NODATA, DATAERR, ...).
 
     A limit's refusal must say when to retry: at least a second, at most a day.
     """

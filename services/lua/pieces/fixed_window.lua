@@ -1,5 +1,7 @@
 -- Fixed-window counters: a counter key holds the units used in the current window and
--- expires when the window ends; the first unit taken starts the window.
+-- expires when the window ends; the first unit taken starts the window. Taking a place is
+-- fixed_window_refusal (refuse with the time left) then fixed_window_count: two functions, so
+-- a script can check every counter before it counts on any.
 
 -- The ms until the window of `key` ends if `cost` more units do not fit under `limit`,
 -- else nil (there is room).
@@ -14,14 +16,6 @@ end
 -- Count `cost` units on `key` (check fixed_window_refusal first).
 local function fixed_window_count(key, window, cost)
     if redis.call('INCRBY', key, cost) == cost then redis.call('EXPIRE', key, window) end
-end
-
--- Take a place in the window, or refuse with the ms left (nothing counted then).
-local function fixed_window_take(key, limit, window, cost)
-    local ms_left = fixed_window_refusal(key, limit, window, cost)
-    if ms_left then return ms_left end
-    fixed_window_count(key, window, cost)
-    return nil
 end
 
 -- Give `cost` units back while the window lasts (never creates a key without an expiry).
