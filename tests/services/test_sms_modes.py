@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from server import Services, open_services
+from server import open_services
 from services import keys
+from services.composition import Services
 from services.errors import ServiceError
 from services.sms import Purpose
 from tests.cluster_helpers import LocalRedisCluster
