@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-RedisClient = Redis | RedisCluster
+from services.redisclient import RedisClient
+
 ScriptArg = str | int | float
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"

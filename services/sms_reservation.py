@@ -33,7 +33,8 @@ from services.captcha import CaptchaService
 from services.config import LimitsConfig, SmsConfig
 from services.errors import ServiceError
 from services.limits import Limit, RateLimiter
-from services.redis_scripts import RedisClient, ScriptArg, ScriptCall
+from services.redis_scripts import ScriptArg, ScriptCall
+from services.redisclient import RedisClient
 from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
