@@ -50,12 +50,14 @@ async def refusal(call) -> ServiceError:
     raise AssertionError("the call was not refused")
 
 
-async def outcome(call) -> str:
-    """ "ok", or the name of the RET a call was refused with (to count the results of a race)."""
+async def outcome(call, *, by_reason: bool = False) -> str:
+    """ "ok", or the name of the RET a call was refused with (to count the results of a race);
+    with by_reason, a refusal that names its reason (every limit does) answers that instead."""
     try:
         await call
     except ServiceError as refused:
-        return refused.ret.name
+        reason = refused.data.get("reason") if by_reason else None
+        return str(reason) if reason else refused.ret.name
     return "ok"
 
 

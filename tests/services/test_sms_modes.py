@@ -9,78 +9,44 @@ session's MariaDB and Ronglian sandbox.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from server import open_services
 from services import keys
 from services.composition import Services
-from services.errors import ServiceError
 from services.sms import Purpose
-from tests.cluster_helpers import LocalRedisCluster
+from tests.flows import (
+    PASSWORD_HASH,
+    last_code,
+    outcome,
+    pass_resend_interval,
+    sms_keys_of,
+    solved_captcha,
+)
 
-CAPTCHA_CLIENT = "198.51.100.7"  # the address that asks for the CAPTCHA images
 _captcha_ids = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def sms_modes_cluster(tmp_path_factory):
-    cluster = LocalRedisCluster(tmp_path_factory.mktemp("sms-modes-cluster")).start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-def redis_section(request, redis_server) -> dict[str, str]:
-    """The `redis` config of one mode, on an empty Redis (clean_state empties standalone)."""
-    if request.param == "standalone":
-        return {"url": redis_server.url}
-    cluster = request.getfixturevalue("sms_modes_cluster")
-    cluster.flushall()
-    return {"mode": "cluster", "cluster_nodes": cluster.startup_nodes}
-
-
 @pytest.fixture
-def build_services(io_loop, config, clean_state, redis_section):
-    """open_services() on this mode's Redis, with config changes."""
-    stack = contextlib.AsyncExitStack()
+def build_services(make_services, redis_mode):
+    """make_services (tests/services/conftest.py) on each Redis mode (tests/conftest.py)."""
 
     async def build(**changes: object) -> Services:
-        changed = config.replace(redis=redis_section, **changes)
-        return await stack.enter_async_context(open_services(changed))
+        return await make_services(**redis_mode, **changes)
 
-    yield build
-    io_loop.run_sync(stack.aclose)
+    return build
 
 
 def with_limits(**limits: int) -> dict[str, object]:
     return {"limits": {"captcha_per_ip_minute": 1000, **limits}}
 
 
-async def new_captcha(services: Services, captcha_id: str | None = None) -> tuple[str, str]:
-    """A CAPTCHA made as the image route makes it: (its id, its text, read from Redis)."""
-    captcha_id = captcha_id or f"modes-{next(_captcha_ids)}"
-    await services.captchas.create(captcha_id, CAPTCHA_CLIENT, requester="tests")
-    return captcha_id, await services.redis.get(keys.captcha_key(captcha_id))
-
-
-async def answer(call: Awaitable[object]) -> str:
-    """What came of a call: "sent", a limit's reason, or the RET name (NODATA, DATAERR, ...).
-
-    A limit's refusal must say when to retry: at least a second, at most a day.
-    """
-    try:
-        await call
-    except ServiceError as refusal:
-        reason = refusal.data.get("reason")
-        if reason is None:
-            return refusal.ret.name
-        assert refusal.retry_after is not None and 1 <= refusal.retry_after <= 86400
-        return str(reason)
-    return "sent"
+async def new_captcha(services: Services) -> tuple[str, str]:
+    """A fresh CAPTCHA: (its id, its answer)."""
+    captcha_id = f"modes-{next(_captcha_ids)}"
+    return captcha_id, await solved_captcha(services, captcha_id)
 
 
 async def send(
@@ -90,37 +56,23 @@ async def send(
     purpose: Purpose = Purpose.REGISTER,
     captcha: tuple[str, str] | None = None,
 ) -> str:
+    """One send's answer: "ok", a limit's reason, or the RET name (NODATA, DATAERR, ...)."""
     captcha_id, text = captcha or await new_captcha(services)
-    return await answer(services.sms.send_code(mobile, text, captcha_id, ip, purpose=purpose))
-
-
-async def pass_resend_interval(services: Services, mobile: str) -> None:
-    """Stand-in for waiting out the resend interval: the guard expires."""
-    await services.redis.delete(keys.sms_guard_key(mobile))
+    sent = services.sms.send_code(mobile, text, captcha_id, ip, purpose=purpose)
+    return await outcome(sent, by_reason=True)
 
 
 async def snapshot(services: Services, mobile: str, ip: str) -> dict[str, object]:
-    """What a send can change: the mobile's guard and code, every count it takes (an absent
-    counter is 0: a place given back may leave a 0 until its window ends)."""
-    redis = services.redis
-    counters = [
-        keys.sms_mobile_hourly_key(mobile),
-        keys.sms_mobile_daily_key(mobile),
-        keys.sms_ip_hourly_key(ip),
-        keys.sms_global_hourly_key(),
-    ]
-    state: dict[str, object] = {key: int(await redis.get(key) or 0) for key in counters}
-    state["guard"] = await redis.get(keys.sms_guard_key(mobile))
-    state["code"] = await redis.hgetall(keys.sms_code_key(mobile))
+    """What a send can change: the mobile's guard, code and counts, the address's and the
+    global counts (a count given back to 0 and one never taken are the same)."""
+    state = await sms_keys_of(services.redis, mobile)
+    for key in (keys.sms_ip_hourly_key(ip), keys.sms_global_hourly_key()):
+        state[key] = int(await services.redis.get(key) or 0)
     return state
 
 
-def last_code(sandbox, mobile: str) -> str:
-    return sandbox.inbox(mobile)[-1]["datas"][0]
-
-
 async def verified(services: Services, mobile: str, purpose: Purpose, code: str) -> str:
-    return await answer(services.sms.verify_code(mobile, purpose, code))
+    return await outcome(services.sms.verify_code(mobile, purpose, code))
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -128,12 +80,12 @@ async def test_fresh_send_then_resend_inside_the_guard(build_services, sandbox, 
     services = await build_services()
     mobile = fresh_mobile()
     assert [await send(services, mobile), await send(services, mobile)] == [
-        "sent",
+        "ok",
         "resend_interval",
     ]
     assert len(sandbox.inbox(mobile)) == 1
     code = last_code(sandbox, mobile)
-    assert await verified(services, mobile, Purpose.REGISTER, code) == "sent"
+    assert await verified(services, mobile, Purpose.REGISTER, code) == "ok"
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -144,7 +96,7 @@ async def test_mobile_hourly_then_daily_cap(build_services, sandbox, fresh_mobil
 
     async def send_and_wait_out_the_guard() -> None:
         answers.append(await send(services, mobile))
-        await pass_resend_interval(services, mobile)
+        await pass_resend_interval(services.redis, mobile)
         sandbox.clear()  # the sandbox's own 30 s rule is not what this test is about
 
     for _ in range(3):
@@ -152,7 +104,7 @@ async def test_mobile_hourly_then_daily_cap(build_services, sandbox, fresh_mobil
     await services.redis.delete(keys.sms_mobile_hourly_key(mobile))  # the hour has passed
     for _ in range(2):
         await send_and_wait_out_the_guard()
-    assert answers == ["sent", "sent", "mobile_hourly", "sent", "mobile_daily"]
+    assert answers == ["ok", "ok", "mobile_hourly", "ok", "mobile_daily"]
     assert await services.redis.get(keys.sms_mobile_daily_key(mobile)) == "3"
 
 
@@ -169,7 +121,7 @@ async def test_per_ip_then_global_cap_in_order(build_services, sandbox, fresh_mo
         await send(services, fourth, ip="203.0.113.2"),
         await send(services, fifth, ip="203.0.113.3"),
     ]
-    assert answers == ["sent", "sent", "ip_hourly", "ip_hourly", "sent", "global_hourly"]
+    assert answers == ["ok", "ok", "ip_hourly", "ip_hourly", "ok", "global_hourly"]
     assert len(sandbox.inbox()) == 3
 
 
@@ -191,7 +143,7 @@ async def test_wrong_gone_and_reused_captcha(build_services, sandbox, fresh_mobi
         await send(services, mobile, captcha=(right_id, right_text.lower())),  # any case
         await send(services, fresh_mobile(), captcha=(right_id, right_text)),  # used once
     ]
-    assert answers == ["DATAERR", "NODATA", "NODATA", "sent", "NODATA"]
+    assert answers == ["DATAERR", "NODATA", "NODATA", "ok", "NODATA"]
     assert len(sandbox.inbox()) == 1
 
 
@@ -203,22 +155,22 @@ async def test_refusals_after_the_guard_leave_the_previous_code_and_counts(
     registered") puts everything back, the code the user already has included."""
     services = await build_services(**with_limits(sms_per_ip_hour=1))
     mobile, member = fresh_mobile(), fresh_mobile()
-    assert await send(services, mobile, ip="203.0.113.1") == "sent"
-    await pass_resend_interval(services, mobile)
+    assert await send(services, mobile, ip="203.0.113.1") == "ok"
+    await pass_resend_interval(services.redis, mobile)
     before = await snapshot(services, mobile, "203.0.113.1")
     assert await send(services, mobile, ip="203.0.113.1") == "ip_hourly"
     assert await snapshot(services, mobile, "203.0.113.1") == before
     code = last_code(sandbox, mobile)
-    assert await verified(services, mobile, Purpose.REGISTER, code) == "sent"
+    assert await verified(services, mobile, Purpose.REGISTER, code) == "ok"
 
-    await services.users.create(member, member, "not-a-password-hash")
-    assert await send(services, member, ip="203.0.113.2", purpose=Purpose.LOGIN) == "sent"
-    await pass_resend_interval(services, member)
+    await services.users.create(member, member, PASSWORD_HASH)
+    assert await send(services, member, ip="203.0.113.2", purpose=Purpose.LOGIN) == "ok"
+    await pass_resend_interval(services.redis, member)
     before = await snapshot(services, member, "203.0.113.3")
     assert await send(services, member, ip="203.0.113.3") == "DATAEXIST"
     assert await snapshot(services, member, "203.0.113.3") == before
     login_code = last_code(sandbox, member)
-    assert await verified(services, member, Purpose.LOGIN, login_code) == "sent"
+    assert await verified(services, member, Purpose.LOGIN, login_code) == "ok"
     assert len(sandbox.inbox(member)) == 1
 
 
@@ -236,7 +188,7 @@ async def test_concurrent_requests_for_one_mobile_send_one_sms(
     answers = await race(
         [lambda captcha=captcha: send(services, mobile, captcha=captcha) for captcha in captchas]
     )
-    assert answers == ["resend_interval"] * 11 + ["sent"]
+    assert answers == ["ok"] + ["resend_interval"] * 11
     assert len(sandbox.inbox(mobile)) == 1
     assert await services.redis.get(keys.sms_mobile_hourly_key(mobile)) == "1"
 
@@ -247,7 +199,7 @@ async def test_concurrent_uses_of_one_captcha_pass_once(build_services, sandbox,
     captcha = await new_captcha(services)
     mobiles = [fresh_mobile() for _ in range(12)]
     answers = await race([lambda m=m: send(services, m, captcha=captcha) for m in mobiles])
-    assert answers == ["NODATA"] * 11 + ["sent"]
+    assert answers == ["NODATA"] * 11 + ["ok"]
     assert len(sandbox.inbox()) == 1
 
 
@@ -259,4 +211,4 @@ async def test_a_failed_send_gives_everything_back(build_services, sandbox, fres
     sandbox.set_fault(mode="status", times=1)
     assert await send(services, mobile) == "THIRDERR"
     assert await snapshot(services, mobile, "203.0.113.1") == before
-    assert await send(services, mobile) == "sent"  # no guard left behind
+    assert await send(services, mobile) == "ok"  # no guard left behind
