@@ -101,7 +101,7 @@ class AdmissionConfig:
     max_sends_in_flight: int = setting(100, positive)
     min_sends_in_flight: int = setting(16, positive)
     max_loop_lag: float = setting(0.02, at_least(0, "0 (off) or more"))
-    retry_after: int = setting(1, positive)
+    retry_after: int = setting(2, positive)
 
 
 @dataclass(frozen=True)
