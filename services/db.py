@@ -40,6 +40,11 @@ T = TypeVar("T")
 WSREP_SYNCED = "4"
 # One result row: column types are what the SELECT asks for, decoded by the driver.
 Row = tuple[Any, ...]
+# Causality checks (wsrep_sync_wait bits): before a read (1: SELECT, BEGIN), an UPDATE or
+# DELETE (2) and an INSERT (4) the node applies every transaction committed anywhere in the
+# cluster before the statement arrived. Reads alone are not enough: an UPDATE through a node
+# that has not yet applied another node's INSERT matches no row and silently changes nothing.
+WSREP_SYNC_WAIT = 1 | 2 | 4
 
 
 class Database:
@@ -288,10 +293,9 @@ class Database:
             finally:
                 probe.close()
             if galera:
-                # Causal reads: a read waits until this node has applied every transaction
-                # committed anywhere in the cluster before it started, so a user registered
-                # through one node can log in through another right away.
-                options["init_command"] = "SET SESSION wsrep_sync_wait = 1"
+                # Causality: a user registered through one node can log in, change the
+                # password or the mobile through another right away.
+                options["init_command"] = f"SET SESSION wsrep_sync_wait = {WSREP_SYNC_WAIT}"
             return await aiomysql.create_pool(
                 minsize=self._config.pool_min,
                 maxsize=self._config.pool_max,

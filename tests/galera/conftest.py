@@ -4,7 +4,7 @@ The cluster (devstack/galera.py: GaleraCluster) runs three mariadbd with the gal
 provider on loopback ports; node 1 bootstraps it, nodes 2 and 3 join with a state transfer.
 Each server instance is pointed at a different preferred node through `mysql.hosts`.
 What Galera changes for the application, and what these tests hold it to:
-- a write through one node is visible through another at once (causal reads);
+- a write through one node is seen at once by reads and writes through another (causality);
 - concurrent writes of one mobile through different nodes fail certification (error 1213)
   except one: retried, they end as exactly one user and DATAEXIST for the others;
 - a node that dies or leaves the primary component is left for the next node, every request

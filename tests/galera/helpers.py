@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from tests.polling import async_wait_until
 
 # A request must be answered within this many seconds even while a node dies: one query
@@ -23,3 +25,16 @@ async def poll(condition, within: float, what: str) -> None:
         return condition()
 
     await async_wait_until(probe, what=what, patience=within)
+
+
+def statement_arrived(node, sql_start: str) -> bool:
+    """A statement beginning with `sql_start` is on the node (running or waiting)."""
+    with contextlib.closing(node.admin_connection()) as conn, conn.cursor() as cur:
+        # No causality wait here: the node may be held behind the cluster on purpose.
+        cur.execute("SET SESSION wsrep_sync_wait = 0")
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE %s",
+            (sql_start.replace("%", r"\%") + "%",),
+        )
+        (count,) = cur.fetchone()
+        return count > 0

@@ -17,7 +17,7 @@ from services.users import UserRepository
 from tests.conftest import serving
 from tests.flows import FAMILY_PASSWORD as MEIDUO_PASSWORD
 from tests.flows import PASSWORD, MeiduoClient, post, register, request_code
-from tests.galera.helpers import mobiles_on
+from tests.galera.helpers import mobiles_on, poll, statement_arrived
 
 # --- configuration (no cluster needed) ---------------------------------------------------
 
@@ -148,18 +148,24 @@ async def test_transaction_that_fails_certification_is_run_again(
     node 1 holds it. Node 1's commit fails certification (1213); Database.transaction runs
     it again, and both writes happened in order: node 1's value is the final one."""
     first, second = await make_galera_app(0), await make_galera_app(1)
+    assert (first.services.db.node, second.services.db.node) == tuple(
+        node.client_address for node in galera.nodes[:2]
+    )
     stats_report.extend([first.services.db.stats, second.services.db.stats])
     mobile = fresh_mobile()
+    # Node 2's UPDATE below matches this row even if node 2 has not applied it yet: it waits
+    # for it (test_a_write_through_a_node_behind_the_cluster_waits_for_it). Before, it could
+    # match no row on a busy machine, replicate nothing, and node 1 met no conflict.
     user = await UserRepository(first.services.db).create(mobile, mobile, "hash")
-    attempts = 0
+    seen: list[str | None] = []  # the avatar each attempt found
 
     async def set_avatar(cur) -> None:
-        nonlocal attempts
-        attempts += 1
+        await cur.execute("SELECT avatar_url FROM ih_user_profile WHERE id = %s", (user.user_id,))
+        seen.append((await cur.fetchone())[0])
         await cur.execute(
             "UPDATE ih_user_profile SET avatar_url = %s WHERE id = %s", ("node1", user.user_id)
         )
-        if attempts == 1:
+        if len(seen) == 1:
             await second.services.db.execute(
                 "UPDATE ih_user_profile SET avatar_url = %s WHERE id = %s",
                 ("node2", user.user_id),
@@ -168,7 +174,8 @@ async def test_transaction_that_fails_certification_is_run_again(
     stats = first.services.db.stats
     before = (stats.conflicts, stats.conflict_retries)
     await first.services.db.transaction(set_avatar)
-    assert attempts == 2
+    # Run twice; the second run started from node 2's committed write.
+    assert seen == [None, "node2"]
     assert (stats.conflicts, stats.conflict_retries) == (before[0] + 1, before[1] + 1)
     for node in galera.nodes:
         sql = "SELECT avatar_url FROM smsreg.ih_user_profile WHERE id = %s"
@@ -181,6 +188,9 @@ async def test_conflict_retries_are_bounded(make_galera_app, galera, fresh_mobil
     for a client), after conflict_retries extra attempts."""
     first = await make_galera_app(0, mysql={"conflict_retries": 2})
     second = await make_galera_app(1)
+    assert (first.services.db.node, second.services.db.node) == tuple(
+        node.client_address for node in galera.nodes[:2]
+    )
     mobile = fresh_mobile()
     user = await UserRepository(first.services.db).create(mobile, mobile, "hash")
     attempts = 0
@@ -196,3 +206,32 @@ async def test_conflict_retries_are_bounded(make_galera_app, galera, fresh_mobil
         await first.services.db.transaction(always_overtaken)
     assert raised.value.args[0] == 1213
     assert attempts == 3
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_write_through_a_node_behind_the_cluster_waits_for_it(
+    make_galera_app, galera, fresh_mobile
+):
+    """A password changed through node 2 right after the registration through node 1 is
+    changed, even while node 2 has not applied the registration yet (held behind here by
+    FLUSH TABLES WITH READ LOCK, which stops it applying others' writes). With causal reads only
+    (wsrep_sync_wait = 1) the UPDATE ran first, matched no row, and was answered OK: lost."""
+    first = await make_galera_app(0)
+    # Roomy: the change waits on node 2 until the test lets node 2 catch up.
+    second = await make_galera_app(1, mysql={"query_timeout": 30.0})
+    behind = galera.nodes[1]
+    assert second.services.db.node == behind.client_address
+    with contextlib.closing(behind.admin_connection()) as conn, conn.cursor() as cur:
+        cur.execute("FLUSH TABLES WITH READ LOCK")
+        mobile = fresh_mobile()
+        user = await UserRepository(first.services.db).create(mobile, mobile, "old-hash")
+        change = asyncio.ensure_future(
+            UserRepository(second.services.db).set_password_hash(user.user_id, "new-hash")
+        )
+        sql = "UPDATE ih_user_profile SET password_hash"
+        await poll(lambda: statement_arrived(behind, sql), 20, "the change on node 2")
+        cur.execute("UNLOCK TABLES")
+    await change
+    for node in galera.nodes:
+        sql = "SELECT password_hash FROM smsreg.ih_user_profile WHERE id = %s"
+        assert node.rows(sql, (user.user_id,)) == [("new-hash",)]
