@@ -33,7 +33,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
 from services.accounts import AccountService
-from services.admission import GatedSmsCodeService, SendGate
+from services.admission import SendGate
 from services.captcha import CaptchaService
 from services.composition import Services
 from services.config import Config, ConfigError, cluster_nodes, listen_hosts, load_config
@@ -56,6 +56,7 @@ from services.receipts import ReceiptStore
 from services.redisclient import RedisClient
 from services.ronglian import RonglianClient
 from services.sessions import SessionStore
+from services.sms import SmsCodeService
 from services.users import UserRepository
 
 ROOT = Path(__file__).resolve().parent
@@ -166,8 +167,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         )
         gate.start()
         stack.push_async_callback(gate.close)
-        sms = GatedSmsCodeService(
-            gate,
+        sms = SmsCodeService(
             redis,
             captchas,
             users,
@@ -181,6 +181,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             voice=config.voice,
             code_hmac_key=config.security.code_hmac_key,
             max_code_attempts=config.accounts.max_code_attempts,
+            gate=gate,
         )
         hasher = PasswordHasher(executor)
         sessions = SessionStore(redis, config.security.session_ttl)

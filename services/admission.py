@@ -28,10 +28,9 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from services.errors import Ret, ServiceError
-from services.sms import Purpose, SentCode, SmsCodeService
 
 OVERLOADED_REASON = "overloaded"
 LAG_INTERVAL = 0.05  # seconds between two samples of the event loop's lag
@@ -129,29 +128,3 @@ class SendGate:
             # How much later than asked the loop came back to this task: the time every
             # ready callback (each step of each request in flight) now waits for the CPU.
             self.observe_lag(loop.time() - started - LAG_INTERVAL)
-
-
-class GatedSmsCodeService(SmsCodeService):
-    """SmsCodeService whose sends pass the gate first: every family's send routes call this."""
-
-    # Any: the arguments are SmsCodeService's own, passed through unchanged (typed there).
-    def __init__(self, gate: SendGate, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.gate = gate
-
-    async def send_code(
-        self,
-        mobile: object,
-        image_code: object,
-        image_code_id: object,
-        client_ip: str,
-        channel: object = None,
-        altcha: object = None,
-        purpose: Purpose = Purpose.REGISTER,
-        user_id: int | None = None,
-    ) -> SentCode:
-        """Admit the send, or raise Overloaded before anything is used, counted or stored."""
-        with self.gate.admit():
-            return await super().send_code(
-                mobile, image_code, image_code_id, client_ip, channel, altcha, purpose, user_id
-            )

@@ -253,12 +253,7 @@ class FraudGuard:
             return
         taken, admission.taken = admission.taken, []
         calls = [ScriptCall(self._release, seg.redis_keys, [bucket]) for seg, bucket in taken]
-        try:
-            replies = await redis_scripts.run_together(self._redis, calls)
-            failed = any(isinstance(reply, Exception) for reply in replies)
-        except Exception:
-            failed = True
-        if failed:
+        if not await redis_scripts.give_back_together(self._redis, calls):
             log.warning("could not give back a fraud segment place; it expires by itself")
 
     def budget_share(self, tier: Tier | None) -> float:

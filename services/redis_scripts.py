@@ -88,3 +88,16 @@ async def run_together(redis: RedisClient, calls: Sequence[ScriptCall]) -> list[
             except Exception as error:
                 replies[index] = error
     return replies
+
+
+async def give_back_together(redis: RedisClient, calls: Sequence[ScriptCall]) -> bool:
+    """Run give-back scripts in one round trip, best effort: True if every one of them ran.
+
+    A give-back only ever lowers a count or lifts a guard, so one that fails (Redis down
+    mid-request) is left to the keys' expiry; the caller logs it.
+    """
+    try:
+        replies = await run_together(redis, calls)
+    except Exception:
+        return False
+    return not any(isinstance(reply, Exception) for reply in replies)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services import keys, redis_scripts
+from services.admission import SendGate
 from services.captcha import CaptchaService, check_captcha_params
 from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
@@ -110,7 +111,9 @@ class SmsCodeService:
         voice: VoiceConfig,
         code_hmac_key: str,
         max_code_attempts: int,
+        gate: SendGate,
     ) -> None:
+        self._gate = gate
         self._fraud = fraud
         self._users = users
         self._sender = sender
@@ -166,6 +169,23 @@ class SmsCodeService:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
         via = self._channel(channel)
+        # Admission before anything is used, counted or stored: a shed send (Overloaded,
+        # 503) leaves the CAPTCHA and every limit as they were (services/admission.py).
+        with self._gate.admit():
+            return await self._reserve_and_send(
+                canonical, purpose, via, client_ip, altcha, image_code_id, image_code
+            )
+
+    async def _reserve_and_send(
+        self,
+        canonical: str,
+        purpose: Purpose,
+        via: Channel,
+        client_ip: str,
+        altcha: object,
+        image_code_id: str,
+        image_code: str,
+    ) -> SentCode:
         code = f"{secrets.randbelow(1_000_000):06d}"
         # Fraud segments first (before the CAPTCHA is used up, so that a request asked for a
         # proof of work can repeat itself with the same CAPTCHA); given back if a later limit

@@ -214,12 +214,7 @@ class SmsReservations:
         )
 
     async def _give_back(self, send: Reservation, calls: list[ScriptCall]) -> None:
-        try:
-            replies = await redis_scripts.run_together(self._redis, calls)
-            failed = any(isinstance(reply, Exception) for reply in replies)
-        except Exception:
-            failed = True
-        if failed:
+        if not await redis_scripts.give_back_together(self._redis, calls):
             # Redis failed mid-request: guards and counters expire by themselves.
             log.warning("could not undo an SMS reservation of %s", mask_mobile(send.mobile))
 
