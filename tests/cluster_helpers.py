@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import redis as sync_redis
 
 from devstack.processes import RedisServer, free_port
+from tests.polling import wait_until
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 # A node refuses a port above this unless its bus port is given: by default the cluster bus
@@ -89,19 +89,17 @@ class LocalRedisCluster:
 
     def _wait_until_ok(self, timeout: float) -> None:
         """Until every node says cluster_state:ok and knows all three masters."""
-        deadline = time.monotonic() + timeout
-        while True:
-            states = [self._info(port) for port in self.ports]
-            if all(
+        wait_until(
+            lambda: [self._info(port) for port in self.ports],
+            lambda states: all(
                 state.get("cluster_state") == "ok"
                 and state.get("cluster_known_nodes") == str(len(self.nodes))
                 and state.get("cluster_slots_assigned") == "16384"
                 for state in states
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"cluster not ok after {timeout}s: {states}")
-            time.sleep(0.1)
+            ),
+            what="cluster_state ok on every node",
+            patience=timeout,
+        )
 
     @staticmethod
     def _info(port: int) -> dict[str, str]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 import pytest
 
 from services import keys
 from tests.conftest import serving
 from tests.flows import metric
+from tests.polling import async_wait_until
 
 TOKEN = "change-me-callback-token-00000000"  # config.yml's development value
 
@@ -26,14 +25,13 @@ async def status_of(client, send_id: str) -> dict:
     return await client.json(f"/api/v1.0/sms_sends/{send_id}")
 
 
-async def wait_for_status(client, send_id: str, wanted: str, deadline: float = 10.0) -> dict:
-    """Poll the status endpoint (as the page does) until `wanted` or the deadline."""
-    end = time.monotonic() + deadline
-    while True:
-        body = await status_of(client, send_id)
-        if body.get("data", {}).get("status") == wanted or time.monotonic() > end:
-            return body
-        await asyncio.sleep(0.05)
+async def wait_for_status(client, send_id: str, wanted: str) -> dict:
+    """Poll the status endpoint (as the page does) until it says `wanted`."""
+    return await async_wait_until(
+        lambda: status_of(client, send_id),
+        lambda body: body.get("data", {}).get("status") == wanted,
+        what=f"send {send_id} {wanted}",
+    )
 
 
 async def post_receipt(client, path: str, body: bytes, content_type="application/json"):
@@ -123,14 +121,18 @@ async def test_aliyun_receipt_and_a_repeated_push_change_it_once(
         assert (await wait_for_status(client, send_id, "delivered"))["data"]["status"] == (
             "delivered"
         )
-        end = time.monotonic() + 10
-        while True:  # the second copy arrives: counted as a duplicate, nothing changes
-            exposition = (await client.fetch("/metrics")).body.decode()
-            labels = {"provider": "aliyun", "channel": "sms"}
-            duplicates = metric(exposition, "smsreg_receipts_total", status="duplicate", **labels)
-            if duplicates or time.monotonic() > end:
-                break
-            await asyncio.sleep(0.05)
+        labels = {"provider": "aliyun", "channel": "sms"}
+
+        async def exposition_text() -> str:
+            return (await client.fetch("/metrics")).body.decode()
+
+        # The second copy arrives: counted as a duplicate, nothing changes.
+        exposition = await async_wait_until(
+            exposition_text,
+            lambda text: metric(text, "smsreg_receipts_total", status="duplicate", **labels),
+            what="the duplicate receipt counted",
+        )
+        duplicates = metric(exposition, "smsreg_receipts_total", status="duplicate", **labels)
         assert duplicates == 1
         assert metric(exposition, "smsreg_receipts_total", status="delivered", **labels) == 1
         record = await client.app.services.redis.hgetall(keys.send_record_key(send_id))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
-import time
 import zoneinfo
 
 import pytest
@@ -17,6 +15,17 @@ from services.ronglian import china_timestamp, sign
 from services.sms import quiet_seconds_left
 from tests.conftest import Client
 from tests.flows import register
+from tests.polling import async_wait_until
+
+
+async def settled_status(client: Client, send_id: str) -> dict:
+    """The send's status once its receipt has moved it past "sent"."""
+    return await async_wait_until(
+        lambda: client.json(f"/api/v1.0/sms_sends/{send_id}"),
+        lambda status: status["data"]["status"] != "sent",
+        what=f"a receipt for send {send_id}",
+    )
+
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 NOON = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=SHANGHAI)
@@ -50,12 +59,7 @@ async def test_voice_code_registers_a_user(client, sandbox, fresh_mobile, http_p
     assert call["userData"] == answer["data"]["send_id"]
     assert len(call["verifyCode"]) == 6 and call["verifyCode"].isdigit()
     # The call result comes back to respUrl: the send is delivered (the call was answered).
-    end = time.monotonic() + 10
-    while True:
-        status = await client.json(f"/api/v1.0/sms_sends/{answer['data']['send_id']}")
-        if status["data"]["status"] != "sent" or time.monotonic() > end:
-            break
-        await asyncio.sleep(0.05)
+    status = await settled_status(client, answer["data"]["send_id"])
     assert status["data"] == {**status["data"], "status": "delivered", "channel": "voice"}
     assert (await register(client, mobile, call["verifyCode"]))["errno"] == "0"
 
@@ -65,12 +69,7 @@ async def test_unanswered_call_is_failed(client, sandbox, fresh_mobile):
     sandbox.set_fault(receipt="failed", receipt_times=1)
     answer = await send_voice(client, fresh_mobile(), "v-2")
     send_id = answer["data"]["send_id"]
-    end = time.monotonic() + 10
-    while True:
-        status = await client.json(f"/api/v1.0/sms_sends/{send_id}")
-        if status["data"]["status"] != "sent" or time.monotonic() > end:
-            break
-        await asyncio.sleep(0.05)
+    status = await settled_status(client, send_id)
     assert status["data"]["status"] == "failed"
     record = await client.app.services.redis.hgetall(keys.send_record_key(send_id))
     assert record["reason"] == "not_answered"
@@ -179,11 +178,11 @@ async def test_failed_sms_frees_the_mobile_for_a_voice_call(
     text = await client.new_captcha("v-7")
     sent = await client.send_sms(mobile, text, "v-7")
     redis = client.app.services.redis
-    end = time.monotonic() + 10
-    while True:  # the failed receipt lifts the resend guard
-        if not await redis.exists(keys.sms_guard_key(mobile)) or time.monotonic() > end:
-            break
-        await asyncio.sleep(0.05)
+    await async_wait_until(  # the failed receipt lifts the resend guard
+        lambda: redis.exists(keys.sms_guard_key(mobile)),
+        lambda exists: not exists,
+        what="the resend guard lifted",
+    )
     status = await client.json(f"/api/v1.0/sms_sends/{sent['data']['send_id']}")
     assert status["data"]["status"] == "failed"
     answer = await send_voice(client, mobile, "v-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import re
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
 from services import keys
+from tests.polling import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright's own browser download does not work offline: drive the Debian package instead,
@@ -69,18 +69,24 @@ def captcha_id(page: Page) -> str:
     return src.rsplit("/", 1)[1]
 
 
-def captcha_text(
-    page: Page, redis_client, image_id: str = "captcha-img", timeout: float = 5.0
-) -> str:
+def captcha_text(page: Page, redis_client, image_id: str = "captcha-img") -> str:
     """The text of the CAPTCHA shown in <img id=image_id>, read from Redis once served."""
     wait_image(page, image_id)
     src = page.get_attribute(f"#{image_id}", "src")
     key = keys.captcha_key(src.rsplit("/", 1)[1])
-    deadline = time.monotonic() + timeout
-    while (text := redis_client.get(key)) is None:
-        assert time.monotonic() < deadline, f"{key} never appeared in Redis"
-        time.sleep(0.05)
+    text: str = wait_until(
+        lambda: redis_client.get(key), lambda value: value is not None, what=f"{key} in Redis"
+    )
     return text
+
+
+def voice_call(sandbox, mobile: str) -> dict:
+    """The last voice call the sandbox received for mobile, once one has arrived."""
+    calls = wait_until(
+        lambda: [m for m in sandbox.inbox(mobile) if m["channel"] == "voice"],
+        what="a voice call in the sandbox",
+    )
+    return calls[-1]
 
 
 def countdown_seconds(page: Page) -> int:

@@ -6,8 +6,6 @@ when the server asks for it — on the SMS-login tab and 忘记密码, like on t
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -20,6 +18,7 @@ from tests.browser.helpers import (
     captcha_text,
     elevate_localhost,
     freeze_clock,
+    voice_call,
 )
 
 
@@ -35,14 +34,6 @@ def send_sms(page: Page, redis_client, mobile: str, prefix: str = "") -> None:
     page.click(f"#{prefix}send-sms")
     expect(page.locator(f"#{prefix}phone-code-status")).to_contain_text(mobile[-4:])
     expect(page.locator(f"#{prefix}send-sms")).to_be_disabled()
-
-
-def voice_call(sandbox, mobile: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while not (calls := [m for m in sandbox.inbox(mobile) if m["channel"] == "voice"]):
-        assert time.monotonic() < deadline, "no voice call reached the sandbox"
-        time.sleep(0.05)
-    return calls[-1]
 
 
 def test_sms_login_offers_a_voice_call_after_the_countdown_that_logs_in(

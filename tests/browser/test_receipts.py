@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from playwright.sync_api import expect
 
 from tests.browser.helpers import (
@@ -12,6 +10,7 @@ from tests.browser.helpers import (
     freeze_clock,
     open_register,
     request_sms,
+    voice_call,
 )
 
 
@@ -51,10 +50,7 @@ def test_failed_sms_offers_a_voice_call_that_registers(
     page.fill("#imagecode", captcha_text(page, redis_client))
     page.click("#send-voice")
     expect(page.locator("#phone-code-status")).to_contain_text("正在呼叫")
-    end = time.monotonic() + 10
-    while not [m for m in sandbox.inbox(mobile) if m["channel"] == "voice"]:
-        assert time.monotonic() < end, "no voice call reached the sandbox"
-        time.sleep(0.05)
+    voice_call(sandbox, mobile)
     [call] = [m for m in sandbox.inbox(mobile) if m["channel"] == "voice"]
 
     page.fill("#phonecode", call["verifyCode"])
