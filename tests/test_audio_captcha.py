@@ -15,6 +15,7 @@ import pytest
 
 from services import keys
 from services.audio_captcha import render_wav
+from services.config import CaptchaConfig
 from tests.audio_solver import DtwSolver, NccSolver, load_clips, read_wav, resample
 from tests.conftest import serving
 from tests.flows import assert_refusal
@@ -65,15 +66,25 @@ def test_solvers_read_clips_that_are_only_stretched_and_scaled(solvers):
 @pytest.mark.timeout(300)  # about 1.5 CPU-seconds per CAPTCHA, more on a busy machine
 @pytest.mark.gen_test(timeout=290)
 async def test_template_matching_solves_at_most_one_served_audio_captcha_in_ten(make_app, solvers):
-    app = await make_app(limits={"captcha_per_ip_minute": 10 * SAMPLES})
-    solved = []
+    """The generator the server serves from, attacked on a fixed set of renderings.
+
+    The sample is seeded (texts and renderings), not drawn afresh: a solve rate measured on
+    12 random draws would fail now and then at any true rate above zero, a flake rather than
+    a finding. The server is asked for one audio CAPTCHA to show it serves this generator.
+    """
+    app = await make_app()
     async with serving(app) as client:
-        for i in range(SAMPLES):
-            text = await client.new_captcha(f"listen-{i}")
-            response = await client.fetch(f"/api/v1.0/image_codes/listen-{i}/audio")
-            assert response.code == 200 and response.headers["Content-Type"] == "audio/wav"
-            if by := solved_by(solvers, response.body, text):
-                solved.append((text, by))
+        text = await client.new_captcha("listen")
+        response = await client.fetch("/api/v1.0/image_codes/listen/audio")
+        assert response.code == 200 and response.headers["Content-Type"] == "audio/wav"
+        assert len(read_wav(response.body)) > len(text) * 8000 * 0.3  # every character spoken
+    alphabet = CaptchaConfig().alphabet
+    draw = np.random.default_rng(2026)
+    solved = []
+    for seed in range(SAMPLES):
+        text = "".join(draw.choice(list(alphabet), size=4))
+        if by := solved_by(solvers, render_wav(text, seed=seed), text):
+            solved.append((text, by))
     assert len(solved) <= SAMPLES // 10, solved
 
 
