@@ -19,6 +19,11 @@ The bound moves between two values:
   per sample; below it, it grows back by GROWTH per sample (additive increase, multiplicative
   decrease, as in TCP). `max_loop_lag: 0` keeps the bound at the ceiling.
 
+A shed send is told to come back after a Retry-After spread over [base - base//2,
+base + base//2] seconds (`admission.retry_after` is the base, and the mean): sends shed in the
+same instant would otherwise all come back in the same instant, a burst that lags the loop for
+the sends admitted then, and is shed again together.
+
 The count is per process and needs no lock: it is only touched on the event loop.
 """
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -88,7 +94,7 @@ class SendGate:
     def admit(self) -> Iterator[None]:
         """Hold a place for one send while the block runs, or raise Overloaded at once."""
         if self.in_flight >= self.limit:
-            raise Overloaded(self.retry_after)
+            raise Overloaded(self.spread_retry_after())
         self.in_flight += 1
         if self._gauge is not None:
             self._gauge.inc()
@@ -98,6 +104,11 @@ class SendGate:
             self.in_flight -= 1
             if self._gauge is not None:
                 self._gauge.dec()
+
+    def spread_retry_after(self) -> int:
+        """Seconds a shed send is told to wait: the base, spread evenly by half of it."""
+        spread = self.retry_after // 2
+        return self.retry_after - spread + secrets.randbelow(2 * spread + 1)
 
     def observe_lag(self, lag: float) -> None:
         """One sample of the event loop's lag (seconds): move the bound."""

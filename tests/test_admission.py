@@ -101,15 +101,18 @@ def test_over_the_limit_is_shed_at_once_and_leaves_nothing_behind(gated, sandbox
         # Over the limit: answered while the admitted sends are still held, not queued.
         status, headers, body = gated.send(shed_mobile, f"adm-{shed_mobile}", captchas[shed_mobile])
         assert status == 503
-        assert headers["Retry-After"] == str(RETRY_AFTER)
+        waited = int(headers["Retry-After"])
+        assert RETRY_AFTER - 1 <= waited <= RETRY_AFTER + 1  # the base, spread (admission.py)
         assert body["errno"] == "4201"
-        assert body["data"] == {"reason": "overloaded", "retry_after": RETRY_AFTER}
+        assert body["data"] == {"reason": "overloaded", "retry_after": waited}
         # meiduo's shape for the same refusal.
         status, headers, body = gated.meiduo_send(
             meiduo_mobile, f"adm-{meiduo_mobile}", captchas[meiduo_mobile]
         )
-        assert (status, headers["Retry-After"]) == (503, str(RETRY_AFTER))
-        assert (body["code"], body["reason"], body["retry_after"]) == ("4002", "overloaded", 3)
+        assert status == 503
+        assert headers["Retry-After"] == str(body["retry_after"])
+        assert RETRY_AFTER - 1 <= body["retry_after"] <= RETRY_AFTER + 1
+        assert (body["code"], body["reason"]) == ("4002", "overloaded")
         assert not any(f.done() for f in held), "the admitted sends are still held"
 
         # Nothing of the shed sends was used, counted or stored.

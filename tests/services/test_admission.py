@@ -37,7 +37,7 @@ def test_a_lagging_loop_shrinks_the_bound_to_the_floor_and_a_quiet_one_restores_
     assert len(held) == 16  # the floor: sends beyond it are shed
     with pytest.raises(Overloaded) as refusal:
         gate.admit().__enter__()
-    assert (refusal.value.http_status, refusal.value.retry_after) == (503, 1)
+    assert (refusal.value.http_status, refusal.value.retry_after) == (503, 1)  # 1 ± 0
     close_all(held)
     assert gate.in_flight == 0
     for _ in range(100):
@@ -76,3 +76,18 @@ def test_a_failed_send_gives_its_place_back():
     assert gate.in_flight == 0
     with gate.admit():
         assert gate.in_flight == 1
+
+
+def test_shed_sends_are_told_to_come_back_at_different_times_around_the_base():
+    # All shed at once, all told "2 s": all back at once, a burst that is shed again.
+    gate = SendGate(1, 4, floor=1)
+    held = fill(gate)
+    waits = []
+    for _ in range(400):
+        with pytest.raises(Overloaded) as refusal:
+            gate.admit().__enter__()
+        waits.append(refusal.value.retry_after)
+    close_all(held)
+    assert set(waits) == {2, 3, 4, 5, 6}  # spread evenly by half the base either side
+    assert 3.7 <= sum(waits) / len(waits) <= 4.3  # the base stays the mean
+    assert {SendGate(1, 1).spread_retry_after() for _ in range(50)} == {1}  # never below 1 s
