@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench import cell
 from bench.stack import REGISTERED_USERS, Infrastructure
-from bench.systems import System, start_systems
+from bench.systems import System, is_overload_system, start_systems
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -121,7 +121,7 @@ class Run:
             self.infra.sandbox.set_latency(latency)
             for conns in connections:
                 for name in self.systems:
-                    if name in ("O", "Q"):
+                    if is_overload_system(name):
                         continue  # the overload cells' systems
                     if name == "A" and latency != max(latencies):
                         continue  # the shipped multi-process setup: headline latency only
@@ -131,8 +131,8 @@ class Run:
         """(O) with admission control and (Q) without, from a normal load to 5x it."""
         self.infra.sandbox.set_latency(100)
         for conns in connections:
-            for name in ("O", "Q"):
-                if name in self.systems:
+            for name in self.systems:
+                if is_overload_system(name):
                     self.measure("overload", name, conns, 100)["round"] = round_no
 
     def captcha_round(self, round_no: int, connections: list[int]) -> None:

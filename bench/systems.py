@@ -113,7 +113,12 @@ def start_ours(
     args = [sys.executable, "server.py", "--port", str(port)]
     proc = Proc(name, args, workdir / f"{name}.log", port=port, env=env, cwd=directory)
     # (O) and (Q) are (a) with other admission settings: their CAPTCHA endpoint is (a)'s.
-    return System(name, label, proc.start(), captcha=name not in ("O", "Q"))
+    return System(name, label, proc.start(), captcha=not is_overload_system(name))
+
+
+def is_overload_system(name: str) -> bool:
+    """(O), (Q) and variants named O…: measured in the overload cells, not the SMS matrix."""
+    return name in ("O", "Q") or name.startswith("O")
 
 
 def ours_specs(
@@ -128,15 +133,15 @@ def ours_specs(
         # As shipped: server.processes = 0, one worker process per core.
         label = "ours: server.py, 1 process per core (default)"
         specs.append(("A", label, {**common, **processes(0)}, ROOT))
-    if "O" in wanted:
-        # The overload cells: admission control as shipped (admission.max_sends_in_flight).
-        from services.config import AdmissionConfig
+    # The overload cells: admission control as shipped (admission.max_sends_in_flight).
+    from services.config import AdmissionConfig
 
-        shipped = AdmissionConfig()
-        env = {**common, **processes(1), **admission_overrides(shipped.max_sends_in_flight)}
-        env.pop("SMSREG_ADMISSION_MAX_LOOP_LAG", None)
+    shipped = AdmissionConfig()
+    overload_env = {**common, **processes(1), **admission_overrides(shipped.max_sends_in_flight)}
+    overload_env.pop("SMSREG_ADMISSION_MAX_LOOP_LAG", None)
+    if "O" in wanted:
         label = "ours, 1 process, admission control as shipped"
-        specs.append(("O", label, env, ROOT))
+        specs.append(("O", label, overload_env, ROOT))
     if "Q" in wanted:
         # The same without admission control: no in-flight limit, and the provider's
         # concurrency out of reach too (else it would bound admission): everything queues.
@@ -145,9 +150,11 @@ def ours_specs(
         specs.append(("Q", "ours, 1 process, no admission control", env, ROOT))
     for variant in variants:
         # NAME=DIR[,KEY=VALUE...]: server.py of another checkout (a patched copy).
+        # A name starting with O is an overload variant: (O)'s settings, measured in those cells.
         name, _, rest = variant.partition("=")
         directory, *pairs = rest.split(",")
-        env = dict(common, **dict(p.split("=", 1) for p in pairs if p))
+        base = overload_env if is_overload_system(name) else common
+        env = dict(base, **dict(p.split("=", 1) for p in pairs if p))
         specs.append((name, f"variant {name}", env, Path(directory or ROOT).resolve()))
     return specs
 

@@ -1,0 +1,166 @@
+"""What each part of the stack costs per call: the floor under CPU per SMS send.
+
+    .venv/bin/python -m bench.floor [--calls 4000] [--rounds 3]
+
+Starts one redis-server, one MariaDB and one Ronglian sandbox (0 ms, no rate limits), then, in
+one process on uvloop with the services server.open_services() builds, measures the CPU per
+call of each building block a send uses, `--batch` calls in flight at a time (as under load):
+a Redis command, one Lua script, three scripts in one pipeline, the aiomysql SELECT for
+"already registered?", one TemplateSMS through the curl client, and a whole send_code. In a
+separate process it measures the cost of Tornado's own request path: a handler that answers a
+constant, driven over keep-alive connections by bench/loadgen.py. The naive peer (c+) is the
+sum of its parts; docs/PERFORMANCE.md does the arithmetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvloop
+
+from bench.send_cpu import BIG
+from devstack.processes import MariaDBServer, RedisServer, free_port, wait_for_port
+from tests.sandbox_helpers import SandboxProcess
+
+HELLO_APP = """
+import sys, asyncio, uvloop, tornado.web
+class Hello(tornado.web.RequestHandler):
+    def get(self, *args):
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(b'{"errno":"0","errmsg":"ok"}')
+async def main():
+    tornado.web.Application([(r"/api/v1.0/image_codes/(.*)", Hello)]).listen(
+        int(sys.argv[1]), "127.0.0.1")
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+
+async def per_call(call: Callable[[int], Awaitable[object]], calls: int, batch: int) -> float:
+    """CPU µs per call, `batch` calls in flight at a time."""
+    await asyncio.gather(*(call(i) for i in range(batch)))  # warm-up: pools, scripts
+    cpu = time.process_time()
+    for start in range(batch, batch + calls, batch):
+        await asyncio.gather(*(call(i) for i in range(start, start + batch)))
+    return (time.process_time() - cpu) / calls * 1e6
+
+
+async def measure_parts(
+    redis_url: str, mysql_port: int, sandbox_url: str, calls: int, batch: int
+) -> dict[str, float]:
+    from server import open_services
+    from services import keys
+    from services.config import load_config
+    from services.limits import Limit, RateLimiter
+    from services.providers.base import CodeMessage
+    from services.redis_scripts import run_together
+
+    limits = ("sms_per_ip_hour", "sms_global_per_hour", "sms_per_mobile_hour")
+    config = load_config("config.yml", environ={}).replace(
+        captcha={"render_processes": 0, "pool_size": 0},
+        redis={"url": redis_url},
+        mysql={"port": mysql_port},
+        ronglian={"base_url": sandbox_url},
+        providers=("ronglian",),
+        limits={**dict.fromkeys(limits, BIG), "sms_per_mobile_day": BIG},
+        fraud={"min_sends": BIG, "budget_share_newcomer": 1.0, "budget_share_poor": 1.0},
+    )
+    async with open_services(config) as services:
+        redis, limiter = services.redis, RateLimiter(services.redis)
+        await redis.flushdb()
+        numbers = itertools.count(13_700_000_000 + time.time_ns() // 1000 % 10_000_000 * 10)
+
+        def limit(i: int, tag: str) -> Limit:
+            return Limit(f"floor:{{{tag}{i % 97}}}", BIG, 3600, "floor", "{seconds}")
+
+        async def send(i: int) -> None:
+            await redis.set(keys.captcha_key(f"floor-{i}"), "ABCD", ex=600)
+            mobile, address = str(next(numbers)), f"10.{i % 250}.{i // 250 % 250}.1"
+            await services.sms.send_code(mobile, "ABCD", f"floor-{i}", address)
+
+        parts: dict[str, Callable[[int], Awaitable[object]]] = {
+            "redis_get": lambda i: redis.get(f"floor:{i}"),
+            "one_script": lambda i: limiter.take(limit(i, "a")),
+            "three_scripts_one_pipeline": lambda i: run_together(
+                redis, [limiter.take_call(limit(i, tag)) for tag in "abc"]
+            ),
+            "mysql_select": lambda i: services.users.mobile_exists(str(next(numbers))),
+            "provider_send": lambda i: services.sender.send(
+                CodeMessage(str(next(numbers)), "123456", 5)
+            ),
+            "send_code (seeded CAPTCHA SET included)": send,
+        }
+        return {name: await per_call(call, calls, batch) for name, call in parts.items()}
+
+
+def measure_tornado(seconds: float) -> float:
+    """CPU µs per request of a bare Tornado handler on uvloop, 50 keep-alive connections."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", HELLO_APP, str(port)])
+    try:
+        wait_for_port(port, 10, server)
+        ticks = Path(f"/proc/{server.pid}/stat")
+        before = sum(map(int, ticks.read_text().split()[13:15]))
+        with tempfile.TemporaryDirectory() as out:
+            url = f"http://127.0.0.1:{port}/api/v1.0/image_codes/x"
+            load = [sys.executable, "-m", "bench.loadgen", "--mode", "captcha", "--url", url]
+            load += ["--connections", "50", "--warmup", "0", "--duration", str(seconds)]
+            subprocess.run([*load, "--out", f"{out}/load.json"], check=True, capture_output=True)
+            answered = json.loads(Path(f"{out}/load.json").read_text())["completed_per_s"] * seconds
+        after = sum(map(int, ticks.read_text().split()[13:15]))
+    finally:
+        server.terminate()
+        server.wait()
+    return (after - before) / 100 / answered * 1e6  # clock ticks are 1/100 s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=4000)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        redis_url, mysql_port, sandbox_url = args.child
+        parts = measure_parts(redis_url, int(mysql_port), sandbox_url, args.calls, args.batch)
+        print(json.dumps(uvloop.run(parts)))
+        return
+    work = Path(tempfile.mkdtemp(prefix="floor-"))
+    redis = RedisServer(work / "redis").start()
+    mariadb = MariaDBServer(work / "mariadb").start()
+    sandbox = SandboxProcess(config={"rate_limits": False}, tmpdir=str(work))
+    sandbox.start()
+    rounds: dict[str, list[float]] = {}
+    try:
+        for _ in range(args.rounds):
+            child = [sys.executable, "-m", "bench.floor", "--child"]
+            child += [redis.url, str(mariadb.port), sandbox.base_url]
+            child += ["--calls", str(args.calls), "--batch", str(args.batch)]
+            out = subprocess.run(child, capture_output=True, text=True, timeout=900)
+            if out.returncode:
+                raise SystemExit(out.stderr[-3000:])
+            for name, micros in json.loads(out.stdout).items():
+                rounds.setdefault(name, []).append(micros)
+            rounds.setdefault("tornado_request (bare handler)", []).append(measure_tornado(5))
+            sandbox.clear()
+    finally:
+        sandbox.stop()
+        mariadb.stop()
+        redis.stop()
+    for name, found in rounds.items():
+        print(f"{name:45s} median {statistics.median(found):7.0f} µs CPU per call  {found}")
+
+
+if __name__ == "__main__":
+    main()
