@@ -8,7 +8,8 @@ call of each building block a send uses, `--batch` calls in flight at a time (as
 a Redis command, one Lua script, three scripts in one pipeline, the aiomysql SELECT for
 "already registered?", one TemplateSMS through the curl client, and a whole send_code. In a
 separate process it measures the cost of Tornado's own request path: a handler that answers a
-constant, driven over keep-alive connections by bench/loadgen.py. The naive peer (c+) is the
+constant, and our server.py answering a JSON 404, both driven over keep-alive connections by
+bench/loadgen.py. The naive peer (c+) is the
 sum of its parts; docs/PERFORMANCE.md does the arithmetic.
 """
 
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -39,7 +42,7 @@ class Hello(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(b'{"errno":"0","errmsg":"ok"}')
 async def main():
-    tornado.web.Application([(r"/api/v1.0/image_codes/(.*)", Hello)]).listen(
+    tornado.web.Application([(r"/(.*)", Hello)]).listen(
         int(sys.argv[1]), "127.0.0.1")
     await asyncio.Event().wait()
 uvloop.run(main())
@@ -103,17 +106,19 @@ async def measure_parts(
         return {name: await per_call(call, calls, batch) for name, call in parts.items()}
 
 
-def measure_tornado(seconds: float) -> float:
-    """CPU µs per request of a bare Tornado handler on uvloop, 50 keep-alive connections."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", HELLO_APP, str(port)])
+def server_cpu_per_request(
+    command: list[str], port: int, path: str, seconds: float, **popen: Any
+) -> float:
+    """CPU µs per request of the HTTP server `command` (listening on `port`) for GET `path`,
+    under 50 keep-alive connections (bench/loadgen.py)."""
+    server = subprocess.Popen(command, **popen)
     try:
-        wait_for_port(port, 10, server)
+        wait_for_port(port, 20, server)
         ticks = Path(f"/proc/{server.pid}/stat")
         before = sum(map(int, ticks.read_text().split()[13:15]))
         with tempfile.TemporaryDirectory() as out:
-            url = f"http://127.0.0.1:{port}/api/v1.0/image_codes/x"
-            load = [sys.executable, "-m", "bench.loadgen", "--mode", "captcha", "--url", url]
+            url = f"http://127.0.0.1:{port}{path}"
+            load = [sys.executable, "-m", "bench.loadgen", "--mode", "get", "--url", url]
             load += ["--connections", "50", "--warmup", "0", "--duration", str(seconds)]
             subprocess.run([*load, "--out", f"{out}/load.json"], check=True, capture_output=True)
             answered = json.loads(Path(f"{out}/load.json").read_text())["completed_per_s"] * seconds
@@ -122,6 +127,25 @@ def measure_tornado(seconds: float) -> float:
         server.terminate()
         server.wait()
     return (after - before) / 100 / answered * 1e6  # clock ticks are 1/100 s
+
+
+def measure_http(redis_url: str, mysql_port: int, sandbox_url: str) -> dict[str, float]:
+    """A bare Tornado handler on uvloop, and our server's JSON 404 (the loop-lag probe's)."""
+    port = free_port()
+    bare = server_cpu_per_request([sys.executable, "-c", HELLO_APP, str(port)], port, "/x/y", 5)
+    port = free_port()
+    env = {
+        **os.environ,
+        "SMSREG_SERVER_PROCESSES": "1",
+        "SMSREG_REDIS_URL": redis_url,
+        "SMSREG_MYSQL_PORT": str(mysql_port),
+        "SMSREG_RONGLIAN_BASE_URL": sandbox_url,
+    }
+    command = [sys.executable, "server.py", "--port", str(port)]
+    ours = server_cpu_per_request(
+        command, port, "/api/v1.0/nothing", 5, env=env, stdout=subprocess.DEVNULL
+    )
+    return {"tornado_request (bare handler)": bare, "our_request (a JSON 404)": ours}
 
 
 def main() -> None:
@@ -152,7 +176,8 @@ def main() -> None:
                 raise SystemExit(out.stderr[-3000:])
             for name, micros in json.loads(out.stdout).items():
                 rounds.setdefault(name, []).append(micros)
-            rounds.setdefault("tornado_request (bare handler)", []).append(measure_tornado(5))
+            for name, micros in measure_http(redis.url, mariadb.port, sandbox.base_url).items():
+                rounds.setdefault(name, []).append(micros)
             sandbox.clear()
     finally:
         sandbox.stop()
