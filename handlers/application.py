@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from pathlib import Path
+from typing import Any, cast
 
 import tornado.web
+from tornado import httputil
 
+from handlers.shedding import SendsSms, SheddingDelegate
 from services.clientip import parse_networks
 from services.composition import Services
 from services.metrics import method_label
@@ -63,19 +67,56 @@ class SmsRegApplication(tornado.web.Application):
             return False
         return True
 
-    def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        """One access line and the request metrics: no query string (it holds CAPTCHA answers).
+    def get_handler_delegate(
+        self,
+        request: httputil.HTTPServerRequest,
+        target_class: type[tornado.web.RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> tornado.web._HandlerDelegate:
+        # A method that sends an SMS may be shed before its handler is built (shedding.py).
+        if request.method in getattr(target_class, "sends_sms", ()):
+            route = cast("SendsSms", target_class)
+            return SheddingDelegate(
+                self, request, target_class, route, target_kwargs, path_args, path_kwargs
+            )
+        return super().get_handler_delegate(
+            request, target_class, target_kwargs, path_args, path_kwargs
+        )
 
-        Any handler may end here (static files too): what the API handlers add is read with
-        getattr.
-        """
-        request = handler.request
-        route = getattr(handler, "route_name", None) or type(handler).__name__
+    @staticmethod
+    def new_request_id() -> str:
+        """An id for one request: it ties its access line, its answer and any error log."""
+        return uuid.uuid4().hex[:16]
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """Tornado's hook at the end of every request handler (static files too): what the API
+        handlers add is read with getattr."""
+        self.log_answer(
+            getattr(handler, "route_name", None) or type(handler).__name__,
+            handler.request,
+            handler.get_status(),
+            errno=getattr(handler, "errno", None),
+            request_id=getattr(handler, "request_id", ""),
+            refusal_reason=getattr(handler, "refusal_reason", None),
+        )
+
+    def log_answer(
+        self,
+        route: str,
+        request: httputil.HTTPServerRequest,
+        status: int,
+        *,
+        errno: str | None,
+        request_id: str,
+        refusal_reason: str | None,
+    ) -> None:
+        """One access line and the request metrics: no query string (it holds CAPTCHA answers)."""
         method = method_label(request.method)
-        errno = getattr(handler, "errno", None) or "-"
+        errno = errno or "-"
         seconds = request.request_time()
-        status = handler.get_status()
-        request_id = getattr(handler, "request_id", "") or "-"
+        request_id = request_id or "-"
         access_log.log(
             logging.INFO if status < 500 else logging.ERROR,
             "%s %s %s errno=%s %.1fms rid=%s",
@@ -97,6 +138,5 @@ class SmsRegApplication(tornado.web.Application):
         metrics = self.services.metrics
         metrics.requests.labels(route, method, errno).inc()
         metrics.request_seconds.labels(route).observe(seconds)
-        reason = getattr(handler, "refusal_reason", None)
-        if reason:
-            metrics.refusals.labels(reason).inc()
+        if refusal_reason:
+            metrics.refusals.labels(refusal_reason).inc()

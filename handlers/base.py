@@ -6,10 +6,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import tornado.web
 
@@ -66,7 +65,7 @@ class BaseHandler(tornado.web.RequestHandler):
         # Runs again when an error answer replaces the headers: keep one id per request.
         # It correlates the access line, the answer and any error log line.
         if not self.request_id:
-            self.request_id = uuid.uuid4().hex[:16]
+            self.request_id = self.application.new_request_id()
         self.set_header("X-Request-Id", self.request_id)
 
     def _request_summary(self) -> str:
@@ -153,6 +152,10 @@ SESSION_COOKIE = "session"
 class ApiHandler(BaseHandler):
     """JSON API: every answer is {"errno", "errmsg"[, "data"]}; business outcomes use HTTP 200."""
 
+    # The methods of this route that send an SMS: while admission control sheds sends, they
+    # are answered 503 before a handler is built (handlers/shedding.py).
+    sends_sms: ClassVar[frozenset[str]] = frozenset()
+
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -178,6 +181,11 @@ class ApiHandler(BaseHandler):
         self.finish(json.dumps(self.envelope(outcome), ensure_ascii=False))
 
     def envelope(self, outcome: Success | ServiceError) -> dict[str, object]:
+        """This answer's JSON: the family's shape (a handler may look at its request too)."""
+        return self.family_envelope(outcome)
+
+    @staticmethod
+    def family_envelope(outcome: Success | ServiceError) -> dict[str, object]:
         """ihome/news shape: {"errno", "errmsg"[, "data"]}. Other families override this."""
         body: dict[str, object] = {"errno": outcome.ret.code, "errmsg": outcome.errmsg}
         if outcome.data:

@@ -29,6 +29,7 @@ class IhomeSmsCodeQueryHandler(ApiHandler):
     """GET /api/v1.0/sms_codes/<mobile>?image_code=…&image_code_id=…"""
 
     route_name = "sms_codes"
+    sends_sms = frozenset({"GET"})
 
     async def get(self, mobile: str) -> None:
         """Send an SMS code to mobile once the CAPTCHA answer checks out."""
@@ -47,6 +48,7 @@ class IhomeSmsCodeJsonHandler(ApiHandler):
     """POST /api/v1.0/sms_codes JSON {mobile, image_code, image_code_id[, channel, purpose]}."""
 
     route_name = "sms_codes"
+    sends_sms = frozenset({"POST"})
 
     async def post(self) -> None:
         """Same flow as the GET form, parameters from a JSON body, plus an optional purpose

@@ -53,7 +53,8 @@ def meiduo_envelope(outcome: Success | ServiceError) -> dict[str, object]:
 class MeiduoApiHandler(ApiHandler):
     """JSON in meiduo's shape."""
 
-    def envelope(self, outcome: Success | ServiceError) -> dict[str, object]:
+    @staticmethod
+    def family_envelope(outcome: Success | ServiceError) -> dict[str, object]:
         return meiduo_envelope(outcome)
 
 
@@ -67,6 +68,7 @@ class MeiduoSmsCodeHandler(MeiduoApiHandler):
     """GET /sms_codes/<mobile>/?image_code=…&uuid=…"""
 
     route_name = "meiduo_sms_codes"
+    sends_sms = frozenset({"GET"})
 
     async def get(self, mobile: str) -> None:
         sent = await self.sms.send_code(

@@ -90,11 +90,19 @@ class SendGate:
         self._gauge = gauge
         self._watcher: asyncio.Task[None] | None = None
 
+    def shedding(self) -> bool:
+        """Would a send be shed now? (The HTTP layer asks before it builds a handler.)"""
+        return self.in_flight >= self.limit
+
+    def refusal(self) -> Overloaded:
+        """The answer to a shed send."""
+        return Overloaded(self.spread_retry_after())
+
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
         """Hold a place for one send while the block runs, or raise Overloaded at once."""
-        if self.in_flight >= self.limit:
-            raise Overloaded(self.spread_retry_after())
+        if self.shedding():
+            raise self.refusal()
         self.in_flight += 1
         if self._gauge is not None:
             self._gauge.inc()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services import keys, redis_scripts
-from services.admission import SendGate
+from services.admission import Overloaded, SendGate
 from services.captcha import CaptchaService, check_captcha_params
 from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
@@ -138,6 +138,13 @@ class SmsCodeService:
         # simply a wrong code for any other (say login or reset_password).
         message = f"{mobile}:{purpose.value}:{code}".encode()
         return hmac.new(self._hmac_key, message, hashlib.sha256).hexdigest()
+
+    def overloaded(self) -> Overloaded | None:
+        """The refusal a send would get now from admission control, if it would get one.
+
+        Lets the HTTP layer shed a send before it parses anything (handlers/shedding.py);
+        send_code admits (or sheds) each send again in any case."""
+        return self._gate.refusal() if self._gate.shedding() else None
 
     async def send_code(
         self,

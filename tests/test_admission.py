@@ -10,11 +10,13 @@ no count), and the held sends must complete once released.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 import redis as sync_redis
@@ -58,11 +60,34 @@ class Sender:
         status, headers, body = get(f"{self.base}/sms_codes/{mobile}/?{query}")
         return status, headers, json.loads(body)
 
+    def json_send(self, path: str, fields: dict[str, str]) -> tuple[int, dict, dict]:
+        """POST a JSON send (ihome's /api/v1.0/sms_codes, news' /passport/sms_code) as the
+        front-ends do: XSRF cookie and header."""
+        request = urllib.request.Request(
+            f"{self.base}{path}",
+            data=json.dumps(fields).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Cookie": "_xsrf=adm-token",
+                "X-XSRFToken": "adm-token",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, headers, body = response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            status, headers, body = error.code, dict(error.headers), error.read()
+        return status, headers, json.loads(body)
+
+    def metric(self, pattern: bytes) -> float:
+        _, _, body = get(f"{self.base}/metrics")
+        match = re.search(pattern + rb" (\S+)$", body, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
     def in_flight(self) -> float:
         _, _, body = get(f"{self.base}/metrics")
-        match = re.search(rb"^smsreg_sms_sends_in_flight (\S+)$", body, re.MULTILINE)
-        assert match, "the in-flight gauge is exported"
-        return float(match.group(1))
+        assert re.search(rb"^smsreg_sms_sends_in_flight ", body, re.MULTILINE), "exported"
+        return self.metric(rb"^smsreg_sms_sends_in_flight")
 
 
 @pytest.fixture(
@@ -84,20 +109,38 @@ def gated(request, config, clean_state, redis_server, tmp_path):
     }
     server = LiveServer(config, tmp_path / "server.log", env).start()
     with sync_redis.Redis(port=redis_server.port) as redis:
-        yield Sender(server, redis)
+        sender = Sender(server, redis)
+        sender.log_path = server.log_path
+        yield sender
     server.stop()
 
 
-def test_over_the_limit_is_shed_at_once_and_leaves_nothing_behind(gated, sandbox, fresh_mobile):
-    held_mobiles = [fresh_mobile() for _ in range(LIMIT)]
-    shed_mobile, meiduo_mobile = fresh_mobile(), fresh_mobile()
-    captchas = {m: gated.captcha(f"adm-{m}") for m in (*held_mobiles, shed_mobile, meiduo_mobile)}
+@contextlib.contextmanager
+def sends_held(gated: Sender, sandbox, fresh_mobile) -> Iterator[list]:
+    """LIMIT admitted sends held at the provider (the in-flight slots full) while the block
+    runs; then released, each must have succeeded."""
+    mobiles = [fresh_mobile() for _ in range(LIMIT)]
+    captchas = {m: gated.captcha(f"adm-{m}") for m in mobiles}
     sandbox.set_fault(mode="hold", times=LIMIT)
     with concurrent.futures.ThreadPoolExecutor(LIMIT) as pool:
-        held = [pool.submit(gated.send, m, f"adm-{m}", captchas[m]) for m in held_mobiles]
+        held = [pool.submit(gated.send, m, f"adm-{m}", captchas[m]) for m in mobiles]
         wait_until(lambda: sandbox.faults()["held"], lambda n: n == LIMIT, what="sends held")
         assert gated.in_flight() == LIMIT
+        try:
+            yield held
+        finally:
+            sandbox.reset_faults()  # never leave them held: the pool would wait for them
+        for future in held:
+            status, _, body = future.result(timeout=60)
+            assert (status, body["errno"]) == (200, "0")
+    assert [len(sandbox.inbox(m)) for m in mobiles] == [1] * LIMIT
+    wait_until(gated.in_flight, lambda n: n == 0, what="in-flight gauge back to 0")
 
+
+def test_over_the_limit_is_shed_at_once_and_leaves_nothing_behind(gated, sandbox, fresh_mobile):
+    shed_mobile, meiduo_mobile = fresh_mobile(), fresh_mobile()
+    captchas = {m: gated.captcha(f"adm-{m}") for m in (shed_mobile, meiduo_mobile)}
+    with sends_held(gated, sandbox, fresh_mobile) as held:
         # Over the limit: answered while the admitted sends are still held, not queued.
         status, headers, body = gated.send(shed_mobile, f"adm-{shed_mobile}", captchas[shed_mobile])
         assert status == 503
@@ -127,20 +170,53 @@ def test_over_the_limit_is_shed_at_once_and_leaves_nothing_behind(gated, sandbox
             )
         assert int(redis.get(keys.sms_ip_hourly_key("127.0.0.1"))) == LIMIT
         assert int(redis.get(keys.sms_global_hourly_key())) == LIMIT
-
-        # Released, the admitted sends complete.
-        sandbox.reset_faults()
-        for future in held:
-            status, _, body = future.result(timeout=60)
-            assert (status, body["errno"]) == (200, "0")
-    assert [len(sandbox.inbox(m)) for m in held_mobiles] == [1] * LIMIT
-    wait_until(gated.in_flight, lambda n: n == 0, what="in-flight gauge back to 0")
+    # Released, the admitted sends completed (sends_held checks).
 
     # The shed request can simply be repeated, with the very same CAPTCHA.
     status, _, body = gated.send(shed_mobile, f"adm-{shed_mobile}", captchas[shed_mobile])
     assert (status, body["errno"]) == (200, "0")
     assert len(sandbox.inbox(shed_mobile)) == 1
     assert sandbox.inbox(meiduo_mobile) == []
+
+
+def test_every_send_route_sheds_in_its_family_shape_logged_and_counted(
+    gated, sandbox, fresh_mobile
+):
+    """Sheds are answered before a handler is built (handlers/shedding.py): each send route
+    in its own JSON shape, with a request id that its access line carries, counted as a
+    refusal; a route that sends nothing is served as usual meanwhile."""
+    overloaded = rb'^smsreg_refusals_total\{reason="overloaded"\}'
+    counted_before = gated.metric(overloaded)
+    mobile = fresh_mobile()
+    fields = {"mobile": mobile, "image_code": "ABCD", "image_code_id": "adm-json"}
+    with sends_held(gated, sandbox, fresh_mobile) as held:
+        answers = {
+            "ihome GET": gated.send(mobile, "adm-json", "ABCD"),
+            "ihome JSON": gated.json_send("/api/v1.0/sms_codes", fields),
+            "news JSON": gated.json_send("/passport/sms_code", fields),
+            "meiduo GET": gated.meiduo_send(mobile, "adm-json", "ABCD"),
+        }
+        for route, (status, headers, body) in answers.items():
+            assert status == 503, route
+            assert headers["Content-Type"] == "application/json; charset=UTF-8", route
+            assert headers["Cache-Control"] == "no-store", route
+            reason = body["reason"] if route.startswith("meiduo") else body["data"]["reason"]
+            code = body["code"] if route.startswith("meiduo") else body["errno"]
+            assert (code, reason) == (
+                "4002" if route.startswith("meiduo") else "4201",
+                "overloaded",
+            )
+            assert re.fullmatch(r"[0-9a-f]{16}", headers["X-Request-Id"]), route
+        # A route that sends nothing is not shed.
+        status, _, _ = get(f"{gated.base}/api/v1.0/image_codes/adm-meanwhile")
+        assert status == 200
+        assert not any(f.done() for f in held)
+    assert gated.metric(overloaded) == counted_before + len(answers)
+    log = gated.log_path.read_text()
+    for route, (_, headers, _) in answers.items():
+        line = next(line for line in log.splitlines() if headers["X-Request-Id"] in line)
+        assert " 503 " in f" {line} " and "errno=4" in line, (route, line)
+    assert sandbox.inbox(mobile) == []
 
 
 def test_refused_and_failed_sends_give_their_slot_back(gated, sandbox, fresh_mobile):

@@ -1,0 +1,91 @@
+"""Shedding an SMS send before Tornado builds a handler for it.
+
+While admission control sheds sends (services/admission.py), most requests to the send routes
+are answered 503, and under a flood those answers compete for the CPU with the sends that were
+admitted. Built as a RequestHandler, a shed costs what any request costs: the handler, its
+headers reset twice, the exception raised and turned into JSON. Answered here instead, it costs
+little more than parsing the request: a prepared JSON body written straight to the connection.
+Everything else of a shed stays as it was: decided by the same gate, nothing used, counted or
+stored, the family's JSON shape, Retry-After, a request id, one access line and the metrics.
+
+A send this check lets through is admitted (or shed) again by SmsCodeService.send_code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import tornado.web
+from tornado import httputil
+
+from services.errors import ServiceError, Success
+
+if TYPE_CHECKING:
+    from handlers.application import SmsRegApplication
+
+
+class SendsSms(Protocol):
+    """What this module needs of an SMS-send handler class (handlers/base.py ApiHandler)."""
+
+    route_name: str
+    sends_sms: frozenset[str]
+
+    @staticmethod
+    def family_envelope(outcome: Success | ServiceError) -> dict[str, object]: ...
+
+
+class SheddingDelegate(tornado.web._HandlerDelegate):
+    """Runs the send route's handler, unless admission control sheds sends right now."""
+
+    application: SmsRegApplication
+
+    def __init__(
+        self,
+        application: SmsRegApplication,
+        request: httputil.HTTPServerRequest,
+        handler_class: type[tornado.web.RequestHandler],
+        route: SendsSms,
+        handler_kwargs: dict[str, Any] | None,
+        path_args: list[bytes] | None,
+        path_kwargs: dict[str, bytes] | None,
+    ) -> None:
+        super().__init__(
+            application, request, handler_class, handler_kwargs, path_args, path_kwargs
+        )
+        self.route = route
+
+    def execute(self) -> Awaitable[None] | None:
+        # Decided here, with the whole request read, where the handler would be built.
+        refusal = self.application.services.sms.overloaded()
+        if refusal is None:
+            return super().execute()
+        application, request = self.application, self.request
+        body = json.dumps(self.route.family_envelope(refusal), ensure_ascii=False).encode()
+        request_id = application.new_request_id()
+        headers = httputil.HTTPHeaders(
+            {
+                "Content-Type": "application/json; charset=UTF-8",
+                "Cache-Control": "no-store",
+                "Retry-After": str(refusal.retry_after),
+                "X-Request-Id": request_id,
+                "Date": httputil.format_timestamp(time.time()),
+                "Content-Length": str(len(body)),
+            }
+        )
+        start = httputil.ResponseStartLine("", refusal.http_status, "Service Unavailable")
+        connection = self.connection
+        if connection is not None:  # None: an HTTPServerRequest built without a connection
+            connection.write_headers(start, headers, body)
+            connection.finish()
+        application.log_answer(
+            self.route.route_name,
+            request,
+            refusal.http_status,
+            errno=refusal.ret.code,
+            request_id=request_id,
+            refusal_reason=refusal.reason,
+        )
+        return None
