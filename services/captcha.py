@@ -10,12 +10,12 @@ import hmac
 import io
 import logging
 import secrets
+from collections.abc import Iterable
 from concurrent.futures import Executor
-
-from captcha.image import ImageCaptcha
 
 from services import keys
 from services.audio_captcha import load_voices, render_wav
+from services.captcha_render import FastImageCaptcha
 from services.config import CaptchaConfig, LimitsConfig
 from services.errors import Ret, ServiceError
 from services.limits import Limit, RateLimiter
@@ -26,13 +26,15 @@ from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
 CAPTCHA_CONTENT_TYPE = "image/jpeg"
 AUDIO_CONTENT_TYPE = "audio/wav"
 REFILL_BATCH = 8  # images per trip to a render process: amortizes the IPC
+TRIPS_PER_PROCESS = 2  # batches in flight per render process: it draws while one travels
 
 log = logging.getLogger(__name__)
 
 
 @functools.cache
-def _renderer(width: int, height: int) -> ImageCaptcha:
-    return ImageCaptcha(width=width, height=height)
+def _renderer(width: int, height: int) -> FastImageCaptcha:
+    # One per process and size: it keeps the glyph masks it has drawn (services/captcha_render.py).
+    return FastImageCaptcha(width=width, height=height)
 
 
 def render_jpegs(texts: list[str], width: int, height: int) -> list[bytes]:
@@ -70,7 +72,12 @@ class CaptchaService:
         self._audio_cost = limits.audio_captcha_cost
         # A few images drawn ahead, so a request usually takes a ready one (one Redis SET).
         self._ready: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._refill_task: asyncio.Task[None] | None = None
+        # Requests that found the pool empty (a sustained flood), served first come first from
+        # the next batches: a trip per REFILL_BATCH images, not one per request.
+        self._waiting: collections.deque[asyncio.Future[tuple[str, bytes]]] = collections.deque()
+        self._drawing = 0  # images in batches on their way from the render executor
+        self._refills: set[asyncio.Task[None]] = set()
+        self._trips = TRIPS_PER_PROCESS * max(1, config.render_processes)
         load_voices()  # reads the samples once, at start-up (render processes: on first use)
 
     def start(self) -> None:
@@ -78,10 +85,12 @@ class CaptchaService:
         self._schedule_refill()
 
     async def close(self) -> None:
-        if self._refill_task is not None:
-            self._refill_task.cancel()
+        for task in list(self._refills):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._refill_task
+                await task
+        while self._waiting:
+            self._waiting.popleft().cancel()
 
     def new_text(self) -> str:
         """A random CAPTCHA text from the look-alike-free alphabet (secrets, not random)."""
@@ -116,13 +125,19 @@ class CaptchaService:
             await self._redis.expire(keys.captcha_owner_key(captcha_id), self._config.ttl)
 
     async def _next_image(self) -> tuple[str, bytes]:
-        """A ready (text, image) pair, or one drawn now if the pool is empty."""
-        self._schedule_refill()
+        """A ready (text, image) pair, or the next one drawn if the pool is empty."""
+        if not self._config.pool_size:  # no pool: each request draws its own
+            text = self.new_text()
+            [image] = await self._render([text])
+            return text, image
         if self._ready:
-            return self._ready.popleft()
-        text = self.new_text()
-        [image] = await self._render([text])
-        return text, image
+            pair = self._ready.popleft()
+            self._schedule_refill()
+            return pair
+        waiter: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._schedule_refill()
+        return await waiter
 
     async def _render(self, texts: list[str]) -> list[bytes]:
         # Rendering takes milliseconds of CPU: on the loop it would stall every other request.
@@ -133,22 +148,44 @@ class CaptchaService:
         self._metrics.captchas.labels("image").inc(len(images))
         return images
 
-    def _schedule_refill(self) -> None:
-        wanted = self._config.pool_size
-        if wanted and len(self._ready) < wanted and not self._refilling():
-            self._refill_task = asyncio.get_running_loop().create_task(self._refill())
+    def _wanted(self) -> int:
+        """Images still to order: a full pool and one for each waiting request."""
+        return self._config.pool_size + len(self._waiting) - len(self._ready) - self._drawing
 
-    def _refilling(self) -> bool:
-        return self._refill_task is not None and not self._refill_task.done()
+    def _schedule_refill(self) -> None:
+        if not self._config.pool_size:
+            return
+        while self._wanted() > 0 and len(self._refills) < self._trips:
+            task = asyncio.get_running_loop().create_task(self._refill())
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
 
     async def _refill(self) -> None:
         try:
-            while len(self._ready) < self._config.pool_size:
+            while self._wanted() > 0:
                 texts = [self.new_text() for _ in range(REFILL_BATCH)]
-                self._ready.extend(zip(texts, await self._render(texts), strict=True))
-        except Exception:
-            # Requests still get images drawn on demand; the next request retries the refill.
+                self._drawing += len(texts)
+                try:
+                    images = await self._render(texts)
+                finally:
+                    self._drawing -= len(texts)
+                self._hand_out(zip(texts, images, strict=True))
+        except Exception as error:
+            # The waiting requests fail (a JSON error, not a hang); the next request retries.
             log.exception("could not refill the CAPTCHA pool")
+            while self._waiting:
+                waiter = self._waiting.popleft()
+                if not waiter.done():
+                    waiter.set_exception(error)
+
+    def _hand_out(self, pairs: Iterable[tuple[str, bytes]]) -> None:
+        for pair in pairs:
+            while self._waiting and self._waiting[0].done():  # its request went away
+                self._waiting.popleft()
+            if self._waiting:
+                self._waiting.popleft().set_result(pair)
+            else:
+                self._ready.append(pair)
 
     async def audio(self, captcha_id: str, client_ip: str) -> bytes:
         """The same CAPTCHA spoken, as WAV, for people who cannot read the image."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 
 import pytest
 
 from services import keys
+from services.errors import Ret
 from tests.conftest import serving
 from tests.polling import async_wait_until
 
@@ -38,3 +41,40 @@ async def test_pooled_captcha_flow_sends_sms(make_app, sandbox, fresh_mobile):
         text = await client.new_captcha("pooled")
         assert (await client.send_sms(mobile, text, "pooled"))["errno"] == "0"
         assert len(sandbox.inbox(mobile)) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_flood_beyond_the_pool_waits_for_the_next_batches(make_app):
+    """More requests at once than images ready: each waits for a batch and gets its own."""
+    app = await make_app(captcha={"render_processes": 1, "pool_size": 4})
+    async with serving(app) as client:
+        texts = await asyncio.gather(*(client.new_captcha(f"flood-{i}") for i in range(40)))
+    assert all(texts) and len(set(texts)) > 30
+    redis = app.services.redis
+    for i, text in enumerate(texts):
+        assert await redis.get(keys.captcha_key(f"flood-{i}")) == text
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_requests_waiting_for_a_broken_renderer_get_an_answer(make_app):
+    """If the render process is gone, a request that waits for an image is answered, not hung."""
+    app = await make_app(captcha={"render_processes": 1, "pool_size": 2})
+    captchas = app.services.captchas
+
+    async def ready() -> int:
+        return len(captchas._ready)
+
+    await async_wait_until(ready, lambda n: n >= 2, what="2 CAPTCHAs drawn ahead")
+    captchas._render_executor.shutdown()
+
+    async def refilling() -> int:
+        return len(captchas._refills)
+
+    await async_wait_until(refilling, lambda n: n == 0, what="batches in flight delivered")
+    held = len(captchas._ready)
+    async with serving(app) as client:
+        for i in range(held):  # the pool still serves what it holds
+            assert await client.new_captcha(f"broken-{i}")
+        response = await client.fetch("/api/v1.0/image_codes/broken-last")
+    assert response.code == 500
+    assert json.loads(response.body)["errno"] == Ret.SERVERERR.code
