@@ -14,12 +14,12 @@ a TTL on every key), and a breaker:
     blocked ──(cool-down over)──> elevated (a new probation round)
     elevated ──(conversion back above the threshold, or the window rolled on)──> normal
 
-A segment's breaker and counts live under one hash tag ({blk:1381234}), so one Lua script
-(services/lua/fraud_admit.lua) decides and counts atomically. A send touches three segments in
-three slots: each is taken by its own script, the three in one round trip (standalone Redis
-and Cluster alike), and the places taken are given back when another segment (or a later limit
-of the send) refuses. A cap can therefore never be overshot; at worst a concurrent request is
-refused for a place that is given back a moment later.
+Every fraud key carries one hash tag ({fraud}, services/keys.py), so one Lua script
+(services/lua/fraud_admit.lua) decides and counts all three segments of a send atomically, on
+standalone Redis and Cluster alike: a send refused by one segment takes nothing in the others,
+so a cap can never be overshot and no request is refused for a place another one only held.
+What a send took is given back (one script) when a later limit of the send refuses or the
+provider fails, and a verification converts the segments of its send (one script).
 
 The request's *tier* (good record / unknown newcomer / poor record) sets how much of the global
 hourly budget it may use (`fraud.budget_share_*`): as spend approaches the budget the worst
@@ -28,14 +28,13 @@ segments and then newcomers are refused first, segments with a good record keep 
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import ipaddress
 import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from services import keys, redis_scripts
@@ -80,6 +79,11 @@ class Segment:
         return [keys.fraud_counts_key(self.name), keys.fraud_state_key(self.name)]
 
 
+def keys_of(segments: tuple[Segment, ...]) -> list[str]:
+    """The counts and state keys of each segment, in pairs (the scripts' KEYS)."""
+    return [key for segment in segments for key in segment.redis_keys]
+
+
 def segments_of(mobile: str, client_ip: str) -> tuple[Segment, ...]:
     """The number block, the network and the address of one send, in a fixed order."""
     block = Segment("blk", mobile[:7])
@@ -106,8 +110,8 @@ class Admission:
     segments: tuple[Segment, ...]
     any_poor: bool = False
     any_good: bool = False
-    # (a segment that counted the send, the bucket it counted it in), to give back
-    taken: list[tuple[Segment, int]] = field(default_factory=list)
+    # the bucket the send was counted in, in every segment; None once given back
+    bucket: int | None = None
 
     @property
     def tier(self) -> Tier:
@@ -171,24 +175,14 @@ class FraudGuard:
         pow_given = False
         if altcha is not None and altcha != "":
             pow_given = await self._pow.redeem(altcha)
-        admission = Admission(segments)
-        # Every segment is evaluated (its breaker moves) and, if it admits, counted; a
-        # refused request gives back what the others took, so it uses up no place.
-        replies = await redis_scripts.run_together(
-            self._redis, [self._admit_call(segment, pow_given) for segment in segments]
-        )
-        outcome, wait_ms = 0, 0
-        failure: BaseException | None = None
-        for segment, reply in zip(segments, replies, strict=True):
-            if isinstance(reply, BaseException):
-                failure = failure or reply
-                continue
-            segment_outcome, segment_wait_ms = self._admitted(admission, segment, reply)
-            outcome, wait_ms = max(outcome, segment_outcome), max(wait_ms, segment_wait_ms)
-        if outcome or failure is not None:
-            await asyncio.shield(self.release(admission))
-        if failure is not None:
-            raise failure
+        # One script judges every segment (each breaker moves) and counts the send in all of
+        # them, or, if one refuses, in none: a refused request holds no place anywhere.
+        reply = cast("list[int | str]", await self._admit_call(segments, pow_given).run())
+        outcome, wait_ms, poor, good, bucket = (int(value) for value in reply[:5])
+        for index, segment in enumerate(segments):
+            changed, sends, conversions = reply[5 + 3 * index : 8 + 3 * index]
+            if changed:
+                self._state_changed(segment, str(changed), int(sends), int(conversions))
         if outcome == 2:
             seconds = max(1, math.ceil(wait_ms / 1000))
             raise ServiceError(
@@ -206,9 +200,9 @@ class FraudGuard:
                 data={"reason": "pow_required", "challenge": self._pow.challenge()},
                 retry_after=0,
             )
-        return admission
+        return Admission(segments, any_poor=bool(poor), any_good=bool(good), bucket=bucket)
 
-    def _admit_call(self, segment: Segment, pow_given: bool) -> ScriptCall:
+    def _admit_call(self, segments: tuple[Segment, ...], pow_given: bool) -> ScriptCall:
         config = self._config
         args: list[ScriptArg] = [
             self._bucket_ms,
@@ -220,20 +214,7 @@ class FraudGuard:
             int(pow_given),
             self._ttl(),
         ]
-        return ScriptCall(self._admit, segment.redis_keys, args)
-
-    def _admitted(self, admission: Admission, segment: Segment, reply: object) -> tuple[int, int]:
-        """Read one segment's admit reply: (outcome, ms to wait). Records what it took."""
-        values = cast("list[int | str]", reply)
-        outcome, wait_ms, poor, good, bucket = (int(value) for value in values[:5])
-        changed, sends, conversions = values[5:8]
-        if changed:
-            self._state_changed(segment, str(changed), int(sends), int(conversions))
-        admission.any_poor |= bool(poor)
-        admission.any_good |= bool(good)
-        if outcome == 0:
-            admission.taken.append((segment, bucket))
-        return outcome, wait_ms
+        return ScriptCall(self._admit, keys_of(segments), args)
 
     def _state_changed(self, segment: Segment, state: str, sends: int, conversions: int) -> None:
         # Logged once: the script reports a change only to the request that made it.
@@ -248,12 +229,12 @@ class FraudGuard:
             self._metrics.fraud_segment_state.labels(segment.kind, state).inc()
 
     async def release(self, admission: Admission | None) -> None:
-        """Give back the places an admitted send took (it was not sent)."""
-        if admission is None or not admission.taken:
+        """Give back the send an admission counted in its segments (it was not sent)."""
+        if admission is None or admission.bucket is None:
             return
-        taken, admission.taken = admission.taken, []
-        calls = [ScriptCall(self._release, seg.redis_keys, [bucket]) for seg, bucket in taken]
-        if not await redis_scripts.give_back_together(self._redis, calls):
+        bucket, admission.bucket = admission.bucket, None
+        call = ScriptCall(self._release, keys_of(admission.segments), [bucket])
+        if not await redis_scripts.give_back_together(self._redis, [call]):
             log.warning("could not give back a fraud segment place; it expires by itself")
 
     def budget_share(self, tier: Tier | None) -> float:
@@ -267,26 +248,19 @@ class FraudGuard:
     def record_sent(
         self, pipe: RedisPipeline, mobile: str, admission: Admission, code_ttl: int
     ) -> None:
-        """After a send: remember its segments with the code, so a verification converts
-        them. The write is added to `pipe` (run with the send's other writes)."""
-        record = json.dumps([segment.name for segment in admission.segments])
-        pipe.set(keys.sms_segments_key(mobile), record, ex=code_ttl)
+        """After a send: remember its segments' keys with the code's lifetime, so a
+        verification converts them. The write is added to `pipe` (the send's other writes)."""
+        record = json.dumps(keys_of(admission.segments))
+        pipe.set(keys.fraud_sent_key(mobile), record, ex=code_ttl)
 
     async def converted(self, mobile: str) -> None:
-        """A code sent to mobile was verified: count a conversion in the segments of its send."""
+        """A code sent to mobile was verified: count a conversion in the segments of its send
+        (one script takes the send's record and counts)."""
         if not self._config.enabled:
             return
-        record = await self._redis.getdel(keys.sms_segments_key(mobile))
-        if not record:
-            return
-        names = json.loads(record)
-        segments = [Segment(*name.split(":", 1)) for name in names]
         args: list[ScriptArg] = [self._bucket_ms, self._ttl()]
-        calls = [ScriptCall(self._convert, segment.redis_keys, args) for segment in segments]
-        for reply in await redis_scripts.run_together(self._redis, calls):
-            if isinstance(reply, Exception):
-                raise reply
-        log.debug("conversion counted for %s", mask_mobile(mobile))
+        if await ScriptCall(self._convert, [keys.fraud_sent_key(mobile)], args).run():
+            log.debug("conversion counted for %s", mask_mobile(mobile))
 
     def budget_spent(self, used: int, budget: int) -> None:
         """Alert (ERROR log + metric) when the global budget is alert_ratio spent."""

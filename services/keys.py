@@ -45,24 +45,32 @@ def sms_global_hourly_key() -> str:
     return "sms:global:hourly"
 
 
-def sms_segments_key(mobile: str) -> str:
-    """The fraud segments of the send that delivered the mobile's current code (JSON list)."""
-    return f"sms:{{{mobile}}}:segments"
+# Every fraud key carries the one hash tag {fraud}: a send's three segments (and the record
+# of them kept for its conversion) are admitted, given back and converted by one script each,
+# so they must share a Redis Cluster slot. That puts all fraud keys on one node; every send
+# already touches the one global budget key, and at SMS rates one node is far from its limit.
+FRAUD_PREFIX = "fraud:{fraud}:"
 
 
 def fraud_counts_key(segment: str) -> str:
     """Rolling sends and conversions of one fraud segment (blk:…, net:…, ip:…), per bucket."""
-    return f"fraud:{{{segment}}}:counts"
+    return f"{FRAUD_PREFIX}{segment}:counts"
 
 
 def fraud_state_key(segment: str) -> str:
     """The breaker of one fraud segment while it is not normal (elevated or blocked)."""
-    return f"fraud:{{{segment}}}:state"
+    return f"{FRAUD_PREFIX}{segment}:state"
 
 
 def segment_of_state_key(key: str) -> str:
-    """fraud:{blk:1381234}:state -> blk:1381234."""
-    return key[len("fraud:{") : -len("}:state")]
+    """fraud:{fraud}:blk:1381234:state -> blk:1381234."""
+    return key[len(FRAUD_PREFIX) : -len(":state")]
+
+
+def fraud_sent_key(mobile: str) -> str:
+    """The fraud keys of the segments of the send that delivered the mobile's current code
+    (JSON list), for its conversion; in the fraud slot, so one script converts them."""
+    return f"{FRAUD_PREFIX}sent:{mobile}"
 
 
 def pow_used_key(nonce: str) -> str:

@@ -107,8 +107,8 @@ def test_segments_are_number_block_network_and_address():
 # --- the breaker -------------------------------------------------------------------------
 
 
-# Tests taking make_mode_app run on standalone Redis and on a Redis Cluster (three segments
-# per send, three slots).
+# Tests taking make_mode_app run on standalone Redis and on a Redis Cluster (the three
+# segments of a send in the one {fraud} slot, taken by one script).
 
 
 @pytest.mark.gen_test(timeout=60)
