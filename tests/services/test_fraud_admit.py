@@ -15,8 +15,10 @@ import itertools
 import pytest
 
 from services.composition import Services
+from services.fraud import segments_of
 from services.pow import solve
-from tests.flows import outcome
+from services.sms import Purpose
+from tests.flows import CLIENT_IP, last_code, outcome, send_code
 
 FRAUD = {
     "min_sends": 5,
@@ -95,3 +97,26 @@ async def test_a_send_refused_by_one_segment_takes_no_place_in_the_others(build_
     blocked = await services.fraud.status("blk:1700001")
     # Sends counted: 5 + 2 + the honest one; the blocked block's: its 5 + 3, nothing more.
     assert (network.sends, blocked.sends) == (8, 8)
+
+
+async def counts(services: Services, mobile: str) -> list[tuple[int, int]]:
+    """(sends, conversions) of each segment of a send to mobile from CLIENT_IP."""
+    statuses = [await services.fraud.status(s.name) for s in segments_of(mobile, CLIENT_IP)]
+    return [(status.sends, status.conversions) for status in statuses]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_send_refused_later_gives_back_and_a_verified_code_converts_all_three(
+    build_services, sandbox
+):
+    services = await build_services()
+    mobile = mobile_in(fresh_block())
+    await send_code(services, mobile, captcha_id="first")
+    # Admitted by the segments, then refused by the resend guard: its counts are given back.
+    second = send_code(services, mobile, captcha_id="second")
+    assert await outcome(second, by_reason=True) == "resend_interval"
+    assert await counts(services, mobile) == [(1, 0)] * 3
+    # The code is verified: one conversion in each segment of the send that delivered it.
+    code = last_code(sandbox, mobile)
+    assert await outcome(services.sms.verify_code(mobile, Purpose.REGISTER, code)) == "ok"
+    assert await counts(services, mobile) == [(1, 1)] * 3
