@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -45,6 +46,7 @@ from services.login_throttle import LoginThrottle
 from services.logs import configure_logging
 from services.meiduo_pages import load_meiduo_pages
 from services.metrics import Metrics
+from services.mobiles import canonical_mobile
 from services.passwords import PasswordHasher
 from services.pow import ProofOfWork
 from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
@@ -233,6 +235,9 @@ def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics)
     return FailoverSender(providers, breakers, metrics)
 
 
+GC_YOUNG_THRESHOLD = 10_000  # see settle_garbage_collector
+
+
 def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserver.HTTPServer:
     """The HTTP server with the configured limits against slow and oversized requests."""
     return tornado.httpserver.HTTPServer(
@@ -245,11 +250,28 @@ def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserv
     )
 
 
+def settle_garbage_collector() -> None:
+    """Take what the ready process holds out of garbage collection, and collect less often.
+
+    A collection of the oldest generation walks every object the process holds, and with
+    everything loaded (phonenumbers' metadata, the pools, the routes) that stalls the event
+    loop for tens of ms, which every request in flight feels (bench: pauses up to 30-38 ms
+    during a send flood). What exists once the process is ready lives until it stops: frozen,
+    it is never walked again. The youngest generation is collected every GC_YOUNG_THRESHOLD
+    net allocations instead of 700: a request allocates hundreds of short-lived objects.
+    """
+    canonical_mobile("13800138000")  # phonenumbers loads China's metadata now, not mid-request
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 async def serve(config: Config, sockets: list[socket.socket], stop: asyncio.Event) -> None:
     """Serve on the bound sockets until stop is set, then drain and close."""
     async with open_services(config) as services:
         app = build_application(services)
         server = make_http_server(app, config)
+        settle_garbage_collector()
         server.add_sockets(sockets)
         log.info("listening on http://%s:%s", config.server.host, config.server.port)
         await stop.wait()
