@@ -78,6 +78,9 @@ class CaptchaService:
         self._drawing = 0  # images in batches on their way from the render executor
         self._refills: set[asyncio.Task[None]] = set()
         self._trips = TRIPS_PER_PROCESS * max(1, config.render_processes)
+        # A flood of images served all at once would fill every turn of the event loop, and
+        # every other request would wait for whole turns: a few at a time keep the turns short.
+        self._in_progress = asyncio.Semaphore(config.max_in_progress)
         load_voices()  # reads the samples once, at start-up (render processes: on first use)
 
     def start(self) -> None:
@@ -106,10 +109,11 @@ class CaptchaService:
         """
         if not is_captcha_id(captcha_id):
             raise ServiceError(Ret.PARAMERR, "图片验证码编号格式错误", field="image_code")
-        await self._limiter.take(self._ip_limit(client_ip))
-        await self._claim(captcha_id, requester)
-        text, image = await self._next_image()
-        await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
+        async with self._in_progress:
+            await self._limiter.take(self._ip_limit(client_ip))
+            await self._claim(captcha_id, requester)
+            text, image = await self._next_image()
+            await self._redis.set(keys.captcha_key(captcha_id), text, ex=self._config.ttl)
         return image
 
     async def _claim(self, captcha_id: str, requester: str) -> None:

@@ -45,8 +45,8 @@ async def test_pooled_captcha_flow_sends_sms(make_app, sandbox, fresh_mobile):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_flood_beyond_the_pool_waits_for_the_next_batches(make_app):
-    """More requests at once than images ready: each waits for a batch and gets its own."""
-    app = await make_app(captcha={"render_processes": 1, "pool_size": 4})
+    """More requests at once than images ready (or served at once): each gets its own."""
+    app = await make_app(captcha={"render_processes": 1, "pool_size": 4, "max_in_progress": 2})
     async with serving(app) as client:
         texts = await asyncio.gather(*(client.new_captcha(f"flood-{i}") for i in range(40)))
     assert all(texts) and len(set(texts)) > 30

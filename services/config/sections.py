@@ -147,6 +147,7 @@ class CaptchaConfig:
     height: int = 60
     render_processes: int = setting(1, at_least(0, "0 or more"))
     pool_size: int = setting(64, at_least(0, "0 or more"))
+    max_in_progress: int = setting(16, positive)
 
 
 @dataclass(frozen=True)
