@@ -35,14 +35,19 @@ def sms_mobile_daily_key(mobile: str) -> str:
     return f"sms:{{{mobile}}}:daily"
 
 
-def sms_ip_hourly_key(ip: str) -> str:
-    """SMS requested from one client IP in the current hour window."""
-    return f"sms:ip:{{{ip}}}:hourly"
+GLOBAL_HOURLY = "sms:global:hourly"
 
 
 def sms_global_hourly_key() -> str:
     """SMS sent by the whole deployment in the current hour window (the budget)."""
-    return "sms:global:hourly"
+    return GLOBAL_HOURLY
+
+
+def sms_ip_hourly_key(ip: str) -> str:
+    """SMS requested from one client IP in the current hour window. Its hash tag is the budget
+    key's whole name, which Redis hashes like the untagged budget key: the two are in one
+    slot, so one script takes the address's count and the budget together."""
+    return f"sms:ip:{{{GLOBAL_HOURLY}}}:{ip}:hourly"
 
 
 # Every fraud key carries the one hash tag {fraud}: a send's three segments (and the record

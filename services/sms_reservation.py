@@ -5,12 +5,13 @@ One path for standalone Redis and Redis Cluster; each step is atomic on its own 
 1. The CAPTCHA is used up and compared (CaptchaService.consume: GETDEL, then a constant-time
    comparison), alone and first: of concurrent requests with one CAPTCHA only one goes on, and
    a request without a solved CAPTCHA touches no limit.
-2. Three scripts in three slots, sent in one round trip (redis_scripts.run_together): the
-   per-IP count ({ip}), the mobile's reservation ({mobile}: resend guard, hourly and daily
-   caps, the new code; services/lua/sms_reserve.lua) and the global budget. If any of them
-   refuses, what the others took is given back (one more round trip) and the answer is the
-   first refusal in that order (IP, guard, hourly, daily, budget). A cap is never overshot; at
-   worst a concurrent request is refused for a place that is given back a moment later. The
+2. Two scripts in two slots, sent in one round trip (redis_scripts.run_together): the per-IP
+   count and the global budget, both or neither (one slot: the per-IP key is tagged with the
+   budget key's name), and the mobile's reservation ({mobile}: resend guard, hourly and daily
+   caps, the new code; services/lua/sms_reserve.lua). If either refuses, what the other took
+   is given back (one more round trip) and the answer is the first refusal in the order IP,
+   guard, hourly, daily, budget. A cap is never overshot; at worst a concurrent request is
+   refused for a place that is given back a moment later. The
    resend guard is a SET of a fresh token: of concurrent requests for one mobile exactly one
    holds it, so exactly one SMS goes out per guard.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 HOUR = 3600
 DAY = 86400
 BUDGET_MESSAGE = "短信服务繁忙，请{seconds}秒后重试"
+BUDGET_REASONS = ("global_hourly", "budget_shed")
 
 
 @dataclass
@@ -126,59 +127,48 @@ class SmsReservations:
         """Use up the CAPTCHA, then take every limit of the send, or raise the refusal (and
         take nothing)."""
         await self._captchas.consume(captcha_id, answer)
-        ip_limit, budget = send.ip_limit, send.budget
-        # Each step: its script, how to read its reply, how to give back what it took.
-        steps: list[
-            tuple[ScriptCall, Callable[[object], ServiceError | None], Callable[[], ScriptCall]]
-        ] = [
-            (
-                self._limiter.take_call(ip_limit),
-                lambda reply: self._limiter.refusal(reply, ip_limit),
-                lambda: self._limiter.refund_call(ip_limit),
-            ),
-            (
-                self._reserve_call(send),
-                lambda reply: self._mobile_refusal(send, reply),
-                lambda: self._release_call(send),
-            ),
-            (
-                self._limiter.take_call(budget),
-                lambda reply: self._limiter.refusal(reply, budget),
-                lambda: self._limiter.refund_call(budget),
-            ),
-        ]
+        counts = self._limiter.take_call(send.ip_limit, send.budget)
         try:
-            replies = await redis_scripts.run_together(self._redis, [step[0] for step in steps])
+            replies = await redis_scripts.run_together(
+                self._redis, [counts, self._reserve_call(send)]
+            )
         except BaseException:
             # Which steps ran is unknown: the mobile's release is safe to repeat (it acts
             # only while the guard holds this send's token); counts expire by themselves.
             await asyncio.shield(self._give_back(send, [self._release_call(send)]))
             raise
-        failure: BaseException | None = None
-        taken: list[ScriptCall] = []
-        for (_, refusal_of, give_back), reply in zip(steps, replies, strict=True):
-            problem = reply if isinstance(reply, BaseException) else refusal_of(reply)
-            if problem is None:
-                taken.append(give_back())
-            elif failure is None:
-                failure = problem
-        if failure is None:
+        counts_reply, mobile_reply = replies
+        if isinstance(counts_reply, BaseException):
+            counts_failure: BaseException | None = counts_reply
+        else:
+            counts_failure = self._limiter.refusal(counts_reply, send.ip_limit, send.budget)
+        if isinstance(mobile_reply, BaseException):
+            mobile_failure: BaseException | None = mobile_reply
+        else:
+            mobile_failure = self._mobile_refusal(send, mobile_reply)
+        failures = [failure for failure in (counts_failure, mobile_failure) if failure is not None]
+        if not failures:
             return
+        taken = []
+        if counts_failure is None:
+            taken.append(self._limiter.refund_call(send.ip_limit, send.budget))
+        if mobile_failure is None:
+            taken.append(self._release_call(send))
         if taken:
             await asyncio.shield(self._give_back(send, taken))
-        if isinstance(failure, ServiceError) and failure.data.get("reason") == "global_hourly":
-            self._budget_alarm(failure)
-        raise failure
+        # The answer is the first refusal in the order IP, guard, hourly, daily, budget: the
+        # counts script checks the address before the budget, so only a budget refusal goes
+        # after the mobile's (a stable sort).
+        failures.sort(key=lambda failure: _reason(failure) in BUDGET_REASONS)
+        if _reason(failures[0]) == "global_hourly":
+            self._budget_alarm(cast("ServiceError", failures[0]))
+        raise failures[0]
 
     async def release(self, send: Reservation) -> None:
         """Give back everything a reservation took (its SMS was not sent)."""
         await self._give_back(
             send,
-            [
-                self._limiter.refund_call(send.ip_limit),
-                self._release_call(send),
-                self._limiter.refund_call(send.budget),
-            ],
+            [self._limiter.refund_call(send.ip_limit, send.budget), self._release_call(send)],
         )
 
     def _reserve_call(self, send: Reservation) -> ScriptCall:
@@ -229,3 +219,8 @@ class SmsReservations:
                 self._limits.sms_global_per_hour,
                 refusal.retry_after,
             )
+
+
+def _reason(failure: BaseException | None) -> object:
+    """The reason a refusal names (a limit's), or None."""
+    return failure.data.get("reason") if isinstance(failure, ServiceError) else None

@@ -98,7 +98,7 @@ async def test_ip_limit_behind_nginx_uses_the_peer_nginx_saw(
       "1.2.3.5, 127.0.0.1"   -> "1.2.3.5, 127.0.0.1, 127.0.0.2"   -> 127.0.0.2 (a trusted-
                                  looking hop left of her address does not help)
       X-Real-IP: 9.9.9.9     -> replaced by nginx with 127.0.0.2  -> 127.0.0.2
-    All her requests count on sms:ip:{127.0.0.2}; at IP_LIMIT she is refused, and going
+    All her requests count on 127.0.0.2's SMS count; at IP_LIMIT she is refused, and going
     around nginx straight to instance B does not help either: B sees an untrusted peer,
     ignores her headers, and the count lives in the shared Redis.
     In contrast a client on 127.0.0.1 IS trusted, so its forged "1.2.3.4" is believed: only

@@ -120,8 +120,21 @@ async def test_per_ip_then_global_cap_in_order(build_services, sandbox, fresh_mo
         await send(services, third, ip="203.0.113.1"),
         await send(services, fourth, ip="203.0.113.2"),
         await send(services, fifth, ip="203.0.113.3"),
+        # The budget and the mobile's guard are full: the guard is named first.
+        await send(services, fourth, ip="203.0.113.4"),
+        # The budget and the address are full: the address is named first.
+        await send(services, fifth, ip="203.0.113.1"),
     ]
-    assert answers == ["ok", "ok", "ip_hourly", "ip_hourly", "ok", "global_hourly"]
+    assert answers == [
+        "ok",
+        "ok",
+        "ip_hourly",
+        "ip_hourly",
+        "ok",
+        "global_hourly",
+        "resend_interval",
+        "ip_hourly",
+    ]
     assert len(sandbox.inbox()) == 3
 
 
