@@ -92,6 +92,10 @@ def session_config(redis_server, mariadb_server, sandbox, aliyun=None) -> Config
         # Threads and no ready pool: a render process pool per test app would cost seconds;
         # tests/test_captcha_pool.py covers the shipped process pool and ready pool.
         captcha={"render_processes": 0, "pool_size": 0},
+        # A fixed bound on sends in flight: a busy test machine's loop lag would otherwise
+        # shed the bursts of tests about other things. tests/test_admission.py and
+        # tests/services/test_admission.py test the lag rule itself.
+        admission={"max_loop_lag": 0},
         redis={"url": redis_server.url},
         mysql={"port": mariadb_server.port, "query_timeout": 2.0},
         ronglian={"base_url": sandbox.base_url, "request_timeout": 1.5, "connect_timeout": 1.0},
@@ -270,6 +274,7 @@ class LiveServer:
             "SMSREG_RONGLIAN_BASE_URL": config.ronglian.base_url,
             "SMSREG_PROVIDERS": ",".join(config.providers),
             "SMSREG_ALIYUN_BASE_URL": config.aliyun.base_url,
+            "SMSREG_ADMISSION_MAX_LOOP_LAG": str(config.admission.max_loop_lag),
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
