@@ -77,6 +77,7 @@ async def measure_parts(
         providers=("ronglian",),
         limits={**dict.fromkeys(limits, BIG), "sms_per_mobile_day": BIG},
         fraud={"min_sends": BIG, "budget_share_newcomer": 1.0, "budget_share_poor": 1.0},
+        admission={"max_sends_in_flight": BIG, "max_loop_lag": 0},
     )
     async with open_services(config) as services:
         redis, limiter = services.redis, RateLimiter(services.redis)
