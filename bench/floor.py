@@ -31,9 +31,8 @@ from typing import Any
 
 import uvloop
 
-from bench.send_cpu import BIG
-from devstack.processes import MariaDBServer, RedisServer, free_port, wait_for_port
-from tests.sandbox_helpers import SandboxProcess
+from bench.send_cpu import BIG, backing_servers, flood_config
+from devstack.processes import free_port, wait_for_port
 
 HELLO_APP = """
 import sys, asyncio, uvloop, tornado.web
@@ -63,22 +62,11 @@ async def measure_parts(
 ) -> dict[str, float]:
     from server import open_services
     from services import keys
-    from services.config import load_config
     from services.limits import Limit, RateLimiter
     from services.providers.base import CodeMessage
     from services.redis_scripts import run_together
 
-    limits = ("sms_per_ip_hour", "sms_global_per_hour", "sms_per_mobile_hour")
-    config = load_config("config.yml", environ={}).replace(
-        captcha={"render_processes": 0, "pool_size": 0},
-        redis={"url": redis_url},
-        mysql={"port": mysql_port},
-        ronglian={"base_url": sandbox_url},
-        providers=("ronglian",),
-        limits={**dict.fromkeys(limits, BIG), "sms_per_mobile_day": BIG},
-        fraud={"min_sends": BIG, "budget_share_newcomer": 1.0, "budget_share_poor": 1.0},
-        admission={"max_sends_in_flight": BIG, "max_loop_lag": 0},
-    )
+    config = flood_config(redis_url, mysql_port, sandbox_url)
     async with open_services(config) as services:
         redis, limiter = services.redis, RateLimiter(services.redis)
         await redis.flushdb()
@@ -161,13 +149,8 @@ def main() -> None:
         parts = measure_parts(redis_url, int(mysql_port), sandbox_url, args.calls, args.batch)
         print(json.dumps(uvloop.run(parts)))
         return
-    work = Path(tempfile.mkdtemp(prefix="floor-"))
-    redis = RedisServer(work / "redis").start()
-    mariadb = MariaDBServer(work / "mariadb").start()
-    sandbox = SandboxProcess(config={"rate_limits": False}, tmpdir=str(work))
-    sandbox.start()
     rounds: dict[str, list[float]] = {}
-    try:
+    with backing_servers("floor-") as (redis, mariadb, sandbox):
         for _ in range(args.rounds):
             child = [sys.executable, "-m", "bench.floor", "--child"]
             child += [redis.url, str(mariadb.port), sandbox.base_url]
@@ -180,10 +163,6 @@ def main() -> None:
             for name, micros in measure_http(redis.url, mariadb.port, sandbox.base_url).items():
                 rounds.setdefault(name, []).append(micros)
             sandbox.clear()
-    finally:
-        sandbox.stop()
-        mariadb.stop()
-        redis.stop()
     for name, found in rounds.items():
         print(f"{name:45s} median {statistics.median(found):7.0f} µs CPU per call  {found}")
 

@@ -20,15 +20,11 @@ import itertools
 import json
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import uvloop
 
-from bench.send_cpu import BIG
-from devstack.processes import MariaDBServer, RedisServer
-from tests.sandbox_helpers import SandboxProcess
+from bench.send_cpu import backing_servers, flood_config
 
 MODES = ("default", "settled")
 
@@ -36,20 +32,9 @@ MODES = ("default", "settled")
 async def flood(urls: list[str], mode: str, sends: int) -> dict[str, object]:
     from server import open_services, settle_garbage_collector
     from services import keys
-    from services.config import load_config
 
     redis_url, mysql_port, sandbox_url = urls
-    limits = ("sms_per_ip_hour", "sms_global_per_hour", "sms_per_mobile_hour")
-    config = load_config("config.yml", environ={}).replace(
-        captcha={"render_processes": 0, "pool_size": 0},
-        redis={"url": redis_url},
-        mysql={"port": int(mysql_port)},
-        ronglian={"base_url": sandbox_url},
-        providers=("ronglian",),
-        limits={**dict.fromkeys(limits, BIG), "sms_per_mobile_day": BIG},
-        fraud={"min_sends": BIG, "budget_share_newcomer": 1.0, "budget_share_poor": 1.0},
-        admission={"max_sends_in_flight": BIG, "max_loop_lag": 0},
-    )
+    config = flood_config(redis_url, int(mysql_port), sandbox_url)
     pauses: dict[int, list[float]] = collections.defaultdict(list)
     started = [0.0]
 
@@ -99,12 +84,7 @@ def main() -> None:
         mode, *urls = args.child
         print(json.dumps(uvloop.run(flood(urls, mode, args.sends))))
         return
-    work = Path(tempfile.mkdtemp(prefix="gc-pauses-"))
-    redis = RedisServer(work / "redis").start()
-    mariadb = MariaDBServer(work / "mariadb").start()
-    sandbox = SandboxProcess(config={"rate_limits": False}, tmpdir=str(work))
-    sandbox.start()
-    try:
+    with backing_servers("gc-pauses-") as (redis, mariadb, sandbox):
         for number in range(args.rounds):
             for mode in MODES:
                 child = [sys.executable, "-m", "bench.gc_pauses", "--sends", str(args.sends)]
@@ -114,10 +94,6 @@ def main() -> None:
                     raise SystemExit(out.stderr[-3000:])
                 print(f"round {number} {mode}: {out.stdout.strip()}")
                 sandbox.clear()
-    finally:
-        sandbox.stop()
-        mariadb.stop()
-        redis.stop()
 
 
 if __name__ == "__main__":

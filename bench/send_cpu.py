@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import statistics
@@ -22,21 +23,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 BIG = 10**9
 
 
-async def measure(
-    redis_url: str, mysql_port: int, sandbox_url: str, sends: int, batch: int
-) -> tuple[float, float]:
-    """In the tree of the current directory: (CPU ms per send, sends per second)."""
-    sys.path.insert(0, os.getcwd())
+def flood_config(redis_url: str, mysql_port: int, sandbox_url: str) -> Any:
+    """The configuration of the tree on sys.path for a flood of sends: these servers, one
+    provider, no render process, every limit, the fraud breaker and admission control out of
+    reach (each still checked and counted on every send). Works on older trees too."""
     import dataclasses
 
-    from server import open_services
     from services import config as config_module
-    from services import keys
     from services.config import load_config
 
     environ = {}
@@ -49,7 +49,7 @@ async def measure(
             "SMSREG_ADMISSION_MAX_LOOP_LAG": "0",
         }
     limits = ("sms_per_ip_hour", "sms_global_per_hour", "sms_per_mobile_hour")
-    config = load_config("config.yml", environ=environ).replace(
+    return load_config("config.yml", environ=environ).replace(
         captcha={"render_processes": 0, "pool_size": 0},
         redis={"url": redis_url},
         mysql={"port": mysql_port},
@@ -58,6 +58,17 @@ async def measure(
         limits={**dict.fromkeys(limits, BIG), "sms_per_mobile_day": BIG},
         fraud={"min_sends": BIG, "budget_share_newcomer": 1.0, "budget_share_poor": 1.0},
     )
+
+
+async def measure(
+    redis_url: str, mysql_port: int, sandbox_url: str, sends: int, batch: int
+) -> tuple[float, float]:
+    """In the tree of the current directory: (CPU ms per send, sends per second)."""
+    sys.path.insert(0, os.getcwd())
+    from server import open_services
+    from services import keys
+
+    config = flood_config(redis_url, mysql_port, sandbox_url)
     async with open_services(config) as services:
         await services.redis.flushdb()
         numbers = itertools.count(13_700_000_000 + time.time_ns() // 1000 % 10_000_000 * 10)
@@ -76,6 +87,26 @@ async def measure(
     return cpu / sends * 1000, sends / wall
 
 
+@contextlib.contextmanager
+def backing_servers(prefix: str) -> Iterator[tuple[Any, Any, Any]]:
+    """(redis-server, MariaDB, Ronglian sandbox without rate limits) in a fresh work
+    directory, stopped on the way out."""
+    from devstack.processes import MariaDBServer, RedisServer
+    from tests.sandbox_helpers import SandboxProcess
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    redis = RedisServer(work / "redis").start()
+    mariadb = MariaDBServer(work / "mariadb").start()
+    sandbox = SandboxProcess(config={"rate_limits": False}, tmpdir=str(work))
+    sandbox.start()
+    try:
+        yield redis, mariadb, sandbox
+    finally:
+        sandbox.stop()
+        mariadb.stop()
+        redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tree", action="append", required=True, help="NAME=DIR")
@@ -89,17 +120,9 @@ def main() -> None:
         measured = measure(redis_url, int(mysql_port), sandbox_url, args.sends, args.batch)
         print(*asyncio.run(measured))
         return
-    from devstack.processes import MariaDBServer, RedisServer
-    from tests.sandbox_helpers import SandboxProcess
-
     trees = dict(tree.split("=", 1) for tree in args.tree)
-    work = Path(tempfile.mkdtemp(prefix="send-cpu-"))
-    redis = RedisServer(work / "redis").start()
-    mariadb = MariaDBServer(work / "mariadb").start()
-    sandbox = SandboxProcess(config={"rate_limits": False}, tmpdir=str(work))
-    sandbox.start()
     rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
-    try:
+    with backing_servers("send-cpu-") as (redis, mariadb, sandbox):
         for number in range(args.rounds):
             for name, tree in trees.items():
                 # This file run by path in the tree's directory: it measures that tree's code.
@@ -113,10 +136,6 @@ def main() -> None:
                 rounds[name].append((cpu_ms, rate))
                 print(f"round {number} {name}: {cpu_ms:.3f} ms CPU/send, {rate:.0f} sends/s")
                 sandbox.clear()
-    finally:
-        sandbox.stop()
-        mariadb.stop()
-        redis.stop()
     for name, found in rounds.items():
         cpu_ms = statistics.median(cpu for cpu, _ in found)
         rate = statistics.median(rate for _, rate in found)

@@ -26,6 +26,18 @@ PASSWORD_HASH = argon2.PasswordHasher().hash(PASSWORD)
 # --- the services, without HTTP (tests/services/) ------------------------------------------
 
 CLIENT_IP = "192.0.2.10"  # TEST-NET-1: a client address no real one collides with
+# fraud settings for tests that trip a breaker in a handful of requests; the proof of work is
+# cheap (at most 20 tries) so that solving it costs the test nothing.
+FRAUD_FOR_TESTS = {
+    "min_sends": 5,
+    "min_conversion_percent": 20,
+    "elevated_sends": 3,
+    "cooldown": 600,
+    "budget_share_newcomer": 1.0,
+    "budget_share_poor": 1.0,
+    "pow_cost": 1,
+    "pow_max_counter": 20,
+}
 
 # Registration forms a user can get wrong, each with the error it gets (PARAMERR): changes to a
 # right form (mobile, sms_code, password, password2).

@@ -21,20 +21,9 @@ from services import keys
 from services.fraud import segments_of
 from services.pow import solve
 from tests.conftest import ROOT, serving
-from tests.flows import register
+from tests.flows import FRAUD_FOR_TESTS, register
 
-# Small numbers so that a test trips a breaker in a handful of requests; the proof of work is
-# cheap (at most 20 tries) so that solving it costs the test nothing.
-FRAUD = {
-    "min_sends": 5,
-    "min_conversion_percent": 20,
-    "elevated_sends": 3,
-    "cooldown": 600,
-    "budget_share_newcomer": 1.0,
-    "budget_share_poor": 1.0,
-    "pow_cost": 1,
-    "pow_max_counter": 20,
-}
+FRAUD = FRAUD_FOR_TESTS  # a breaker trips in a handful of requests (tests/flows.py)
 PROXY = {"trusted_proxies": "127.0.0.0/8"}
 
 _numbers = itertools.count(1)
