@@ -235,9 +235,6 @@ def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics)
     return FailoverSender(providers, breakers, metrics)
 
 
-GC_YOUNG_THRESHOLD = 10_000  # see settle_garbage_collector
-
-
 def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserver.HTTPServer:
     """The HTTP server with the configured limits against slow and oversized requests."""
     return tornado.httpserver.HTTPServer(
@@ -248,6 +245,9 @@ def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserv
         idle_connection_timeout=config.server.idle_connection_timeout,
         body_timeout=config.server.body_timeout,
     )
+
+
+GC_YOUNG_THRESHOLD = 10_000  # net allocations between two young collections (default 700)
 
 
 def settle_garbage_collector() -> None:

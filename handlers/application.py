@@ -6,12 +6,12 @@ import asyncio
 import logging
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import tornado.web
 from tornado import httputil
 
-from handlers.shedding import SendsSms, SheddingDelegate
+from handlers.shedding import SheddingDelegate
 from services.clientip import parse_networks
 from services.composition import Services
 from services.metrics import method_label
@@ -77,9 +77,8 @@ class SmsRegApplication(tornado.web.Application):
     ) -> tornado.web._HandlerDelegate:
         # A method that sends an SMS may be shed before its handler is built (shedding.py).
         if request.method in getattr(target_class, "sends_sms", ()):
-            route = cast("SendsSms", target_class)
             return SheddingDelegate(
-                self, request, target_class, route, target_kwargs, path_args, path_kwargs
+                self, request, target_class, target_kwargs, path_args, path_kwargs
             )
         return super().get_handler_delegate(
             request, target_class, target_kwargs, path_args, path_kwargs

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import tornado.web
 from tornado import httputil
@@ -42,28 +42,14 @@ class SheddingDelegate(tornado.web._HandlerDelegate):
 
     application: SmsRegApplication
 
-    def __init__(
-        self,
-        application: SmsRegApplication,
-        request: httputil.HTTPServerRequest,
-        handler_class: type[tornado.web.RequestHandler],
-        route: SendsSms,
-        handler_kwargs: dict[str, Any] | None,
-        path_args: list[bytes] | None,
-        path_kwargs: dict[str, bytes] | None,
-    ) -> None:
-        super().__init__(
-            application, request, handler_class, handler_kwargs, path_args, path_kwargs
-        )
-        self.route = route
-
     def execute(self) -> Awaitable[None] | None:
         # Decided here, with the whole request read, where the handler would be built.
         refusal = self.application.services.sms.overloaded()
         if refusal is None:
             return super().execute()
         application, request = self.application, self.request
-        body = json.dumps(self.route.family_envelope(refusal), ensure_ascii=False).encode()
+        route = cast("SendsSms", self.handler_class)  # routed here for its sends_sms
+        body = json.dumps(route.family_envelope(refusal), ensure_ascii=False).encode()
         request_id = application.new_request_id()
         headers = httputil.HTTPHeaders(
             {
@@ -81,7 +67,7 @@ class SheddingDelegate(tornado.web._HandlerDelegate):
             connection.write_headers(start, headers, body)
             connection.finish()
         application.log_answer(
-            self.route.route_name,
+            route.route_name,
             request,
             refusal.http_status,
             errno=refusal.ret.code,
