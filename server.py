@@ -33,40 +33,40 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
-from services.accounts import AccountService
-from services.admission import SendGate
-from services.captcha import CaptchaService
+from services.accounts.login_throttle import LoginThrottle
+from services.accounts.mobiles import canonical_mobile
+from services.accounts.passwords import PasswordHasher
+from services.accounts.service import AccountService
+from services.accounts.sessions import SessionStore
+from services.accounts.users import UserRepository
+from services.captcha.pow import ProofOfWork
+from services.captcha.service import CaptchaService
+from services.codes.admission import SendGate
+from services.codes.fraud import FraudGuard
+from services.codes.receipts import ReceiptStore
+from services.codes.sms import SmsCodeService
 from services.composition import Services
 from services.config import Config, ConfigError, cluster_nodes, listen_hosts, load_config
-from services.db import SCHEMA_PATH, Database
 from services.errors import STORAGE_ERRORS
-from services.fraud import FraudGuard
-from services.limits import RateLimiter
-from services.login_throttle import LoginThrottle
 from services.logs import configure_logging
 from services.meiduo_pages import load_meiduo_pages
 from services.metrics import Metrics
-from services.mobiles import canonical_mobile
-from services.passwords import PasswordHasher
-from services.pow import ProofOfWork
 from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
 from services.providers.aliyun import AliyunProvider
 from services.providers.base import CodeSender
 from services.providers.failover import CircuitBreaker, FailoverSender
 from services.providers.ronglian import RonglianProvider, VoiceSettings
-from services.receipts import ReceiptStore
-from services.redisclient import RedisClient
-from services.ronglian import RonglianClient
-from services.sessions import SessionStore
-from services.sms import SmsCodeService
-from services.users import UserRepository
+from services.providers.ronglian_client import RonglianClient
+from services.store.db import SCHEMA_PATH, Database
+from services.store.limits import RateLimiter
+from services.store.redisclient import RedisClient
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yml"
 # Connections the kernel may queue before they are accepted (capped by net.core.somaxconn).
 # Tornado's default of 128 drops the SYNs of a burst of new clients while the loop is busy,
 # and a dropped SYN is retried only after 1 s, 3 s, 7 s: a wait that admission control
-# (services/admission.py), which answers at once, could not shorten.
+# (services/codes/admission.py), which answers at once, could not shorten.
 LISTEN_BACKLOG = 4096
 log = logging.getLogger("smsreg")
 
@@ -97,7 +97,8 @@ def redis_client(config: Config) -> RedisClient:
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     if config.redis.mode == "cluster":
-        # Every multi-key step keeps its keys in one slot through hash tags (services/keys.py).
+        # Every multi-key step keeps its keys in one slot through hash tags
+        # (services/store/keys.py).
         nodes = [
             ClusterNode(host, port) for host, port in cluster_nodes(config.redis.cluster_nodes)
         ]
@@ -158,7 +159,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         )
         notices = RonglianClient(http, config.ronglian, metrics)  # the mobile-changed notice
         # Admission: never more sends in flight than the provider's connections can carry,
-        # and fewer while the loop lags (services/admission.py).
+        # and fewer while the loop lags (services/codes/admission.py).
         admission = config.admission
         gate = SendGate(
             min(admission.max_sends_in_flight, config.ronglian.max_clients),

@@ -25,7 +25,7 @@ BATCH = 8
 def measure(images: int) -> float:
     """In the tree of the current directory: CPU ms per image."""
     sys.path.insert(0, os.getcwd())
-    from services.captcha import render_jpegs
+    from services.captcha.service import render_jpegs
 
     batches = [
         ["".join(secrets.choice(ALPHABET) for _ in range(4)) for _ in range(BATCH)]

@@ -62,9 +62,9 @@ async def measure_parts(
 ) -> dict[str, float]:
     from server import open_services
     from services import keys
-    from services.limits import Limit, RateLimiter
     from services.providers.base import CodeMessage
-    from services.redis_scripts import run_together
+    from services.store.limits import Limit, RateLimiter
+    from services.store.redis_scripts import run_together
 
     config = flood_config(redis_url, mysql_port, sandbox_url)
     async with open_services(config) as services:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import tornado.httpclient
 
-from services import keys
-from services.pow import solve
+from services.captcha.pow import solve
+from services.store import keys
 
 PASSWORD = "sim-password-1"
 

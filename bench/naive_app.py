@@ -7,7 +7,8 @@ GET /api/v1.0/sms_codes/<mobile>  GET captcha, DEL captcha, GET guard, SELECT us
                                   then the default AsyncHTTPClient() (simple_httpclient: a new
                                   connection per request) to the Ronglian sandbox.
 GET /api/v1.0/image_codes/<id>    renders the CAPTCHA inline on the event loop (same `captcha`
-                                  package, size and JPEG quality as services/captcha.py), SETEX.
+                                  package, size and JPEG quality as
+                                  services/captcha/service.py), SETEX.
 anything else                     a JSON 404 (the loop-lag probe's target).
 
 --curl --uvloop make it (c+), the honest peer: the same handler with the HTTP client our server

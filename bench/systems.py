@@ -88,7 +88,7 @@ def ours_env(infra: Infrastructure, max_clients: int) -> dict[str, str]:
 
 
 def admission_overrides(limit: int = 1_000_000_000) -> dict[str, str]:
-    """Admission control (services/admission.py) up to `limit` sends in flight.
+    """Admission control (services/codes/admission.py) up to `limit` sends in flight.
 
     Out of reach by default, like the rate limits: the per-process comparison measures every
     request served, none shed (the gate is still passed on every send). A process still admits

@@ -13,13 +13,13 @@ from typing import Any, ClassVar, Generic, TypeVar, overload
 import tornado.web
 
 from handlers.application import SmsRegApplication
-from services.captcha import CAPTCHA_CONTENT_TYPE
+from services.accounts.sessions import Session
+from services.accounts.users import User
+from services.captcha.service import CAPTCHA_CONTENT_TYPE
 from services.clientip import client_network, resolve_client_ip
 from services.composition import Services
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError, Success
 from services.metrics import method_label
-from services.sessions import Session
-from services.users import User
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,13 +10,13 @@ import json
 from typing import Any
 
 from handlers.base import ApiHandler, BaseHandler
-from services.errors import STORAGE_ERRORS
-from services.receipts import (
+from services.codes.receipts import (
     MalformedReceipt,
     parse_aliyun_sms,
     parse_ronglian_sms,
     parse_ronglian_voice,
 )
+from services.errors import STORAGE_ERRORS
 
 PARSERS = {
     "ronglian/sms": parse_ronglian_sms,

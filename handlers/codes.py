@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler, CaptchaImageHandler
-from services.captcha import AUDIO_CONTENT_TYPE
-from services.sms import Purpose
+from services.captcha.service import AUDIO_CONTENT_TYPE
+from services.codes.sms import Purpose
 
 
 class IhomeCaptchaImageHandler(CaptchaImageHandler):

@@ -11,9 +11,9 @@ from typing import Any
 import tornado.web
 
 from handlers.base import ApiHandler, CaptchaImageHandler, describe_error
+from services.accounts.users import User
 from services.errors import Ret, ServiceError, Success
 from services.meiduo_pages import MeiduoPages, Page, echo
-from services.users import User
 
 USERNAME_COOKIE = "username"  # meiduo's header greeting reads this plain cookie
 USERNAME_COOKIE_AGE = 14 * 86400

@@ -1,6 +1,6 @@
 """Shedding an SMS send before Tornado builds a handler for it.
 
-While admission control sheds sends (services/admission.py), most requests to the send routes
+While admission control sheds sends (services/codes/admission.py), most requests to the send routes
 are answered 503, and under a flood those answers compete for the CPU with the sends that were
 admitted. Built as a RequestHandler, a shed costs what any request costs: the handler, its
 headers reset twice, the exception raised and turned into JSON. Answered here instead, it costs

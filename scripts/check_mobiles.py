@@ -1,7 +1,7 @@
 """List stored mobiles that are not canonical, and numbers that more than one account holds.
 
-Before this server canonicalised mobiles (services/mobiles.py), a database fed by other code
-could hold one number in several spellings (`+86 138…`, `138 1234 5678`, full-width digits):
+Before this server canonicalised mobiles (services/accounts/mobiles.py), a database fed by other
+code could hold one number in several spellings (`+86 138…`, `138 1234 5678`, full-width digits):
 one person, two accounts. Run this against such a database before switching over:
 
     .venv/bin/python -m scripts.check_mobiles [--config config.yml] [--table ih_user_profile]
@@ -21,8 +21,8 @@ import sys
 
 import pymysql
 
+from services.accounts.mobiles import canonical_mobile
 from services.config import ConfigError, load_config
-from services.mobiles import canonical_mobile
 
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate assets/voices/: one folder per CAPTCHA character with spoken samples for the
 # audio CAPTCHA (the captcha package ships digits only). Needs Debian's espeak-ng and sox.
-# Output format is what services/audio_captcha.py reads: 8 kHz, 8-bit unsigned, mono WAV.
+# Output format is what services/captcha/audio.py reads: 8 kHz, 8-bit unsigned, mono WAV.
 # These clips ship, so an attacker has them too: the generator never plays them as they are
 # (new voice, time warp, babble and noise per request; docs/CAPTCHA.md).
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vendor the ALTCHA widget from npm into static/vendor/altcha (no CDN: the pages' CSP is 'self').
 # The "external" build: no inline styles or workers, so it runs under script-src/style-src 'self';
-# only the PBKDF2 worker is needed (services/pow.py issues PBKDF2/SHA-256 challenges).
+# only the PBKDF2 worker is needed (services/captcha/pow.py issues PBKDF2/SHA-256 challenges).
 set -euo pipefail
 VERSION="${1:-3.2.2}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.accounts import AccountService
-from services.captcha import CaptchaService
+from services.accounts.service import AccountService
+from services.accounts.sessions import SessionStore
+from services.accounts.users import UserRepository
+from services.captcha.service import CaptchaService
+from services.codes.fraud import FraudGuard
+from services.codes.receipts import ReceiptStore
+from services.codes.sms import SmsCodeService
 from services.config import Config
-from services.db import Database
-from services.fraud import FraudGuard
 from services.meiduo_pages import MeiduoPages
 from services.metrics import Metrics
 from services.providers.failover import FailoverSender
-from services.receipts import ReceiptStore
-from services.redisclient import RedisClient
-from services.sessions import SessionStore
-from services.sms import SmsCodeService
-from services.users import UserRepository
+from services.store.db import Database
+from services.store.redisclient import RedisClient
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ class ServiceError(Exception):
     """A refusal the client should see: a RET code, a message and optional data."""
 
     # Business outcomes travel as HTTP 200 with the family's error code; only a refusal that
-    # is about the server, not the request (services/admission.py: overloaded), says otherwise.
+    # is about the server, not the request (services/codes/admission.py: overloaded), says
+    # otherwise.
     http_status = 200
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Input rules shared by every API family (mobiles: services/mobiles.py)."""
+"""Input rules shared by every API family (mobiles: services/accounts/mobiles.py)."""
 
 import re
 from typing import TypeGuard

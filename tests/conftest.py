@@ -27,8 +27,8 @@ from devstack.run import SANDBOX_TEMPLATES
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
 from server import make_http_server, open_services
-from services import keys
 from services.config import Config, load_config
+from services.store import keys
 from tests.cluster_helpers import LocalRedisCluster
 from tests.sandbox_helpers import AliyunSandboxProcess, SandboxProcess
 
@@ -94,7 +94,7 @@ def session_config(redis_server, mariadb_server, sandbox, aliyun=None) -> Config
         captcha={"render_processes": 0, "pool_size": 0},
         # A fixed bound on sends in flight: a busy test machine's loop lag would otherwise
         # shed the bursts of tests about other things. tests/test_admission.py and
-        # tests/services/test_admission.py test the lag rule itself.
+        # tests/services/codes/test_admission.py test the lag rule itself.
         admission={"max_loop_lag": 0},
         redis={"url": redis_server.url},
         mysql={"port": mariadb_server.port, "query_timeout": 2.0},

@@ -12,10 +12,10 @@ import uuid
 
 import argon2
 
-from services import keys
+from services.accounts.mobiles import canonical_mobile
+from services.codes.sms import Purpose, SentCode
 from services.errors import ServiceError
-from services.mobiles import canonical_mobile
-from services.sms import Purpose, SentCode
+from services.store import keys
 from tests.conftest import ROOT, Client
 
 PASSWORD = "s3cret-pass"

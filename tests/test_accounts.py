@@ -9,7 +9,7 @@ import pytest
 from passlib.hash import django_pbkdf2_sha256
 from werkzeug.security import generate_password_hash
 
-from services import keys
+from services.store import keys
 from tests.conftest import serving
 from tests.flows import BAD_REGISTER_FORMS, PASSWORD, post, register, request_code, user_rows
 

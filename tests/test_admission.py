@@ -1,4 +1,4 @@
-"""Graceful overload (services/admission.py): a send over the in-flight limit is shed at once.
+"""Graceful overload (services/codes/admission.py): a send over the in-flight limit is shed at once.
 
 The real server process, the real sandbox. The sandbox's "hold" fault keeps the admitted sends
 waiting at the provider until the test lets them go, so the in-flight slots are full for as
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 import redis as sync_redis
 
-from services import keys
+from services.store import keys
 from tests.conftest import LiveServer
 from tests.polling import wait_until
 

@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from services import keys
-from services.audio_captcha import render_wav
+from services.captcha.audio import render_wav
 from services.config import CaptchaConfig
+from services.store import keys
 from tests.audio_solver import DtwSolver, NccSolver, load_clips, read_wav, resample
 from tests.conftest import serving
 from tests.flows import assert_refusal

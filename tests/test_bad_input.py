@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from services import keys
+from services.store import keys
 from tests.conftest import serving
 from tests.flows import post, register, request_code
 

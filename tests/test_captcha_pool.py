@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from services import keys
 from services.errors import Ret
+from services.store import keys
 from tests.conftest import serving
 from tests.polling import async_wait_until
 

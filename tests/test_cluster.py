@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from services import keys
+from services.store import keys
 from tests.cluster_helpers import LocalRedisCluster
 from tests.conftest import serving
 from tests.flows import PASSWORD, post, register, request_code, send_with_new_captcha, user_rows

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from services import keys
-from services.login_throttle import account_key
+from services.accounts.login_throttle import account_key
+from services.store import keys
 from tests.conftest import serving
 from tests.flows import (
     add_user,

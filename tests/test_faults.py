@@ -8,7 +8,7 @@ import time
 import pytest
 
 from devstack.processes import RedisServer, free_port
-from services import keys
+from services.store import keys
 from tests.conftest import serving
 
 

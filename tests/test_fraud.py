@@ -2,7 +2,7 @@
 
 Each attack is written as the bot would run it: it solves every CAPTCHA (it reads the answer
 from Redis), never verifies a code, and speaks for many addresses through a trusted proxy's
-X-Forwarded-For. On the code before services/fraud.py every one of these sends went out.
+X-Forwarded-For. On the code before services/codes/fraud.py every one of these sends went out.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import urllib.parse
 
 import pytest
 
-from services import keys
-from services.fraud import segments_of
-from services.pow import solve
+from services.captcha.pow import solve
+from services.codes.fraud import segments_of
+from services.store import keys
 from tests.conftest import ROOT, serving
 from tests.flows import FRAUD_FOR_TESTS, register
 
@@ -114,7 +114,7 @@ async def trip_the_breaker(client, sandbox, caplog) -> None:
     # The bot: 5 numbers of one block from one /24, never verifying.
     for i in range(5):
         await send_ok(client, mobile_in("1700001"), f"198.51.100.{i + 1}")
-    with caplog.at_level(logging.WARNING, logger="services.fraud"):
+    with caplog.at_level(logging.WARNING, logger="services.codes.fraud"):
         mobile = mobile_in("1700001")
         response, body, captcha = await send(client, mobile, "198.51.100.9")
     assert_refused(response, body, "pow_required")
@@ -138,7 +138,7 @@ async def trip_the_breaker(client, sandbox, caplog) -> None:
         payload = solve(body["data"]["challenge"])
         _, body, _ = await send(client, other, "198.51.100.20", payload)
         assert body["errno"] == "0", body
-    with caplog.at_level(logging.WARNING, logger="services.fraud"):
+    with caplog.at_level(logging.WARNING, logger="services.codes.fraud"):
         last = mobile_in("1700001")
         response, body, _ = await send(client, last, "198.51.100.30")
         assert_refused(response, body, "segment_blocked")
@@ -201,7 +201,7 @@ async def test_proof_of_work_is_single_use_and_must_be_ours(make_app, sandbox):
         response, body, _ = await send(client, mobile_in("1700003"), "198.51.100.1", payload)
         assert_refused(response, body, "pow_required")
         # A challenge the client made up (signed with another key) is not accepted.
-        from services.pow import ProofOfWork
+        from services.captcha.pow import ProofOfWork
 
         forged = ProofOfWork(None, app.services.config.fraud, "another-key").challenge()
         response, body, _ = await send(client, mobile_in("1700003"), "198.51.100.1", solve(forged))
@@ -245,7 +245,7 @@ async def test_budget_sheds_poor_segments_then_newcomers_keeps_good_records(
         # Unknown newcomers may use 80 %: three more ...
         for i in range(3):
             await send_ok(client, mobile_in(f"139333{i}"), f"2001:db8:{i + 1}::1")
-        with caplog.at_level(logging.ERROR, logger="services.fraud"):
+        with caplog.at_level(logging.ERROR, logger="services.codes.fraud"):
             response, body, _ = await send(client, mobile_in("1393339"), "2001:db8:ff::1")
         assert_refused(response, body, "budget_shed")  # ... and then they are shed.
         # The network with a good record is still served, to the last SMS of the budget.

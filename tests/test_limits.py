@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from services import keys
 from services.clientip import parse_networks, resolve_client_ip
+from services.store import keys
 from tests.conftest import serving
 from tests.flows import assert_nothing_stored, assert_refusal, pass_resend_interval, send
 
@@ -88,7 +88,7 @@ async def test_global_budget_stops_sending_for_everyone_and_logs_error(
         for i in range(3):
             assert (await send(client, fresh_mobile(), f"g-{i}"))[1]["errno"] == "0"
         mobile = fresh_mobile()
-        with caplog.at_level(logging.ERROR, logger="services.sms"):
+        with caplog.at_level(logging.ERROR, logger="services.codes.sms"):
             response, body = await send(client, mobile, "g-3")
             await send(client, fresh_mobile(), "g-4")
         assert_refusal(response, body, "global_hourly", 3500, 3600)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from services import keys
 from services.config import ConfigError, load_config
+from services.store import keys
 from tests.conftest import ROOT, LiveServer, serving
 from tests.flows import run_server
 

@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from services.mobiles import canonical_mobile
+from services.accounts.mobiles import canonical_mobile
 from tests.conftest import ROOT
 from tests.flows import FAMILY_PASSWORD as PASSWORD
 from tests.flows import MeiduoClient, NewsClient

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services import keys
+from services.store import keys
 from tests.conftest import ROOT, LiveServer, reset_state, session_config
 
 SPEC_PATH = ROOT / "docs" / "openapi.yaml"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services import keys
+from services.store import keys
 from tests.conftest import serving
 from tests.flows import metric
 from tests.polling import async_wait_until
@@ -220,7 +220,7 @@ async def test_status_of_unknown_or_malformed_send_ids(client):
 
 
 def test_voice_call_results_parse_to_receipts():
-    from services.receipts import MalformedReceipt, parse_ronglian_voice
+    from services.codes.receipts import MalformedReceipt, parse_ronglian_voice
 
     def call(state: str) -> bytes:
         return (

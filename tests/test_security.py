@@ -9,8 +9,8 @@ import re
 import pytest
 from passlib.hash import django_pbkdf2_sha256
 
-from services import keys
 from services.config import ConfigError, load_config
+from services.store import keys
 from tests.conftest import ROOT, serving
 from tests.flows import MeiduoClient, run_server
 

@@ -9,7 +9,7 @@ import threading
 import urllib.parse
 import urllib.request
 
-from services import keys
+from services.store import keys
 from tests.flows import run_server
 from tests.polling import wait_until
 

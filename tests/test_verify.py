@@ -10,7 +10,7 @@ import wave
 
 import pytest
 
-from services import keys
+from services.store import keys
 from tests.flows import send_with_new_captcha
 
 ALPHABET = "ACEFHJKMNPRTUVWXY34679"

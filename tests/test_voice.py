@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from sandbox.protocol import DEFAULT_ACCOUNT_SID, DEFAULT_APP_ID, DEFAULT_AUTH_TOKEN
-from services import keys
-from services.ronglian import china_timestamp, sign
-from services.sms import quiet_seconds_left
+from services.codes.sms import quiet_seconds_left
+from services.providers.ronglian_client import china_timestamp, sign
+from services.store import keys
 from tests.conftest import Client
 from tests.flows import register
 from tests.polling import async_wait_until

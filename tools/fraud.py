@@ -14,10 +14,10 @@ import sys
 import time
 
 from server import DEFAULT_CONFIG, redis_client
+from services.captcha.pow import ProofOfWork
+from services.codes.fraud import FraudGuard
 from services.config import ConfigError, load_config
-from services.fraud import FraudGuard
 from services.metrics import Metrics
-from services.pow import ProofOfWork
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

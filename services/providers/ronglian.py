@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.providers.base import Channel, CodeMessage
-from services.ronglian import RonglianClient
+from services.providers.ronglian_client import RonglianClient
 
 
 @dataclass(frozen=True)

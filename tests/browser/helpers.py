@@ -13,7 +13,7 @@ import argon2
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
-from services import keys
+from services.store import keys
 from tests.polling import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from services import keys
+from services.store import keys
 from tests.browser.helpers import (
     BLOCK,
     CALLBACK_TOKEN,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from services import keys
-from services.login_throttle import account_key
+from services.accounts.login_throttle import account_key
+from services.store import keys
 from tests.browser.helpers import (
     PASSWORD,
     captcha_id,

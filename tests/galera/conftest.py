@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from devstack.galera import GALERA_PROVIDER, GaleraCluster
-from services.db_conflicts import DatabaseStats
+from services.store.db_conflicts import DatabaseStats
 from tests.galera.helpers import GALERA_MYSQL
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from services.users import UserRepository
+from services.accounts.users import UserRepository
 from tests.conftest import serving
 from tests.flows import metric, register, request_code
 from tests.galera.helpers import ANSWER_BOUND, STREAM, mobiles_on, poll

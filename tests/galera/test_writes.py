@@ -11,9 +11,9 @@ import contextlib
 import pymysql
 import pytest
 
+from services.accounts.users import UserRepository
 from services.config import ConfigError, MysqlConfig, load_config
 from services.errors import Ret, ServiceError
-from services.users import UserRepository
 from tests.conftest import serving
 from tests.flows import FAMILY_PASSWORD as MEIDUO_PASSWORD
 from tests.flows import PASSWORD, MeiduoClient, post, register, request_code

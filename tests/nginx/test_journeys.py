@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from services import keys
+from services.store import keys
 from tests.flows import PASSWORD, assert_refusal, post, register, send
 from tests.nginx.helpers import IP_LIMIT, address, browser, logout
 

@@ -1,7 +1,7 @@
 """SmsCodeService without HTTP: the CAPTCHA, the resend guard and the limits, the real Ronglian
 client talking to the Ronglian sandbox, codes that work once, purposes, and races.
 
-Redis mode equivalence (standalone and Cluster): tests/services/test_sms_modes.py.
+Redis mode equivalence (standalone and Cluster): tests/services/codes/test_sms_modes.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from services import keys
+from services.codes.sms import Purpose, VerifiedCode
 from services.errors import Ret, ServiceError
-from services.sms import Purpose, VerifiedCode
+from services.store import keys
 from tests.flows import (
     CLIENT_IP,
     code_by_sms,

@@ -8,7 +8,7 @@ One path for standalone Redis and Redis Cluster; each step is atomic on its own 
 2. Two scripts in two slots, sent in one round trip (redis_scripts.run_together): the per-IP
    count and the global budget, both or neither (one slot: the per-IP key is tagged with the
    budget key's name), and the mobile's reservation ({mobile}: resend guard, hourly and daily
-   caps, the new code; services/lua/sms_reserve.lua). If either refuses, what the other took
+   caps, the new code; services/store/lua/sms_reserve.lua). If either refuses, what the other took
    is given back (one more round trip) and the answer is the first refusal in the order IP,
    guard, hourly, daily, budget. A cap is never overshot; at worst a concurrent request is
    refused for a place that is given back a moment later. The
@@ -28,13 +28,13 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
-from services import keys, redis_scripts
-from services.captcha import CaptchaService
+from services.captcha.service import CaptchaService
 from services.config import LimitsConfig, SmsConfig
 from services.errors import ServiceError
-from services.limits import Limit, RateLimiter
-from services.redis_scripts import ScriptArg, ScriptCall
-from services.redisclient import RedisClient
+from services.store import keys, redis_scripts
+from services.store.limits import Limit, RateLimiter
+from services.store.redis_scripts import ScriptArg, ScriptCall
+from services.store.redisclient import RedisClient
 from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)

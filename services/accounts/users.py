@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pymysql
 
-from services.db import Database
-from services.db_conflicts import WriteOutcomeUnknown
 from services.errors import Ret, ServiceError
+from services.store.db import Database
+from services.store.db_conflicts import WriteOutcomeUnknown
 
 DUPLICATE_ENTRY = 1062
 # Inserts sent again after the connection broke mid-INSERT and the row was not found.

@@ -1,9 +1,9 @@
-"""The Lua scripts (services/lua/*.lua), composed from shared pieces, and a way to run several
+"""The Lua scripts (services/store/lua/*.lua), composed from shared pieces, and a way to run several
 independent ones in one round trip.
 
 Redis scripts cannot include each other, so a rule that several scripts need (take a place in a
 fixed window, lift a resend guard, put a code back) is written once, as a piece in
-services/lua/pieces/, and a script names the pieces it uses on its first line:
+services/store/lua/pieces/, and a script names the pieces it uses on its first line:
 
     --! uses: fixed_window, send_guard
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from services.redisclient import RedisClient
+from services.store.redisclient import RedisClient
 
 ScriptArg = str | int | float
 
@@ -40,7 +40,7 @@ def pieces_used(text: str) -> list[str]:
 
 @functools.cache
 def script_source(name: str) -> str:
-    """The full text of script `name` (services/lua/<name>.lua): its pieces, then itself."""
+    """The full text of script `name` (services/store/lua/<name>.lua): its pieces, then itself."""
     text = (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
     pieces = [
         (PIECES_DIR / f"{piece}.lua").read_text(encoding="utf-8") for piece in pieces_used(text)

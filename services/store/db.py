@@ -6,7 +6,7 @@ over to the next usable one when a node cannot be reached or is not a synced mem
 primary component; it returns to the preferred node once that node is usable again.
 
 Galera's certification conflicts (error 1213), lost connections and refusing nodes are
-services/db_conflicts.py: every write here goes through its `retry_on_conflict`.
+services/store/db_conflicts.py: every write here goes through its `retry_on_conflict`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import aiomysql
 import pymysql
 
 from services.config import MysqlConfig
-from services.db_conflicts import (
+from services.store.db_conflicts import (
     CONNECTION_LOST,
     NODE_REFUSED,
     OUTCOME_UNKNOWN,
@@ -34,7 +34,7 @@ from services.db_conflicts import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "sql" / "schema.sql"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
 T = TypeVar("T")
 # wsrep_local_state 4 = Synced: the node holds every committed transaction of the cluster.
 WSREP_SYNCED = "4"

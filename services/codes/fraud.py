@@ -8,14 +8,14 @@ that delivered it. Each segment keeps rolling counts of sends and conversions ov
 a TTL on every key), and a breaker:
 
     normal ──(sends >= min_sends and conversion < min_conversion)──> elevated
-    elevated: every request touching it needs a solved proof of work (services/pow.py), and
+    elevated: every request touching it needs a solved proof of work (services/captcha/pow.py), and
               at most `elevated_sends` sends per probation round; a round that ends with
               conversion still below min_conversion ──> blocked for `cooldown` seconds
     blocked ──(cool-down over)──> elevated (a new probation round)
     elevated ──(conversion back above the threshold, or the window rolled on)──> normal
 
-Every fraud key carries one hash tag ({fraud}, services/keys.py), so one Lua script
-(services/lua/fraud_admit.lua) decides and counts all three segments of a send atomically, on
+Every fraud key carries one hash tag ({fraud}, services/store/keys.py), so one Lua script
+(services/store/lua/fraud_admit.lua) decides and counts all three segments of a send atomically, on
 standalone Redis and Cluster alike: a send refused by one segment takes nothing in the others,
 so a cap can never be overshot and no request is refused for a place another one only held.
 What a send took is given back (one script) when a later limit of the send refuses or the
@@ -37,17 +37,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from services import keys, redis_scripts
+from services.captcha.pow import ProofOfWork
 from services.config import FraudConfig
 from services.errors import Ret, ServiceError
 from services.metrics import Metrics
-from services.pow import ProofOfWork
-from services.redis_scripts import ScriptArg, ScriptCall
-from services.redisclient import RedisClient, decoded
+from services.store import keys, redis_scripts
+from services.store.redis_scripts import ScriptArg, ScriptCall
+from services.store.redisclient import RedisClient, decoded
 from services.validation import mask_mobile
 
 if TYPE_CHECKING:
-    from services.receipts import RedisPipeline
+    from services.codes.receipts import RedisPipeline
 
 log = logging.getLogger(__name__)
 

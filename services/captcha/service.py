@@ -13,14 +13,14 @@ import secrets
 from collections.abc import Iterable
 from concurrent.futures import Executor
 
-from services import keys
-from services.audio_captcha import load_voices, render_wav
-from services.captcha_render import FastImageCaptcha
+from services.captcha.audio import load_voices, render_wav
+from services.captcha.image import FastImageCaptcha
 from services.config import CaptchaConfig, LimitsConfig
 from services.errors import Ret, ServiceError
-from services.limits import Limit, RateLimiter
 from services.metrics import Metrics
-from services.redisclient import RedisClient, decoded
+from services.store import keys
+from services.store.limits import Limit, RateLimiter
+from services.store.redisclient import RedisClient, decoded
 from services.validation import MAX_CAPTCHA_ANSWER, is_captcha_id
 
 CAPTCHA_CONTENT_TYPE = "image/jpeg"
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @functools.cache
 def _renderer(width: int, height: int) -> FastImageCaptcha:
-    # One per process and size: it keeps the glyph masks it has drawn (services/captcha_render.py).
+    # One per process and size: it keeps the glyph masks it has drawn (services/captcha/image.py).
     return FastImageCaptcha(width=width, height=height)
 
 

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services import keys
+from services.codes.sms import Purpose
 from services.composition import Services
-from services.sms import Purpose
+from services.store import keys
 from tests.flows import (
     PASSWORD_HASH,
     last_code,

@@ -12,9 +12,9 @@ import json
 import secrets
 from typing import TypedDict
 
-from services import keys, redis_scripts
-from services.redisclient import RedisClient
-from services.users import User
+from services.accounts.users import User
+from services.store import keys, redis_scripts
+from services.store.redisclient import RedisClient
 
 
 class Session(TypedDict):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.admission import Overloaded, SendGate
+from services.codes.admission import Overloaded, SendGate
 
 
 def fill(gate: SendGate) -> list:

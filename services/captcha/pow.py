@@ -18,9 +18,9 @@ import time
 
 import altcha
 
-from services import keys
 from services.config import FraudConfig
-from services.redisclient import RedisClient
+from services.store import keys
+from services.store.redisclient import RedisClient
 
 log = logging.getLogger(__name__)
 

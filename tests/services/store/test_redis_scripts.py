@@ -1,12 +1,12 @@
-"""The Lua loader: every script in services/lua/ composes from its pieces and Redis accepts it;
-no Lua is left in Python strings."""
+"""The Lua loader: every script in services/store/lua/ composes from its pieces and Redis accepts
+it; no Lua is left in Python strings."""
 
 from __future__ import annotations
 
 import pytest
 import redis as sync_redis
 
-from services.redis_scripts import LUA_DIR, PIECES_DIR, pieces_used, script_source
+from services.store.redis_scripts import LUA_DIR, PIECES_DIR, pieces_used, script_source
 
 SCRIPTS = sorted(path.stem for path in LUA_DIR.glob("*.lua"))
 SERVICES_DIR = LUA_DIR.parent

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
+from services.codes.sms import Purpose
 from services.errors import Ret
-from services.sms import Purpose
 from tests.flows import (
     BAD_REGISTER_FORMS,
     CLIENT_IP,

@@ -1,4 +1,4 @@
-"""The image CAPTCHA drawn by services/captcha_render.py is the `captcha` package's, as hard.
+"""The image CAPTCHA drawn by services/captcha/image.py is the `captcha` package's, as hard.
 
 FastImageCaptcha draws the package's picture for a fraction of its CPU (docs/PERFORMANCE.md,
 "CAPTCHA throughput"). These tests hold it to the package: random geometry on every image,
@@ -16,8 +16,8 @@ import statistics
 from captcha.image import ImageCaptcha
 from PIL import Image
 
-from services.captcha import render_jpegs
-from services.captcha_render import FastImageCaptcha
+from services.captcha.image import FastImageCaptcha
+from services.captcha.service import render_jpegs
 
 ALPHABET = "ACEFHJKMNPRTUVWXY34679"  # config.yml's captcha.alphabet
 WHITE, GREY = (255, 255, 255), (150, 150, 150, 255)  # a text colour the package draws opaque

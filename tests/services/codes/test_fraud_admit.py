@@ -14,10 +14,10 @@ import itertools
 
 import pytest
 
+from services.captcha.pow import solve
+from services.codes.fraud import segments_of
+from services.codes.sms import Purpose
 from services.composition import Services
-from services.fraud import segments_of
-from services.pow import solve
-from services.sms import Purpose
 from tests.flows import CLIENT_IP, FRAUD_FOR_TESTS, last_code, outcome, send_code
 
 FRAUD = FRAUD_FOR_TESTS  # a breaker trips in a handful of requests (tests/flows.py)

@@ -8,16 +8,16 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 
-from services import keys
+from services.accounts.login_throttle import LoginThrottle, account_key
+from services.accounts.mobiles import canonical_mobile
+from services.accounts.passwords import PasswordHasher
+from services.accounts.sessions import SessionStore
+from services.accounts.users import User, UserRepository
+from services.codes.sms import Purpose, SmsCodeService, VerifiedCode
 from services.config import AccountsConfig, LimitsConfig
 from services.errors import Ret, ServiceError
-from services.limits import Limit, RateLimiter
-from services.login_throttle import LoginThrottle, account_key
-from services.mobiles import canonical_mobile
-from services.passwords import PasswordHasher
-from services.sessions import SessionStore
-from services.sms import Purpose, SmsCodeService, VerifiedCode
-from services.users import User, UserRepository
+from services.store import keys
+from services.store.limits import Limit, RateLimiter
 from services.validation import required_text
 
 SMS_CODE_RE = re.compile(r"[0-9]{6}")
@@ -104,7 +104,8 @@ class AccountService:
         image_code: object = None,
     ) -> User:
         """SMS login: a right `login` code for a registered mobile, within the login throttle
-        of a password login (services/login_throttle.py, CAPTCHA past the threshold included).
+        of a password login (services/accounts/login_throttle.py, CAPTCHA past the threshold
+        included).
 
         A wrong code counts as a failed login and as one of the code's tries.
         """
@@ -187,8 +188,8 @@ class AccountService:
     ) -> User:
         """Check account (a mobile, or with by_username a username too) and password.
 
-        Throttled per account, per address and per pair (services/login_throttle.py); past the
-        account's failure threshold the attempt must carry a solved CAPTCHA.
+        Throttled per account, per address and per pair (services/accounts/login_throttle.py);
+        past the account's failure threshold the attempt must carry a solved CAPTCHA.
         """
         account, password = required_text(account, password)
         mobile = canonical_mobile(account)

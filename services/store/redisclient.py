@@ -4,7 +4,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 # Both speak the same commands and run the same scripts; every multi-key step keeps its keys in
-# one hash slot (services/keys.py), so no service needs to know which one it has.
+# one hash slot (services/store/keys.py), so no service needs to know which one it has.
 RedisClient = Redis | RedisCluster
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from services.config import Config, ConfigError, load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "config.yml"
 DOC = ROOT / "docs" / "CONFIGURATION.md"
 DESCRIBED = "<described in words>"

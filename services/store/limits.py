@@ -10,10 +10,10 @@ import math
 from dataclasses import dataclass
 from typing import cast
 
-from services import redis_scripts
 from services.errors import Ret, ServiceError
-from services.redis_scripts import ScriptCall
-from services.redisclient import RedisClient
+from services.store import redis_scripts
+from services.store.redis_scripts import ScriptCall
+from services.store.redisclient import RedisClient
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Limit:
 
 
 class RateLimiter:
-    """Takes and refunds fixed-window limits (services/lua/limits_take.lua)."""
+    """Takes and refunds fixed-window limits (services/store/lua/limits_take.lua)."""
 
     def __init__(self, redis: RedisClient) -> None:
         self._take = redis_scripts.register(redis, "limits_take")

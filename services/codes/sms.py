@@ -1,4 +1,4 @@
-"""The SMS-code flow: fraud segments → CAPTCHA and limits (services/sms_reservation.py) →
+"""The SMS-code flow: fraud segments → CAPTCHA and limits (services/codes/reservation.py) →
 registered? → send, with rollback; and the one check of a submitted code."""
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services import keys, redis_scripts
-from services.admission import Overloaded, SendGate
-from services.captcha import CaptchaService, check_captcha_params
+from services.accounts.mobiles import canonical_mobile
+from services.accounts.users import UserRepository
+from services.captcha.service import CaptchaService, check_captcha_params
+from services.codes.admission import Overloaded, SendGate
+from services.codes.fraud import Admission, FraudGuard
+from services.codes.receipts import ReceiptStore
+from services.codes.reservation import Reservation, SmsReservations
 from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
-from services.fraud import Admission, FraudGuard
-from services.limits import RateLimiter
-from services.mobiles import canonical_mobile
 from services.providers.base import Channel, CodeMessage, Delivery, Outcome, ProviderError
 from services.providers.failover import FailoverSender
-from services.receipts import ReceiptStore
-from services.redisclient import RedisClient
-from services.ronglian import RonglianClient
-from services.sms_reservation import Reservation, SmsReservations
-from services.users import UserRepository
+from services.providers.ronglian_client import RonglianClient
+from services.store import keys, redis_scripts
+from services.store.limits import RateLimiter
+from services.store.redisclient import RedisClient
 from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class SmsCodeService:
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
         via = self._channel(channel)
         # Admission before anything is used, counted or stored: a shed send (Overloaded,
-        # 503) leaves the CAPTCHA and every limit as they were (services/admission.py).
+        # 503) leaves the CAPTCHA and every limit as they were (services/codes/admission.py).
         with self._gate.admit():
             return await self._reserve_and_send(
                 canonical, purpose, via, client_ip, altcha, image_code_id, image_code
@@ -254,7 +254,7 @@ class SmsCodeService:
                 )
         return CHANNELS[channel]
 
-    # --- fraud segments (services/fraud.py) -------------------------------------------------
+    # --- fraud segments (services/codes/fraud.py) -------------------------------------------------
 
     async def _admit_segments(
         self, mobile: str, client_ip: str, altcha: object

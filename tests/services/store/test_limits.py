@@ -11,7 +11,7 @@ import redis as sync_redis
 from server import redis_client
 from services.config import Config
 from services.errors import Ret, ServiceError
-from services.limits import Limit, RateLimiter
+from services.store.limits import Limit, RateLimiter
 
 
 @pytest.fixture

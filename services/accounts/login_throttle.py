@@ -1,6 +1,6 @@
 """Login throttling: what a guess costs, for every way of proving who you are.
 
-Modelled on Auth0's brute-force protection. Three fixed-window counters (services/limits.py),
+Modelled on Auth0's brute-force protection. Three fixed-window counters (services/store/limits.py),
 each taken atomically before the secret is checked and given back when it proves right, so
 they count unproven attempts and concurrent guesses cannot exceed them:
 
@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from services import keys
-from services.captcha import CaptchaService, check_captcha_params
+from services.captcha.service import CaptchaService, check_captcha_params
 from services.config import AccountsConfig
 from services.errors import Ret, ServiceError
-from services.limits import Limit, RateLimiter
+from services.store import keys
+from services.store.limits import Limit, RateLimiter
 
 TOO_MANY_FAILURES = "错误次数过多，请{seconds}秒后重试"
 CAPTCHA_REQUIRED = "请先输入图片验证码"

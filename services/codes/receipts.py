@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 
-from services import keys, redis_scripts
 from services.clientip import address_in, parse_networks
 from services.errors import Ret, ServiceError
 from services.metrics import Metrics
 from services.providers.base import Delivery
-from services.redisclient import RedisClient, decoded
+from services.store import keys, redis_scripts
+from services.store.redisclient import RedisClient, decoded
 
 # A pipeline of either client (standalone or cluster): writes queued, sent with execute().
 RedisPipeline = Pipeline | ClusterPipeline

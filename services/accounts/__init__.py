@@ -1,0 +1,1 @@
+"""The phone account: users, sessions, passwords, login throttling, mobiles."""

@@ -1,0 +1,1 @@
+"""CAPTCHAs: the text kept in Redis, the image and audio renderers, and proof of work."""

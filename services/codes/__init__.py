@@ -1,0 +1,1 @@
+"""Verification codes: the send path (fraud segments, reservation, admission), receipts."""
