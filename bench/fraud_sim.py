@@ -26,10 +26,12 @@ import random
 import time
 import urllib.parse
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import tornado.httpclient
 
+from services.accounts.mobiles import canonical_mobile
 from services.captcha.pow import solve
 from services.store import keys
 
@@ -93,6 +95,15 @@ class SimResult:
         }
 
 
+def valid_block(rng: random.Random) -> str:
+    """A number block (7 digits) whose numbers libphonenumber takes for CN mobiles, as the
+    server's canonical_mobile does (a drawn block it rejects would be refused 4103)."""
+    while True:
+        block = f"{rng.choice(('13', '15', '18', '19'))}{rng.randrange(10_000, 100_000)}"
+        if canonical_mobile(f"{block}0000") and canonical_mobile(f"{block}9999"):
+            return block
+
+
 class Population:
     """Addresses and numbers of attackers and legitimate users (deterministic per seed)."""
 
@@ -108,11 +119,7 @@ class Population:
         # The busiest /24s: the first five carry three times the traffic of the others.
         self.weights = [3.0 if i < 5 * per_net else 1.0 for i in range(len(self.attackers))]
         self.attacker_blocks = [f"1705{i:03d}" for i in range(cfg.attacker_blocks)]
-        prefixes = ("13", "15", "18", "19")
-        self.legit_blocks = [
-            f"{rng.choice(prefixes)}{rng.randrange(10_000, 100_000)}"
-            for _ in range(cfg.legit_blocks)
-        ]
+        self.legit_blocks = [valid_block(rng) for _ in range(cfg.legit_blocks)]
         self.busiest_v4 = self.v4_nets[:5]
         self.rng = rng
         self.used: set[str] = set()
@@ -170,8 +177,11 @@ class SimClient:
             self.cookies[name] = rest.split(";", 1)[0]
         return response
 
-    async def request_code(self, mobile: str, solve_pow: bool) -> tuple[dict, bool]:
-        """CAPTCHA (answer read from Redis), then the SMS request; (answer, solved a PoW)."""
+    async def request_code(
+        self, mobile: str, solve_pow: bool, pool: ThreadPoolExecutor, deadline: float = 90.0
+    ) -> tuple[dict, bool]:
+        """CAPTCHA (answer read from Redis), then the SMS request; (answer, solved a PoW).
+        The proof of work is solved on `pool` within `deadline` seconds (TimeoutError)."""
         captcha_id = f"sim{next(self.sim.ids)}"
         await self.fetch(f"/api/v1.0/image_codes/{captcha_id}")
         text = await self.sim.redis.get(keys.captcha_key(captcha_id))
@@ -180,7 +190,8 @@ class SimClient:
         data = answer.get("data") or {}
         if solve_pow and data.get("reason") == "pow_required":
             loop = asyncio.get_running_loop()
-            query["altcha"] = await loop.run_in_executor(None, solve, data["challenge"])
+            challenge = data["challenge"]
+            query["altcha"] = await loop.run_in_executor(pool, solve, challenge, deadline)
             return await self.sms(mobile, query), True
         return answer, False
 
@@ -208,6 +219,11 @@ class Simulation:
         minutes = max(1, cfg.sim_seconds // 60)
         self.result.per_minute = {"attacker": [0] * minutes, "legit": [0] * minutes}
         self.gate = asyncio.Semaphore(cfg.concurrency)
+        self.user_gate = asyncio.Semaphore(cfg.concurrency)  # users do not queue behind bots
+        # Proofs of work are real CPU: the bots' on two threads of their own, which stop when
+        # the attack's hour is over; each legitimate user's on a pool the bots cannot crowd.
+        self.bot_cpu = ThreadPoolExecutor(2, thread_name_prefix="bot-pow")
+        self.user_cpu = ThreadPoolExecutor(4, thread_name_prefix="user-pow")
         self.start = 0.0
 
     def count_sms(self, kind: str, at: float) -> None:
@@ -235,6 +251,8 @@ class Simulation:
         used = int(await self.redis.get(keys.sms_global_hourly_key()) or 0)
         self.result.budget_left = self.budget - used
         self.http.close()
+        self.bot_cpu.shutdown(cancel_futures=True)
+        self.user_cpu.shutdown(cancel_futures=True)
         return self.result
 
     async def guarded(self, kind: str, coro) -> None:
@@ -249,8 +267,10 @@ class Simulation:
         address, mobile = self.population.attacker()
         async with self.gate:
             self.result.attacker_attempts += 1
+            # The attack lasts the simulated hour: a proof of work not found by then is given up.
+            left = self.cfg.sim_seconds / self.cfg.factor - (time.monotonic() - self.start)
             answer, solved = await SimClient(self, address).request_code(
-                mobile, self.cfg.attackers_solve_pow
+                mobile, self.cfg.attackers_solve_pow, self.bot_cpu, max(0.1, left)
             )
         self.result.attacker_pow += solved
         if answer.get("errno") == "0":
@@ -266,8 +286,8 @@ class Simulation:
         behind_nat = index % round(1 / cfg.legit_share_behind_attacker_nat) == 0
         address, mobile = self.population.legit(behind_nat, index)
         client = SimClient(self, address)
-        async with self.gate:
-            answer, solved = await client.request_code(mobile, True)
+        async with self.user_gate:
+            answer, solved = await client.request_code(mobile, True, self.user_cpu, 600.0)
         self.result.legit_pow += solved
         if answer.get("errno") != "0":
             reason = (answer.get("data") or {}).get("reason") or answer.get("errno")
@@ -279,7 +299,7 @@ class Simulation:
         think = random.Random(index).uniform(min(10.0, cfg.verify_within), cfg.verify_within)
         await asyncio.sleep(think / cfg.factor)
         code = await self.code_of(mobile)
-        async with self.gate:
+        async with self.user_gate:
             response = await client.fetch(
                 "/api/v1.0/users",
                 "POST",

@@ -72,25 +72,30 @@ def assert_refused(response, body, reason: str) -> None:
 # --- segments ----------------------------------------------------------------------------
 
 
-def test_segments_are_number_block_network_and_address():
+def test_segments_are_address_network_and_number_block():
     assert [s.name for s in segments_of("13812345678", "203.0.113.77")] == [
-        "blk:1381234",
-        "net:203.0.113.0/24",
         "ip:203.0.113.77",
+        "net:203.0.113.0/24",
+        "blk:1381234",
     ]
     assert [s.name for s in segments_of("13812345678", "2001:db8:1:2:3::9")] == [
-        "blk:1381234",
-        "net:2001:db8:1::/48",
         "ip:2001:db8:1:2::/64",
+        "net:2001:db8:1::/48",
+        "blk:1381234",
     ]
     # As the handlers pass an IPv6 client: its /64 (security.ipv6_prefix).
     assert [s.name for s in segments_of("13812345678", "2001:db8:1:2::/64")] == [
-        "blk:1381234",
-        "net:2001:db8:1::/48",
         "ip:2001:db8:1:2::/64",
+        "net:2001:db8:1::/48",
+        "blk:1381234",
     ]
     # An IPv4 client seen through an IPv6 socket is still its /24.
     assert segments_of("13812345678", "::ffff:203.0.113.77")[1].name == "net:203.0.113.0/24"
+    # A code to a registered number (login, reset): who sends only.
+    assert [s.name for s in segments_of("13812345678", "203.0.113.77", with_block=False)] == [
+        "ip:203.0.113.77",
+        "net:203.0.113.0/24",
+    ]
 
 
 # --- the breaker -------------------------------------------------------------------------
@@ -109,51 +114,61 @@ async def test_unconverted_segment_needs_proof_of_work_then_is_blocked(
         await trip_the_breaker(client, sandbox, caplog)
 
 
+def fresh_mobile() -> str:
+    """A mobile in a number block of its own (so only the sender's segments are judged)."""
+    return mobile_in(f"139{next(_numbers) % 10_000:04d}")
+
+
 async def trip_the_breaker(client, sandbox, caplog) -> None:
-    """normal -> elevated (proof of work) -> blocked, for a bot that never verifies."""
-    # The bot: 5 numbers of one block from one /24, never verifying.
-    for i in range(5):
-        await send_ok(client, mobile_in("1700001"), f"198.51.100.{i + 1}")
+    """An address that never verifies: normal -> elevated (proof of work) -> blocked. Its
+    network only asks for proof of work; nothing wider than the address is blocked."""
+    bot = "198.51.100.9"
+    for _ in range(5):
+        await send_ok(client, fresh_mobile(), bot)
     with caplog.at_level(logging.WARNING, logger="services.codes.fraud"):
-        mobile = mobile_in("1700001")
-        response, body, captcha = await send(client, mobile, "198.51.100.9")
+        mobile = fresh_mobile()
+        response, body, captcha = await send(client, mobile, bot)
     assert_refused(response, body, "pow_required")
     assert body["data"]["retry_after"] == 0
     challenge = body["data"]["challenge"]
     assert challenge["parameters"]["algorithm"] == "PBKDF2/SHA-256" and challenge["signature"]
+    assert challenge["parameters"]["data"] == {"level": 2}  # the address's 1 + the network's 1
     # Nothing was sent or used up: the same CAPTCHA passes with the solved proof of work.
     assert sandbox.inbox(mobile) == []
     assert await client.app.services.redis.exists(keys.captcha_key(captcha[0]))
     changes = [r.getMessage() for r in caplog.records]
-    assert sum("blk:1700001 is now elevated" in m for m in changes) == 1, changes
+    assert sum("ip:198.51.100.9 is now elevated" in m for m in changes) == 1, changes
     assert sum("net:198.51.100.0/24 is now elevated" in m for m in changes) == 1
-    _, body, _ = await send(client, mobile, "198.51.100.9", solve(challenge), captcha)
+    _, body, _ = await send(client, mobile, bot, solve(challenge), captcha)
     assert body["errno"] == "0", body
 
     # Elevated: two more sends with proof of work, then the round is used up and, with no
-    # conversion, the segment is blocked for the cool-down.
+    # conversion, the address is blocked for the cool-down.
     for _ in range(2):
-        other = mobile_in("1700001")
-        _, body, _ = await send(client, other, "198.51.100.20")
-        payload = solve(body["data"]["challenge"])
-        _, body, _ = await send(client, other, "198.51.100.20", payload)
+        other = fresh_mobile()
+        _, body, _ = await send(client, other, bot)
+        _, body, _ = await send(client, other, bot, solve(body["data"]["challenge"]))
         assert body["errno"] == "0", body
     with caplog.at_level(logging.WARNING, logger="services.codes.fraud"):
-        last = mobile_in("1700001")
-        response, body, _ = await send(client, last, "198.51.100.30")
+        response, body, _ = await send(client, fresh_mobile(), bot)
         assert_refused(response, body, "segment_blocked")
         assert 590 <= body["data"]["retry_after"] <= 600
-        # A blocked segment stays blocked whatever the bot brings.
-        response, body, _ = await send(client, last, "198.51.100.31", "garbage")
+        # A blocked address stays blocked whatever the bot brings.
+        response, body, _ = await send(client, fresh_mobile(), bot, "garbage")
         assert_refused(response, body, "segment_blocked")
     blocked = [r for r in caplog.records if "is now blocked" in r.getMessage()]
-    assert len(blocked) == 2 and all(r.levelno == logging.WARNING for r in blocked)
+    assert [r.getMessage().split()[2] for r in blocked] == ["ip:198.51.100.9"]
+    assert all(r.levelno == logging.WARNING for r in blocked)
     assert len(sandbox.inbox()) == 8  # 5 + 3 with proof of work, and nothing after
 
-    # Outside the bad segments nothing changed: another block from another network.
-    await send_ok(client, mobile_in("1391234"), "203.0.113.5")
+    # A neighbour on the same network pays the network's proof of work and is served.
+    neighbour = fresh_mobile()
+    _, body, _ = await send(client, neighbour, "198.51.100.10")
+    assert body["data"]["reason"] == "pow_required", body
+    await send_ok(client, neighbour, "198.51.100.10", solve(body["data"]["challenge"]))
     metrics = (await client.fetch("/metrics")).body.decode()
-    assert 'smsreg_fraud_segment_state_total{kind="blk",state="blocked"} 1.0' in metrics
+    assert 'smsreg_fraud_segment_state_total{kind="ip",state="blocked"} 1.0' in metrics
+    assert 'smsreg_fraud_segment_state_total{kind="net",state="blocked"}' not in metrics
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -217,7 +232,7 @@ async def test_proof_of_work_is_single_use_and_must_be_ours(make_app, sandbox):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_budget_sheds_poor_segments_then_newcomers_keeps_good_records(
+async def test_budget_sheds_poor_senders_then_newcomers_keeps_earned_credit(
     make_app, sandbox, caplog
 ):
     app = await make_app(
@@ -226,29 +241,28 @@ async def test_budget_sheds_poor_segments_then_newcomers_keeps_good_records(
         security=PROXY,
     )
     async with serving(app) as client:
-        # A good record: a network whose users verify.
-        mobile = mobile_in("1392222")
-        await send_ok(client, mobile, "192.0.2.1")
-        code = sandbox.inbox(mobile)[-1]["datas"][0]
-        assert (await register(client, mobile, code))["errno"] == "0"
-        # A bot's block: three unconverted sends and it is elevated, a poor record.
+        # Credit: an address whose three users verified their codes (one good send each).
+        users = [mobile_in("1392222") for _ in range(3)]
+        for mobile in users:
+            await send_ok(client, mobile, "192.0.2.1")
+        for mobile in users:
+            code = sandbox.inbox(mobile)[-1]["datas"][0]
+            assert (await register(client, mobile, code))["errno"] == "0"
+        # A bot's network: three unconverted sends and it is elevated, a poor record.
         for i in range(3):
-            await send_ok(client, mobile_in("1700004"), f"198.51.100.{i + 1}")
+            await send_ok(client, mobile_in(f"170000{i}"), f"198.51.100.{i + 1}")
+        # 6 of 10 spent: a poor sender may use half of the budget, so it is shed first.
         _, body, _ = await send(client, mobile_in("1700004"), "198.51.100.50")
         payload = solve(body["data"]["challenge"])
-        # 4 of 10 spent: a poor segment may use half of the budget, so one more ...
-        await send_ok(client, mobile_in("1700004"), "198.51.100.51", payload)
-        _, body, _ = await send(client, mobile_in("1700004"), "198.51.100.52")
-        payload = solve(body["data"]["challenge"])
-        response, body, _ = await send(client, mobile_in("1700004"), "198.51.100.52", payload)
-        assert_refused(response, body, "budget_shed")  # ... and then it is shed first.
-        # Unknown newcomers may use 80 %: three more ...
-        for i in range(3):
+        response, body, _ = await send(client, mobile_in("1700004"), "198.51.100.50", payload)
+        assert_refused(response, body, "budget_shed")
+        # Unknown newcomers may use 80 %: two more ...
+        for i in range(2):
             await send_ok(client, mobile_in(f"139333{i}"), f"2001:db8:{i + 1}::1")
         with caplog.at_level(logging.ERROR, logger="services.codes.fraud"):
             response, body, _ = await send(client, mobile_in("1393339"), "2001:db8:ff::1")
         assert_refused(response, body, "budget_shed")  # ... and then they are shed.
-        # The network with a good record is still served, to the last SMS of the budget.
+        # The address with credit is still served, to the last SMS of the budget.
         for _ in range(2):
             await send_ok(client, mobile_in("1396666"), "192.0.2.1")
         response, body, _ = await send(client, mobile_in("1396666"), "192.0.2.1")
@@ -265,27 +279,22 @@ async def test_budget_sheds_poor_segments_then_newcomers_keeps_good_records(
 
 @pytest.mark.gen_test(timeout=120)
 async def test_hundred_concurrent_requests_do_not_overshoot_an_elevated_cap(make_mode_app, sandbox):
-    """100 concurrent requests with valid proofs of work in one elevated segment: exactly
-    its cap (elevated_sends) go out."""
+    """100 concurrent requests with valid proofs of work from one elevated address: exactly
+    its probation round (elevated_sends) goes out."""
     app = await fraud_app(make_mode_app, elevated_sends=3)
     async with serving(app) as client:
-        for i in range(5):
-            await send_ok(client, mobile_in("1700005"), f"198.51.100.{i + 1}")
+        for _ in range(5):
+            await send_ok(client, fresh_mobile(), "198.51.100.1")
         pow_service = client.app.services.fraud._pow
-        payloads = [solve(pow_service.challenge()) for _ in range(100)]
+        # The highest level: enough whatever the network's level has risen to meanwhile.
+        payloads = [solve(pow_service.challenge(10)) for _ in range(100)]
         captchas = []
         for _ in range(100):
             captcha_id = f"race{next(_numbers)}"
             captchas.append((captcha_id, await client.new_captcha(captcha_id)))
         answers = await asyncio.gather(
             *(
-                send(
-                    client,
-                    mobile_in("1700005"),
-                    f"198.51.100.{i + 10}",
-                    payloads[i],
-                    captchas[i],
-                )
+                send(client, fresh_mobile(), "198.51.100.1", payloads[i], captchas[i])
                 for i in range(100)
             )
         )
@@ -328,13 +337,17 @@ async def operator_lists_and_unblocks(client) -> None:
     config = client.app.services.config
     code, output = await run_tool(config, "list", "--state", "blocked")
     assert code == 0, output
-    assert "blk:1700001" in output and "net:198.51.100.0/24" in output and "blocked" in output
-    assert "2 segment(s)" in output
-    code, output = await run_tool(config, "unblock", "blk:1700001")
-    assert code == 0 and output.strip().endswith("blk:1700001: normal"), output
-    # The block is served again (from a network of its own; 198.51.100.0/24 stays blocked).
-    await send_ok(client, mobile_in("1700001"), "203.0.113.200")
-    _, output = await run_tool(config, "list")
-    assert "blk:1700001" not in output and "1 segment(s)" in output
+    assert "ip:198.51.100.9" in output and "blocked" in output
+    assert "1 segment(s)" in output
+    code, output = await run_tool(config, "list")
+    assert "net:198.51.100.0/24" in output and "elevated" in output and "2 segment(s)" in output
+    code, output = await run_tool(config, "unblock", "ip:198.51.100.9")
+    assert code == 0 and output.strip().endswith("ip:198.51.100.9: normal"), output
+    # The address is served again (with the proof of work its network still asks for).
+    mobile = fresh_mobile()
+    _, body, _ = await send(client, mobile, "198.51.100.9")
+    await send_ok(client, mobile, "198.51.100.9", solve(body["data"]["challenge"]))
+    _, output = await run_tool(config, "list", "--state", "blocked")
+    assert "ip:198.51.100.9" not in output and "0 segment(s)" in output
     code, output = await run_tool(config, "unblock", "blk:1709999")
     assert code == 1

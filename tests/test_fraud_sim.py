@@ -13,7 +13,7 @@ import pytest
 from bench.fraud_sim import SimConfig, Simulation, server_overrides
 from tests.conftest import reset_state, serving
 
-BUDGET = 80
+BUDGET = 120
 SMALL = SimConfig(
     real_seconds=15,
     attack_attempts=150,
@@ -61,16 +61,18 @@ async def test_simulated_pumping_attack_today_vs_now(
             "elevated_sends": 3,
             "budget_share_newcomer": 0.8,
             "budget_share_poor": 0.5,
-            "pow_cost": 1,
-            "pow_max_counter": 50,
+            # The shipped proof of work: its price is what stops bots that solve it.
+            "pow_cost": 50,
+            "pow_max_counter": 2000,
         },
     )
     # Today the attackers spend the budget and then nobody can register.
     assert today.attacker_sms >= 0.6 * BUDGET, today.summary()
     assert today.budget_left == 0
     assert today.legit_success < 0.8, today.summary()
-    # Now: each of the 5 blocks gets min_sends + one round of elevated_sends at most.
-    assert now.attacker_sms <= 5 * (5 + 3), now.summary()
-    assert now.attacker_sms <= 0.5 * today.attacker_sms
+    # Now: nothing wider than an address is blocked, but every unconverted send raises the
+    # price of the next one in its network and number block: the bots' two threads of proof of
+    # work buy a few SMS per block, far fewer than today, and every legitimate user registers.
+    assert now.attacker_sms <= 0.5 * today.attacker_sms, (now.summary(), today.summary())
     assert now.legit_success >= 0.95, now.summary()
     assert now.budget_left > 0

@@ -51,12 +51,13 @@ async def run(args: argparse.Namespace) -> int:
             return 1
         now_ms = int(time.time() * 1000)
         rows = await guard.segments(args.state)
-        print(f"{'segment':<32} {'state':<9} {'sends':>6} {'conv':>6} {'since':>8} {'left':>7}")
+        header = f"{'segment':<32} {'state':<9} {'level':>5} {'sends':>6} {'conv':>6}"
+        print(f"{header} {'since':>8} {'left':>7}")
         for row in rows:
             since = f"{(now_ms - row.since_ms) // 1000}s" if row.since_ms else "-"
             left = f"{max(0, row.until_ms - now_ms) // 1000}s" if row.state == "blocked" else "-"
             print(
-                f"{row.name:<32} {row.state:<9} {row.sends:>6} {row.conversions:>6}"
+                f"{row.name:<32} {row.state:<9} {row.level:>5} {row.sends:>6} {row.conversions:>6}"
                 f" {since:>8} {left:>7}"
             )
         print(f"{len(rows)} segment(s)")

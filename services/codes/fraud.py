@@ -1,29 +1,38 @@
-"""SMS-pumping defence: conversion tracking and a breaker per segment, budget shedding.
+"""SMS-pumping defence: conversion tracking per segment, proof of work of rising cost, budget
+shedding, and a breaker only where a block cannot hit a bystander.
 
-Every send is recorded in three *segments*: the mobile's number block (first 7 digits, 号段),
-the client's network (IPv4 /24, IPv6 /48) and the client address (IPv6: its /64, which one
-subscriber gets). A code that is verified counts as a *conversion* of the segments of the send
-that delivered it. Each segment keeps rolling counts of sends and conversions over
-`fraud.window` seconds in `fraud.buckets` buckets (one Redis hash per segment, old buckets pruned,
-a TTL on every key), and a breaker:
+Every send is recorded in up to three *segments*: the client address (IPv6: its /64, which
+one subscriber gets), the client's network (IPv4 /24, IPv6 /48) and, for a code to a number
+that need not be registered yet (register, the new number of a change), the mobile's number
+block (first 7 digits, 号段). A code that is verified counts as a *conversion* of the segments
+of the send that delivered it. Each segment keeps rolling counts of sends and conversions over
+`fraud.window` seconds in `fraud.buckets` buckets (one Redis hash per segment, old buckets
+pruned, a TTL on every key).
 
-    normal ──(sends >= min_sends and conversion < min_conversion)──> elevated
-    elevated: every request touching it needs a solved proof of work (services/captcha/pow.py), and
-              at most `elevated_sends` sends per probation round; a round that ends with
-              conversion still below min_conversion ──> blocked for `cooldown` seconds
-    blocked ──(cool-down over)──> elevated (a new probation round)
-    elevated ──(conversion back above the threshold, or the window rolled on)──> normal
+Who sends weighs more than where it goes, and only the narrowest segment can refuse
+(docs/FRAUD.md has the attacks that shaped this):
+
+    address:  normal ──(sends >= min_sends, conversion < min_conversion)──> elevated
+              elevated: proof of work, probation rounds of `elevated_sends`; a round that
+              converts too little ──> blocked for `cooldown` ──> elevated
+    network, number block: never blocked. Converting too little, each asks for proof of work
+              whose level rises by one with every unconverted send past `min_sends` (each
+              level doubles the work, up to `pow_max_level`) and falls as sends convert or
+              age out. A request pays the sum of its segments' levels.
+
+A login or reset code goes to a registered number: its number block is not judged at all, so
+no record of a block can keep an owner from their own account.
 
 Every fraud key carries one hash tag ({fraud}, services/store/keys.py), so one Lua script
-(services/store/lua/fraud_admit.lua) decides and counts all three segments of a send atomically, on
-standalone Redis and Cluster alike: a send refused by one segment takes nothing in the others,
-so a cap can never be overshot and no request is refused for a place another one only held.
+(services/store/lua/fraud_admit.lua) decides and counts all segments of a send atomically, on
+standalone Redis and Cluster alike: a send refused by one segment takes nothing in the others.
 What a send took is given back (one script) when a later limit of the send refuses or the
 provider fails, and a verification converts the segments of its send (one script).
 
-The request's *tier* (good record / unknown newcomer / poor record) sets how much of the global
-hourly budget it may use (`fraud.budget_share_*`): as spend approaches the budget the worst
-segments and then newcomers are refused first, segments with a good record keep being served.
+The request's *tier* sets how much of the global hourly budget it may use
+(`fraud.budget_share_*`): poor when its address or network is elevated; good only on credit its
+own address earned (each conversion of its sends buys `credit_per_conversion` good sends);
+newcomer otherwise.
 """
 
 from __future__ import annotations
@@ -84,23 +93,30 @@ def keys_of(segments: tuple[Segment, ...]) -> list[str]:
     return [key for segment in segments for key in segment.redis_keys]
 
 
-def segments_of(mobile: str, client_ip: str) -> tuple[Segment, ...]:
-    """The number block, the network and the address of one send, in a fixed order."""
-    block = Segment("blk", mobile[:7])
+def segments_of(mobile: str, client_ip: str, *, with_block: bool = True) -> tuple[Segment, ...]:
+    """The address, the network and (with_block) the number block of one send, in that order
+    (the scripts judge the first pair as the address, the second as the network)."""
+    address_segment, network_segment = _sender_segments(client_ip)
+    if not with_block:
+        return (address_segment, network_segment)
+    return (address_segment, network_segment, Segment("blk", mobile[:7]))
+
+
+def _sender_segments(client_ip: str) -> tuple[Segment, Segment]:
     try:
         # An address, or the network per-client limits count it by (IPv6: its /64).
         address = ipaddress.ip_network(client_ip, strict=False).network_address
     except ValueError:
         # Not an address (a Unix socket peer, say): the whole network is one segment.
-        return (block, Segment("net", "unknown"), Segment("ip", "unknown"))
+        return (Segment("ip", "unknown"), Segment("net", "unknown"))
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv4Address):
         network = ipaddress.ip_network(f"{address}/24", strict=False)
-        return (block, Segment("net", str(network)), Segment("ip", str(address)))
+        return (Segment("ip", str(address)), Segment("net", str(network)))
     network = ipaddress.ip_network(f"{address}/48", strict=False)
     subscriber = ipaddress.ip_network(f"{address}/64", strict=False)
-    return (block, Segment("net", str(network)), Segment("ip", str(subscriber)))
+    return (Segment("ip", str(subscriber)), Segment("net", str(network)))
 
 
 @dataclass
@@ -108,18 +124,9 @@ class Admission:
     """What one admitted send took in its segments, to be given back if it is not sent."""
 
     segments: tuple[Segment, ...]
-    any_poor: bool = False
-    any_good: bool = False
+    tier: Tier = Tier.NEWCOMER
     # the bucket the send was counted in, in every segment; None once given back
     bucket: int | None = None
-
-    @property
-    def tier(self) -> Tier:
-        # A poor record anywhere outweighs a good one; a good record anywhere (the number
-        # block or network has converted before) vouches for an otherwise unknown client.
-        if self.any_poor:
-            return Tier.POOR
-        return Tier.GOOD if self.any_good else Tier.NEWCOMER
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ class SegmentStatus:
 
     name: str
     state: str
+    level: int
     sends: int
     conversions: int
     since_ms: int
@@ -162,47 +170,52 @@ class FraudGuard:
     def _ttl(self) -> int:
         return self._config.window + math.ceil(self._bucket_ms / 1000)
 
-    async def admit(self, mobile: str, client_ip: str, altcha: object) -> Admission | None:
+    async def admit(
+        self, mobile: str, client_ip: str, altcha: object, *, judge_block: bool = True
+    ) -> Admission | None:
         """Take one send in each segment of (mobile, client_ip), or raise the refusal.
 
-        Raises REQERR pow_required (with a challenge) when a segment is elevated and no valid,
-        unused proof of work came with the request; REQERR segment_blocked while one is
+        `judge_block` is False for a code to a registered number (login, reset): its number
+        block is then neither judged nor counted. Raises REQERR pow_required (with a
+        challenge of the level the segments ask for) when no valid, unused proof of work of
+        that level came with the request; REQERR segment_blocked while the address is
         blocked. Returns None when the breaker is switched off.
         """
         if not self._config.enabled:
             return None
-        segments = segments_of(mobile, client_ip)
-        pow_given = False
+        segments = segments_of(mobile, client_ip, with_block=judge_block)
+        pow_level = 0
         if altcha is not None and altcha != "":
-            pow_given = await self._pow.redeem(altcha)
-        # One script judges every segment (each breaker moves) and counts the send in all of
-        # them, or, if one refuses, in none: a refused request holds no place anywhere.
-        reply = cast("list[int | str]", await self._admit_call(segments, pow_given).run())
-        outcome, wait_ms, poor, good, bucket = (int(value) for value in reply[:5])
+            pow_level = await self._pow.redeem(altcha)
+        # One script judges every segment and counts the send in all of them, or, if one
+        # refuses, in none: a refused request holds no place anywhere.
+        reply = cast("list[int | str]", await self._admit_call(segments, pow_level).run())
+        outcome, wait_ms, level, tier, bucket = (int(value) for value in reply[:5])
         for index, segment in enumerate(segments):
-            changed, sends, conversions = reply[5 + 3 * index : 8 + 3 * index]
+            changed, seg_level, sends, conversions = reply[5 + 4 * index : 9 + 4 * index]
             if changed:
-                self._state_changed(segment, str(changed), int(sends), int(conversions))
+                self._state_changed(
+                    segment, str(changed), int(seg_level), int(sends), int(conversions)
+                )
         if outcome == 2:
             seconds = max(1, math.ceil(wait_ms / 1000))
             raise ServiceError(
                 Ret.REQERR,
-                f"当前网络或号段存在异常请求，请{seconds}秒后重试",
+                f"当前网络存在异常请求，请{seconds}秒后重试",
                 data={"reason": "segment_blocked"},
                 retry_after=seconds,
             )
         if outcome == 1:
-            if self._metrics is not None:
-                self._metrics.pow_challenges.inc()
+            self._metrics.pow_challenges.inc()
             raise ServiceError(
                 Ret.REQERR,
                 "请完成安全验证后重试",
-                data={"reason": "pow_required", "challenge": self._pow.challenge()},
+                data={"reason": "pow_required", "challenge": self._pow.challenge(level)},
                 retry_after=0,
             )
-        return Admission(segments, any_poor=bool(poor), any_good=bool(good), bucket=bucket)
+        return Admission(segments, tier=Tier(tier), bucket=bucket)
 
-    def _admit_call(self, segments: tuple[Segment, ...], pow_given: bool) -> ScriptCall:
+    def _admit_call(self, segments: tuple[Segment, ...], pow_level: int) -> ScriptCall:
         config = self._config
         args: list[ScriptArg] = [
             self._bucket_ms,
@@ -211,29 +224,34 @@ class FraudGuard:
             config.min_conversion_percent,
             config.elevated_sends,
             config.cooldown * 1000,
-            int(pow_given),
+            pow_level,
             self._ttl(),
+            config.pow_max_level,
+            config.credit_per_conversion,
         ]
         return ScriptCall(self._admit, keys_of(segments), args)
 
-    def _state_changed(self, segment: Segment, state: str, sends: int, conversions: int) -> None:
+    def _state_changed(
+        self, segment: Segment, state: str, level: int, sends: int, conversions: int
+    ) -> None:
         # Logged once: the script reports a change only to the request that made it.
         log.warning(
-            "fraud segment %s is now %s (%d sends, %d conversions in the window)",
+            "fraud segment %s is now %s%s (%d sends, %d conversions in the window)",
             segment.name,  # a number block is 7 digits of 11: no mobile is revealed
             state,
+            f" at proof-of-work level {level}" if level > 1 else "",
             sends,
             conversions,
         )
-        if self._metrics is not None:
-            self._metrics.fraud_segment_state.labels(segment.kind, state).inc()
+        self._metrics.fraud_segment_state.labels(segment.kind, state).inc()
 
     async def release(self, admission: Admission | None) -> None:
         """Give back the send an admission counted in its segments (it was not sent)."""
         if admission is None or admission.bucket is None:
             return
         bucket, admission.bucket = admission.bucket, None
-        call = ScriptCall(self._release, keys_of(admission.segments), [bucket])
+        credited = int(admission.tier == Tier.GOOD)
+        call = ScriptCall(self._release, keys_of(admission.segments), [bucket, credited])
         if not await redis_scripts.give_back_together(self._redis, [call]):
             log.warning("could not give back a fraud segment place; it expires by itself")
 
@@ -266,8 +284,7 @@ class FraudGuard:
         """Alert (ERROR log + metric) when the global budget is alert_ratio spent."""
         if budget <= 0 or used < budget * self._config.budget_alert_ratio:
             return
-        if self._metrics is not None:
-            self._metrics.fraud_budget_alerts.inc()
+        self._metrics.fraud_budget_alerts.inc()
         now = time.monotonic()
         if now >= self._alert_until:
             self._alert_until = now + 60
@@ -302,11 +319,12 @@ class FraudGuard:
             if bucket > current - self._config.buckets:
                 if field_name.startswith("s:"):
                     sends += int(value)
-                else:
+                elif field_name.startswith("c:"):
                     conversions += int(value)
         return SegmentStatus(
             name,
             decoded(state.get("state", "normal")),
+            int(state.get("level", 1 if state.get("state") else 0)),
             sends,
             conversions,
             int(state.get("since", 0)),

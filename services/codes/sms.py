@@ -63,6 +63,12 @@ class Purpose(enum.Enum):
     RESET_PASSWORD = "reset_password"
     CHANGE_MOBILE = "change_mobile"
 
+    @property
+    def to_registered_number(self) -> bool:
+        """Its code goes to the number of an existing account (whose number block's record
+        must never keep the owner out: services/codes/fraud.py)."""
+        return self in (Purpose.LOGIN, Purpose.RESET_PASSWORD)
+
     @classmethod
     def parse(cls, value: object) -> Purpose:
         """The purpose a client asked for; absent means register (today's routes)."""
@@ -197,7 +203,7 @@ class SmsCodeService:
         # Fraud segments first (before the CAPTCHA is used up, so that a request asked for a
         # proof of work can repeat itself with the same CAPTCHA); given back if a later limit
         # refuses or the send fails.
-        admission = await self._admit_segments(canonical, client_ip, altcha)
+        admission = await self._admit_segments(canonical, purpose, client_ip, altcha)
         send = Reservation(
             canonical,
             secrets.token_hex(8),
@@ -257,11 +263,12 @@ class SmsCodeService:
     # --- fraud segments (services/codes/fraud.py) -------------------------------------------------
 
     async def _admit_segments(
-        self, mobile: str, client_ip: str, altcha: object
+        self, mobile: str, purpose: Purpose, client_ip: str, altcha: object
     ) -> Admission | None:
         if self._fraud is None:
             return None
-        return await self._fraud.admit(mobile, client_ip, altcha)
+        judge_block = not purpose.to_registered_number
+        return await self._fraud.admit(mobile, client_ip, altcha, judge_block=judge_block)
 
     def _budget_share(self, admission: Admission | None) -> float:
         """The part of the global budget this request's fraud tier may use."""

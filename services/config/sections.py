@@ -221,6 +221,8 @@ class FraudConfig:
     pow_cost: int = setting(50, positive)
     pow_max_counter: int = setting(2000, positive)
     pow_ttl: int = setting(300, positive)
+    pow_max_level: int = setting(10, positive, at_most(20))
+    credit_per_conversion: int = setting(1, positive)
 
 
 @dataclass(frozen=True)

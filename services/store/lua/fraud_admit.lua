@@ -1,24 +1,42 @@
 --! uses: fraud_window
--- Admit one send in all of its segments in one atomic step: move each segment's breaker (a
--- state change is stored even when the send is refused), then refuse the send, counting it
+-- Admit one send in all of its segments in one atomic step: judge each segment (a state
+-- change is stored even when the send is refused), then refuse the send, counting it
 -- nowhere, or count it in every segment. All or nothing: a refused send never holds a place
 -- in another segment, not even for a moment.
--- KEYS: counts, state of each segment, in pairs (one {fraud} hash tag). ARGV: bucket ms,
--- buckets per window, min sends, min conversion %, elevated sends per round, cool-down ms,
--- proof of work given (0/1), key ttl s.
--- Returns {outcome, ms, poor, good, bucket, then per segment: new state or '', sends,
--- conversions}: outcome 0 admitted (and counted in `bucket`), 1 proof of work required,
--- 2 blocked (ms = the longest cool-down left); poor = a segment's breaker is open; good = a
--- segment converts above the threshold.
+--
+-- Who sends weighs more than where it goes, and only the narrowest segment can refuse:
+-- - the first pair is the client address (IPv6: its /64). Its breaker is normal -> elevated
+--   (proof of work, probation rounds of `round_sends`) -> blocked for the cool-down when a
+--   round converts too little -> elevated again.
+-- - every other pair (the network /24 or /48, and the number block when the purpose judges
+--   it) is never blocked: a judged segment converting too little asks for proof of work whose
+--   level rises by one with every unconverted send past `min_sends`, up to `max_level` (each
+--   level doubles the work), and falls as its sends convert or age out.
+-- The request's proof-of-work level is the sum of its segments' levels (at most max_level).
+-- Its budget tier: poor when the address or the network is elevated; good when the address
+-- has conversion credit left (each conversion of its own sends buys `credit` good sends);
+-- newcomer otherwise. A good send is counted as credit used (g:) in the address segment.
+--
+-- KEYS: counts, state of each segment, in pairs, the address first (one {fraud} hash tag).
+-- ARGV: bucket ms, buckets per window, min sends, min conversion %, sends per address round,
+-- cool-down ms, proof-of-work level solved (0 none), key ttl s, max level, credit per
+-- conversion.
+-- Returns {outcome, ms, level, tier, bucket, then per segment: new state or '', level, sends,
+-- conversions}: outcome 0 admitted (and counted in `bucket`), 1 proof of work of `level`
+-- required, 2 blocked (ms = the cool-down left); tier 0 good, 1 newcomer, 2 poor.
 local bucket_ms, buckets = tonumber(ARGV[1]), tonumber(ARGV[2])
 local min_sends, min_rate = tonumber(ARGV[3]), tonumber(ARGV[4])
 local round_sends, cooldown_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
-local pow_given, ttl = ARGV[7] == '1', tonumber(ARGV[8])
+local pow_level, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+local max_level, credit = tonumber(ARGV[9]), tonumber(ARGV[10])
 local current = math.floor(now_ms / bucket_ms)
 
--- Move one segment's breaker; returns its state, its outcome and the ms to wait.
-local function judge(counts_key, state_key, sends, conversions)
-    local poor = sends >= min_sends and conversions * 100 < min_rate * sends
+local function is_poor(sends, conversions)
+    return sends >= min_sends and conversions * 100 < min_rate * sends
+end
+
+-- The address: move its breaker; returns its state, the old one, refusal (0/2), ms to wait.
+local function judge_address(state_key, poor)
     local st = redis.call('HMGET', state_key, 'state', 'until', 'rsends', 'rconv')
     local state, old = st[1] or 'normal', st[1] or 'normal'
     local rsends, rconv = tonumber(st[3] or '0'), tonumber(st[4] or '0')
@@ -46,35 +64,68 @@ local function judge(counts_key, state_key, sends, conversions)
     end
     if state == 'blocked' then
         return state, old, 2, tonumber(redis.call('HGET', state_key, 'until')) - now_ms
-    elseif state == 'elevated' and not pow_given then
-        return state, old, 1, 0
     end
     return state, old, 0, 0
 end
 
-local outcome, wait_ms, is_poor, is_good = 0, 0, 0, 0
+-- A wider segment: its proof-of-work level from its window alone; the state hash only
+-- records it (for operators and the one log line per change).
+local function judge_wider(state_key, sends, conversions)
+    local level = 0
+    if is_poor(sends, conversions) then
+        local unconverted = sends - conversions * 100 / min_rate
+        level = math.min(max_level, 1 + math.floor(math.max(0, unconverted - min_sends)))
+    end
+    local st = redis.call('HMGET', state_key, 'state', 'level')
+    local old, old_level = st[1] or 'normal', tonumber(st[2] or '0')
+    local state = 'normal'
+    if level > 0 then state = 'elevated' end
+    if level == 0 then
+        if old ~= 'normal' then redis.call('DEL', state_key) end
+    else
+        if level ~= old_level then
+            redis.call('HSET', state_key, 'state', state, 'level', level)
+            if state ~= old then redis.call('HSET', state_key, 'since', now_ms) end
+        end
+        redis.call('EXPIRE', state_key, ttl)
+    end
+    if level > old_level and old ~= 'normal' then old = 'raised' end
+    return state, old, level
+end
+
+local outcome, wait_ms, level, poor, good = 0, 0, 0, false, false
 local states, reply = {}, {}
 for i = 1, #KEYS, 2 do
-    local sends, conversions = fraud_window_sums(KEYS[i], current, buckets)
-    local state, old, refusal, wait = judge(KEYS[i], KEYS[i + 1], sends, conversions)
-    outcome, wait_ms = math.max(outcome, refusal), math.max(wait_ms, wait)
-    -- Poor: the breaker is open. (Not judged by the counts alone: codes are verified a
-    -- minute or so after their send, so a young, unconverted count says nothing yet.)
-    if state ~= 'normal' then
-        is_poor = 1
-    elseif conversions > 0 and conversions * 100 >= min_rate * sends then
-        is_good = 1
+    local sends, conversions, credited = fraud_window_sums(KEYS[i], current, buckets)
+    local state, old, seg_level
+    if i == 1 then
+        local refusal, wait
+        state, old, refusal, wait = judge_address(KEYS[i + 1], is_poor(sends, conversions))
+        outcome, wait_ms = refusal, wait
+        seg_level = 0
+        if state ~= 'normal' then seg_level, poor = 1, true end
+        good = conversions * credit > credited
+    else
+        state, old, seg_level = judge_wider(KEYS[i + 1], sends, conversions)
+        if i == 3 and seg_level > 0 then poor = true end  -- the network: who sends
     end
+    level = level + seg_level
     local changed = ''
     if state ~= old then changed = state end
     states[#states + 1] = state
-    reply[#reply + 1], reply[#reply + 2], reply[#reply + 3] = changed, sends, conversions
+    reply[#reply + 1], reply[#reply + 2] = changed, seg_level
+    reply[#reply + 1], reply[#reply + 2] = sends, conversions
 end
+level = math.min(level, max_level)
+if outcome == 0 and pow_level < level then outcome = 1 end
+local tier = 1
+if poor then tier = 2 elseif good then tier = 0 end
 if outcome == 0 then
     for i = 1, #KEYS, 2 do
         redis.call('HINCRBY', KEYS[i], 's:' .. current, 1)
+        if i == 1 and tier == 0 then redis.call('HINCRBY', KEYS[i], 'g:' .. current, 1) end
         redis.call('EXPIRE', KEYS[i], ttl)
-        if states[(i + 1) / 2] == 'elevated' then redis.call('HINCRBY', KEYS[i + 1], 'rsends', 1) end
     end
+    if states[1] == 'elevated' then redis.call('HINCRBY', KEYS[2], 'rsends', 1) end
 end
-return {outcome, wait_ms, is_poor, is_good, current, unpack(reply)}
+return {outcome, wait_ms, level, tier, current, unpack(reply)}

@@ -1,24 +1,21 @@
--- The rolling counts of one fraud segment: a hash with fields s:<bucket> (sends) and
--- c:<bucket> (conversions); `now_ms` is the server's clock.
+-- The rolling counts of one fraud segment: a hash with fields s:<bucket> (sends),
+-- c:<bucket> (conversions) and g:<bucket> (sends served on conversion credit, address
+-- segments only); `now_ms` is the server's clock.
 
--- Sends and conversions in the last `buckets` buckets up to `current`; older buckets are
--- pruned on the way.
+-- Sends, conversions and credited sends in the last `buckets` buckets up to `current`; older
+-- buckets are pruned on the way.
 local function fraud_window_sums(counts_key, current, buckets)
-    local sends, conversions = 0, 0
+    local sums = {s = 0, c = 0, g = 0}
     local fields = redis.call('HGETALL', counts_key)
     for i = 1, #fields, 2 do
-        local bucket = tonumber(string.sub(fields[i], 3))
-        if bucket and bucket > current - buckets then
-            if string.sub(fields[i], 1, 1) == 's' then
-                sends = sends + tonumber(fields[i + 1])
-            else
-                conversions = conversions + tonumber(fields[i + 1])
-            end
+        local kind, bucket = string.sub(fields[i], 1, 1), tonumber(string.sub(fields[i], 3))
+        if bucket and bucket > current - buckets and sums[kind] then
+            sums[kind] = sums[kind] + tonumber(fields[i + 1])
         else
             redis.call('HDEL', counts_key, fields[i])
         end
     end
-    return sends, conversions
+    return sums.s, sums.c, sums.g
 end
 
 local now_parts = redis.call('TIME')
