@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import json
 import re
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -90,6 +91,27 @@ class Sender:
         return self.metric(rb"^smsreg_sms_sends_in_flight")
 
 
+@contextlib.contextmanager
+def live_sender(config, redis_server, tmp_path, env: dict[str, str]) -> Iterator[Sender]:
+    """The real server process with admission settings `env`, and a Sender to it."""
+    env = {
+        **env,
+        "SMSREG_ADMISSION_RETRY_AFTER": str(RETRY_AFTER),
+        # Every send comes from 127.0.0.1 and none is verified: keep the fraud breaker quiet.
+        "SMSREG_FRAUD_MIN_SENDS": "100000",
+        # The held sends must outlive the test's checks (they are released explicitly).
+        "SMSREG_RONGLIAN_REQUEST_TIMEOUT": "60",
+    }
+    server = LiveServer(config, tmp_path / "server.log", env).start()
+    try:
+        with sync_redis.Redis(port=redis_server.port) as redis:
+            sender = Sender(server, redis)
+            sender.log_path = server.log_path
+            yield sender
+    finally:
+        server.stop()
+
+
 @pytest.fixture(
     params=[
         {"SMSREG_ADMISSION_MAX_SENDS_IN_FLIGHT": str(LIMIT)},
@@ -99,20 +121,8 @@ class Sender:
     ids=["max_sends_in_flight", "provider_max_clients"],
 )
 def gated(request, config, clean_state, redis_server, tmp_path):
-    env = {
-        **request.param,
-        "SMSREG_ADMISSION_RETRY_AFTER": str(RETRY_AFTER),
-        # Every send comes from 127.0.0.1 and none is verified: keep the fraud breaker quiet.
-        "SMSREG_FRAUD_MIN_SENDS": "100000",
-        # The held sends must outlive the test's checks (they are released explicitly).
-        "SMSREG_RONGLIAN_REQUEST_TIMEOUT": "60",
-    }
-    server = LiveServer(config, tmp_path / "server.log", env).start()
-    with sync_redis.Redis(port=redis_server.port) as redis:
-        sender = Sender(server, redis)
-        sender.log_path = server.log_path
+    with live_sender(config, redis_server, tmp_path, request.param) as sender:
         yield sender
-    server.stop()
 
 
 @contextlib.contextmanager
@@ -236,3 +246,62 @@ def test_refused_and_failed_sends_give_their_slot_back(gated, sandbox, fresh_mob
     text = gated.captcha("adm-ok")
     status, _, body = gated.send(mobile, "adm-ok", text)
     assert (status, body["errno"]) == (200, "0")
+
+
+JUNK_CONNECTIONS = 32
+HONEST_ROUNDS = 8  # of LIMIT concurrent sends each: 16 SMS, within limits.sms_per_ip_hour
+PROVIDER_DELAY_MS = 300
+
+
+def test_wrong_captchas_cannot_take_the_places_of_honest_sends(
+    config, clean_state, redis_server, tmp_path, sandbox, fresh_mobile
+):
+    """Issue 27, item 5: sends with wrong CAPTCHAs from one address over many connections
+    must not fill the in-flight places. A send takes a place only once its reservation (the
+    CAPTCHA used up, every limit taken) succeeded, so junk never holds one, and honest sends,
+    LIMIT at a time (a slow provider keeps them in flight), are all served meanwhile."""
+    env = {"SMSREG_ADMISSION_MAX_SENDS_IN_FLIGHT": str(LIMIT)}
+    with live_sender(config, redis_server, tmp_path, env) as sender:
+        sandbox.set_fault(latency_ms=PROVIDER_DELAY_MS)
+        stop = threading.Event()
+        junk_answers: list[tuple[int, str]] = []
+
+        def junk(connection: int) -> None:
+            mobile, attempt = fresh_mobile(), 0
+            while not stop.is_set():
+                attempt += 1
+                status, _, body = sender.send(mobile, f"junk-{connection}-{attempt}", "XXXX")
+                junk_answers.append((status, body["errno"]))
+
+        honest: dict[str, tuple[int, str, object]] = {}
+        with concurrent.futures.ThreadPoolExecutor(JUNK_CONNECTIONS) as junk_pool:
+            flooding = [junk_pool.submit(junk, c) for c in range(JUNK_CONNECTIONS)]
+            try:
+                wait_until(
+                    lambda: len(junk_answers),
+                    lambda n: n >= 2 * JUNK_CONNECTIONS,
+                    what="the junk flowing",
+                )
+                for _ in range(HONEST_ROUNDS):
+                    mobiles = [fresh_mobile() for _ in range(LIMIT)]
+                    texts = {m: sender.captcha(f"honest-{m}") for m in mobiles}
+                    with concurrent.futures.ThreadPoolExecutor(LIMIT) as pool:
+                        sends = {
+                            m: pool.submit(sender.send, m, f"honest-{m}", texts[m]) for m in mobiles
+                        }
+                        for mobile, future in sends.items():
+                            status, _, body = future.result(timeout=60)
+                            honest[mobile] = (status, body["errno"], body.get("data"))
+            finally:
+                stop.set()
+            for flood in flooding:
+                flood.result(timeout=60)  # a junk connection that failed fails the test
+
+        refused = {m: answer for m, answer in honest.items() if answer[:2] != (200, "0")}
+        assert refused == {}, f"{len(refused)} of {len(honest)} honest sends refused"
+        assert [len(sandbox.inbox(m)) for m in honest] == [1] * len(honest)
+        # The junk got its CAPTCHA refusal (or, while honest sends filled the places, the
+        # cheap early 503) and took no limit: the address counts the honest sends only.
+        assert (200, "4002") in junk_answers
+        assert set(junk_answers) <= {(200, "4002"), (503, "4201")}
+        assert int(sender.redis.get(keys.sms_ip_hourly_key("127.0.0.1"))) == len(honest)

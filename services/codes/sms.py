@@ -1,9 +1,11 @@
 """The SMS-code flow: fraud segments → CAPTCHA and limits (services/codes/reservation.py) →
-registered? → send, with rollback; and the one check of a submitted code."""
+a place in flight (services/codes/admission.py) → registered? → send, with rollback; and the
+one check of a submitted code."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import enum
 import hashlib
@@ -149,7 +151,7 @@ class SmsCodeService:
         """The refusal a send would get now from admission control, if it would get one.
 
         Lets the HTTP layer shed a send before it parses anything (handlers/shedding.py);
-        send_code admits (or sheds) each send again in any case."""
+        send_code admits (or sheds) each send again once its reservation succeeded."""
         return self._gate.refusal() if self._gate.shedding() else None
 
     async def send_code(
@@ -182,12 +184,9 @@ class SmsCodeService:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
         via = self._channel(channel)
-        # Admission before anything is used, counted or stored: a shed send (Overloaded,
-        # 503) leaves the CAPTCHA and every limit as they were (services/codes/admission.py).
-        with self._gate.admit():
-            return await self._reserve_and_send(
-                canonical, purpose, via, client_ip, altcha, image_code_id, image_code
-            )
+        return await self._reserve_and_send(
+            canonical, purpose, via, client_ip, altcha, image_code_id, image_code
+        )
 
     async def _reserve_and_send(
         self,
@@ -216,31 +215,40 @@ class SmsCodeService:
         except BaseException:
             await asyncio.shield(self._release_segments(admission))
             raise
-        try:
-            await self._check_mobile_fits_purpose(canonical, purpose)
-            minutes = max(1, self._config.code_ttl // 60)
-            send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
-            delivery = await self._sender.send(
-                CodeMessage(canonical, code, minutes, via, reference=send_id)
-            )
-        except ProviderError as failure:
-            if failure.outcome is Outcome.UNKNOWN:
-                # It may be on the phone: keep the guard, the code and every count, as for
-                # a sent one, and tell the page to count down rather than invite a retry.
-                raise ServiceError(
-                    Ret.THIRDERR,
-                    SEND_UNKNOWN_MESSAGE,
-                    data={"reason": "send_unknown"},
-                    retry_after=self._config.resend_interval,
-                ) from None
-            await asyncio.shield(self._reservations.release(send))
-            raise
-        except BaseException:
-            # Nothing was sent: free the mobile at once so the user can retry, uncounted.
-            await asyncio.shield(self._reservations.release(send))
-            await asyncio.shield(self._release_segments(admission))
-            raise
-        await self._after_send(canonical, admission, send_id, delivery, send.guard_token)
+        with contextlib.ExitStack() as in_flight:
+            try:
+                # A place in flight only now, once the CAPTCHA is used and every limit taken:
+                # a request that costs its client nothing (a wrong CAPTCHA, a refused limit)
+                # never holds one, so it cannot crowd out the sends that pay. Full by now:
+                # Overloaded (503), and the reservation is given back below like after any
+                # refusal. (While the gate is already full, handlers/shedding.py refuses a
+                # send before anything is used.)
+                in_flight.enter_context(self._gate.admit())
+                await self._check_mobile_fits_purpose(canonical, purpose)
+                minutes = max(1, self._config.code_ttl // 60)
+                send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
+                delivery = await self._sender.send(
+                    CodeMessage(canonical, code, minutes, via, reference=send_id)
+                )
+            except ProviderError as failure:
+                if failure.outcome is Outcome.UNKNOWN:
+                    # It may be on the phone: keep the guard, the code and every count, as
+                    # for a sent one, and tell the page to count down rather than invite a
+                    # retry.
+                    raise ServiceError(
+                        Ret.THIRDERR,
+                        SEND_UNKNOWN_MESSAGE,
+                        data={"reason": "send_unknown"},
+                        retry_after=self._config.resend_interval,
+                    ) from None
+                await asyncio.shield(self._reservations.release(send))
+                raise
+            except BaseException:
+                # Nothing was sent: free the mobile at once so the user can retry, uncounted.
+                await asyncio.shield(self._reservations.release(send))
+                await asyncio.shield(self._release_segments(admission))
+                raise
+            await self._after_send(canonical, admission, send_id, delivery, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
 
     def _channel(self, channel: object) -> Channel:

@@ -1,13 +1,30 @@
-"""SendGate without HTTP: the bound follows the event loop's lag (samples fed by the test).
+"""SendGate without HTTP: the bound follows the event loop's lag (samples fed by the test),
+and a send the gate refuses after its reservation gives back everything it took.
 
 tests/test_admission.py covers the shedding itself against the real server process.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.codes.admission import Overloaded, SendGate
+from services.codes.fraud import segments_of
+from services.codes.sms import Purpose, SentCode
+from services.store import keys
+from tests.flows import (
+    CLIENT_IP,
+    pass_resend_interval,
+    refusal,
+    send_code,
+    sms_keys_of,
+    solved_captcha,
+)
+from tests.polling import async_wait_until
+
+LIMIT = 2
 
 
 def fill(gate: SendGate) -> list:
@@ -91,3 +108,70 @@ def test_shed_sends_are_told_to_come_back_at_different_times_around_the_base():
     assert set(waits) == {2, 3, 4, 5, 6}  # spread evenly by half the base either side
     assert 3.7 <= sum(waits) / len(waits) <= 4.3  # the base stays the mean
     assert {SendGate(1, 1).spread_retry_after() for _ in range(50)} == {1}  # never below 1 s
+
+
+async def what_a_send_takes(services, mobile: str) -> dict[str, object]:
+    """Everything a reservation takes for `mobile` from CLIENT_IP: the mobile's guard, code
+    and counts, the address and global counts, the sends counted in its fraud segments."""
+    redis = services.redis
+    return {
+        **await sms_keys_of(redis, mobile),
+        "ip": int(await redis.get(keys.sms_ip_hourly_key(CLIENT_IP)) or 0),
+        "global": int(await redis.get(keys.sms_global_hourly_key()) or 0),
+        "segments": [
+            (await services.fraud.status(segment.name)).sends
+            for segment in segments_of(mobile, CLIENT_IP)
+        ],
+    }
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_send_refused_after_its_reservation_gives_everything_back(
+    make_services, sandbox, fresh_mobile
+):
+    """A send takes its in-flight place only after its reservation (issue 27, item 5). If the
+    places filled up meanwhile, it is refused (503 overloaded) and gives back everything the
+    reservation took, as after any other refusal: no guard, no new code, no count, the
+    pending code put back; the CAPTCHA stays used up (the client paid with it). The
+    client's next attempt works."""
+    services = await make_services(
+        admission={"max_sends_in_flight": LIMIT},
+        ronglian={"request_timeout": 60},  # the held sends are released explicitly
+    )
+    mobile = fresh_mobile()
+    await send_code(services, mobile, captcha_id="first")  # a pending code, to be kept
+    await pass_resend_interval(services.redis, mobile)
+
+    # The places are full: LIMIT sends held at the provider (sandbox "hold").
+    sandbox.set_fault(mode="hold", times=LIMIT)
+    held = [
+        asyncio.ensure_future(send_code(services, fresh_mobile(), captcha_id=f"held-{n}"))
+        for n in range(LIMIT)
+    ]
+
+    async def held_at_provider() -> int:
+        return int(sandbox.faults()["held"])
+
+    try:
+        await async_wait_until(held_at_provider, lambda n: n == LIMIT, what="sends held")
+        before = await what_a_send_takes(services, mobile)
+        answer = await solved_captcha(services, "late")
+        refused = await refusal(services.sms.send_code(mobile, answer, "late", CLIENT_IP))
+        assert isinstance(refused, Overloaded) and refused.http_status == 503
+        assert refused.data["reason"] == "overloaded"
+        assert await what_a_send_takes(services, mobile) == before  # nothing half-done
+        assert await services.redis.get(keys.captcha_key("late")) is None  # paid with
+        assert len(sandbox.inbox(mobile)) == 1
+    finally:
+        sandbox.reset_faults()
+        sent = await asyncio.gather(*held, return_exceptions=True)
+    assert all(isinstance(each, SentCode) for each in sent), sent  # released, each went out
+    assert services.sms.overloaded() is None
+
+    # The next attempt, with a new CAPTCHA, sends a new code, and that code works.
+    sandbox.clear()  # the sandbox's own 30 s rule per number is not what this is about
+    await send_code(services, mobile, captcha_id="again")
+    [message] = sandbox.inbox(mobile)
+    assert (await sms_keys_of(services.redis, mobile))["hourly"] == 2
+    verified = await services.sms.verify_code(mobile, Purpose.REGISTER, message["datas"][0])
+    assert verified.mobile == mobile
