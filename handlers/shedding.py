@@ -8,7 +8,8 @@ little more than parsing the request: a prepared JSON body written straight to t
 Everything else of a shed stays as it was: decided by the same gate, nothing used, counted or
 stored, the family's JSON shape, Retry-After, a request id, one access line and the metrics.
 
-A send this check lets through is admitted (or shed) again by SmsCodeService.send_code.
+A send this check lets through takes its place (or is shed) in SmsCodeService.send_code, once
+its reservation succeeded.
 """
 
 from __future__ import annotations

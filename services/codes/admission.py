@@ -3,9 +3,20 @@
 Under a flood of sends a server that accepts everything queues everything: each request waits
 behind the others for the CPU, the Redis and MySQL pools and the provider's connections, and
 once the queue is longer than a client's patience every client times out, also the ones that
-would have been served. A process therefore admits a bounded number of sends at a time. A send
-beyond it is refused with HTTP 503 and `Retry-After` before it has done anything: no CAPTCHA
-used, no limit counted, no guard set, no code stored.
+would have been served. A process therefore admits a bounded number of sends at a time, refused
+beyond it with HTTP 503 and `Retry-After`.
+
+A send takes its place only once its reservation succeeded (services/codes/sms.py): its CAPTCHA
+used up, every limit taken. A request that costs its client nothing, a wrong CAPTCHA or a
+refused limit, never holds a place, so a flood of them cannot crowd out the sends that pay
+(issue 27, item 5). Two kinds of refusal follow:
+
+- while the gate is already full, a send is refused before it has done anything (no CAPTCHA
+  used, no limit counted, no guard set, no code stored) by the HTTP layer, before a handler
+  exists (handlers/shedding.py); the client simply repeats the very same request;
+- a send that finds the gate full only after its reservation gives back everything the
+  reservation took, as after any refusal (guard, code, counts, fraud segments); its CAPTCHA
+  stays used up, since the client paid with it.
 
 The bound moves between two values:
 
