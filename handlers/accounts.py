@@ -69,7 +69,8 @@ class IhomePasswordResetApiHandler(ApiHandler):
 
 
 class IhomeMobileChangeApiHandler(ApiHandler):
-    """PUT /api/v1.0/user/mobile {mobile, sms_code}: the logged-in user's new mobile."""
+    """PUT /api/v1.0/user/mobile {mobile, sms_code, password or current_sms_code[,
+    image_code, image_code_id]}: the logged-in user's new mobile."""
 
     route_name = "user_mobile"
 
@@ -78,7 +79,14 @@ class IhomeMobileChangeApiHandler(ApiHandler):
         session = await self.current_session()
         body = self.json_body()
         user = await self.accounts.change_mobile(
-            session["user_id"], body.get("mobile"), body.get("sms_code")
+            session["user_id"],
+            body.get("mobile"),
+            body.get("sms_code"),
+            self.client_ip,
+            password=body.get("password"),
+            current_sms_code=body.get("current_sms_code"),
+            image_code_id=body.get("image_code_id"),
+            image_code=body.get("image_code"),
         )
         await self.log_in(user)
         self.reply("手机号已更换", {"mobile": user.mobile, "name": user.name})

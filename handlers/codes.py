@@ -45,18 +45,20 @@ class IhomeSmsCodeQueryHandler(ApiHandler):
 
 
 class IhomeSmsCodeJsonHandler(ApiHandler):
-    """POST /api/v1.0/sms_codes JSON {mobile, image_code, image_code_id[, channel, purpose]}."""
+    """POST /api/v1.0/sms_codes JSON {mobile, image_code, image_code_id[, channel, purpose]}
+    (confirm_mobile: no mobile, the code goes to the logged-in user's own)."""
 
     route_name = "sms_codes"
     sends_sms = frozenset({"POST"})
 
     async def post(self) -> None:
         """Same flow as the GET form, parameters from a JSON body, plus an optional purpose
-        (register, login, reset_password, change_mobile: the latter for the logged-in user)."""
+        (register, login, reset_password; change_mobile and confirm_mobile for the logged-in
+        user)."""
         body = self.json_body()
         purpose = Purpose.parse(body.get("purpose"))
         user_id = None
-        if purpose is Purpose.CHANGE_MOBILE:
+        if purpose.needs_session:
             user_id = (await self.current_session())["user_id"]
         sent = await self.sms.send_code(
             body.get("mobile"),

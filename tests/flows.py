@@ -220,8 +220,11 @@ async def reset(client, mobile: str, code: str, password: str = NEW_PASSWORD) ->
     return await post(client, "/api/v1.0/password_reset", body)
 
 
-async def change_mobile(client, mobile: str, code: str) -> dict:
-    body = {"mobile": mobile, "sms_code": code}
+async def change_mobile(client, mobile: str, code: str, factor: dict | None = None) -> dict:
+    """PUT /api/v1.0/user/mobile with the new number's code and `factor`, the proof of the
+    current one (default: the password; {} for none)."""
+    factor = {"password": PASSWORD} if factor is None else factor
+    body = {"mobile": mobile, "sms_code": code, **factor}
     return await client.json("/api/v1.0/user/mobile", "PUT", body, await client.xsrf_headers())
 
 

@@ -304,6 +304,7 @@ def test_documented_flow_answers_conform(api_server, api_schema, xsrf, redis_ser
     answer = call("/api/v1.0/password_reset", "POST", body=reset).json()
     assert answer == {"errno": "0", "errmsg": "密码已重置"}
     change = {"mobile": NEW_MOBILE, "sms_code": code_for(NEW_MOBILE, "change_mobile", "flow-6")}
+    change["password"] = PASSWORD
     answer = call("/api/v1.0/user/mobile", "PUT", body=change).json()
     assert answer["errno"] == "0" and answer["data"] == {"mobile": NEW_MOBILE, "name": NEW_MOBILE}
     text = new_captcha("flow-7")

@@ -64,6 +64,14 @@ class Purpose(enum.Enum):
     LOGIN = "login"
     RESET_PASSWORD = "reset_password"
     CHANGE_MOBILE = "change_mobile"
+    # To the logged-in user's CURRENT number, never to one the client names: proves the
+    # owner is present when the mobile is changed (docs/SECURITY.md).
+    CONFIRM_MOBILE = "confirm_mobile"
+
+    @property
+    def needs_session(self) -> bool:
+        """change_mobile and confirm_mobile are asked for by a logged-in user."""
+        return self in (Purpose.CHANGE_MOBILE, Purpose.CONFIRM_MOBILE)
 
     @property
     def to_registered_number(self) -> bool:
@@ -167,7 +175,8 @@ class SmsCodeService:
     ) -> SentCode:
         """Check the CAPTCHA and the limits, then send a new code for `purpose` to mobile.
 
-        `user_id` is the logged-in user (change_mobile needs one). One resend guard and one
+        `user_id` is the logged-in user (change_mobile and confirm_mobile need one; the
+        latter goes to that user's own number, `mobile` must be left out). One resend guard and one
         set of counts per mobile serve every purpose. Every refusal is decided before
         anything is sent or stored; a failed send leaves nothing behind. Returns the seconds
         until the mobile may be sent another code and the send's id (for
@@ -175,12 +184,14 @@ class SmsCodeService:
         `altcha` is a solved proof of work, needed only when a fraud segment of the request
         is elevated.
         """
+        if purpose is Purpose.CONFIRM_MOBILE:
+            mobile = await self._own_mobile(mobile, user_id)
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
         canonical = canonical_mobile(mobile)
         if canonical is None:
             raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
-        if purpose is Purpose.CHANGE_MOBILE and user_id is None:
+        if purpose.needs_session and user_id is None:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)
         via = self._channel(channel)
@@ -250,6 +261,19 @@ class SmsCodeService:
                 raise
             await self._after_send(canonical, admission, send_id, delivery, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
+
+    async def _own_mobile(self, mobile: object, user_id: int | None) -> str:
+        """The number a confirm_mobile code goes to: the logged-in user's, from the database."""
+        if user_id is None:
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")
+        if mobile is not None and mobile != "":
+            raise ServiceError(
+                Ret.PARAMERR, "原手机号的验证码只发往账号的手机号，请勿填写手机号", field="mobile"
+            )
+        user = await self._users.by_id(user_id)
+        if user is None:
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")
+        return user.mobile
 
     def _channel(self, channel: object) -> Channel:
         """sms (the default) or voice; voice calls are refused in the quiet hours."""
@@ -323,11 +347,16 @@ class SmsCodeService:
             log.warning("could not count a conversion")
 
     async def _check_mobile_fits_purpose(self, mobile: str, purpose: Purpose) -> None:
-        """register and change_mobile need a free mobile; login and reset a registered one."""
+        """register and change_mobile need a free mobile; login, reset and confirm_mobile a
+        registered one."""
         registered = await self._users.mobile_exists(mobile)
         if registered and purpose in (Purpose.REGISTER, Purpose.CHANGE_MOBILE):
             raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
-        if not registered and purpose in (Purpose.LOGIN, Purpose.RESET_PASSWORD):
+        if not registered and purpose in (
+            Purpose.LOGIN,
+            Purpose.RESET_PASSWORD,
+            Purpose.CONFIRM_MOBILE,
+        ):
             raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
 
     async def verify_code(self, mobile: str, purpose: Purpose, code: str) -> VerifiedCode:

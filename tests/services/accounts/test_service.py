@@ -266,7 +266,9 @@ async def test_change_mobile_moves_the_account_tells_the_old_number_and_ends_ses
     old, new = fresh_mobile(), fresh_mobile()
     user, sessions = await signed_in(services, old, sessions=2)
     code = await code_by_sms(services, sandbox, new, Purpose.CHANGE_MOBILE, user_id=user.user_id)
-    moved = await services.accounts.change_mobile(user.user_id, new, code)
+    moved = await services.accounts.change_mobile(
+        user.user_id, new, code, CLIENT_IP, password=PASSWORD
+    )
     assert (moved.user_id, moved.mobile, moved.name) == (user.user_id, new, new)
     assert await logged_out(services, sessions)
     [notice] = sandbox.inbox(old)
@@ -283,7 +285,14 @@ async def test_two_users_claiming_one_number_at_once_one_gets_it(services, sandb
         services, sandbox, target, Purpose.CHANGE_MOBILE, user_id=users[0].user_id
     )
     results = await asyncio.gather(
-        *(outcome(services.accounts.change_mobile(u.user_id, target, code)) for u in users)
+        *(
+            outcome(
+                services.accounts.change_mobile(
+                    u.user_id, target, code, CLIENT_IP, password=PASSWORD
+                )
+            )
+            for u in users
+        )
     )
     assert sorted(results) == ["NODATA", "ok"]
     assert await user_count(services, target) == 1
@@ -297,7 +306,9 @@ async def test_a_change_code_for_a_number_taken_meanwhile_changes_nothing(
     user, [session] = await signed_in(services, old)
     code = await code_by_sms(services, sandbox, new, Purpose.CHANGE_MOBILE, user_id=user.user_id)
     await services.users.create("someone_else", new, PASSWORD_HASH)
-    refused = await refusal(services.accounts.change_mobile(user.user_id, new, code))
+    refused = await refusal(
+        services.accounts.change_mobile(user.user_id, new, code, CLIENT_IP, password=PASSWORD)
+    )
     assert (refused.ret, refused.errmsg) == (Ret.DATAEXIST, "手机号已注册")
     assert (await services.users.by_id(user.user_id)).mobile == old
     assert await services.sessions.get(session) is not None  # still logged in
