@@ -11,6 +11,7 @@ const Ihome = (() => {
     DATAERR: "4004",
     SESSIONERR: "4101",
     USERERR: "4104",
+    PWDERR: "4106",
     PARAMERR: "4103",
     REQERR: "4201",
     THIRDERR: "4301",

@@ -319,7 +319,8 @@ Ihome.smsCode = (() => {
       /* The request that uses the code, with `submit` (Ihome.submitButton) busy meanwhile.
          Accepted: the code is used up (no countdown to resume), the button stays busy for the
          page to go on. Else the button is ready again; a wrong or expired code (NODATA,
-         DATAERR) is shown under its field and null returned, any other answer returned. */
+         DATAERR naming 短信验证码 first: the server's refusals of this form's code) is shown
+         under its field and null returned, any other answer (another field's) returned. */
       async submit(submit, method, url, values) {
         submit.start();
         const resp = await api(method, url, values);
@@ -329,7 +330,8 @@ Ihome.smsCode = (() => {
           return resp;
         }
         submit.reset();
-        if (resp.errno !== RET.NODATA && resp.errno !== RET.DATAERR) return resp;
+        const codeRefused = resp.errno === RET.NODATA || resp.errno === RET.DATAERR;
+        if (!codeRefused || !resp.errmsg.startsWith("短信验证码")) return resp;
         errors.set(fields.phonecode, resp.errmsg);
         el.phoneCode.focus();
         return null;

@@ -157,6 +157,15 @@ def test_change_mobile_then_log_in_with_the_new_number_only(
     expect(page.locator("#mobile-err")).to_have_text("该手机号已被使用")
 
     get_code(page, redis_client, sandbox, new)
+    # The session alone is not enough: the current password too (a copied cookie moves nothing).
+    page.click("#change-submit")
+    expect(page.locator("#password-err")).to_have_text("请输入当前登录密码")
+    page.fill("#password", "not-the-password")
+    page.click("#change-submit")
+    expect(page.locator("#password-err")).to_have_text("密码错误")
+    expect(page.locator("#phonecode")).not_to_be_empty()  # the new number's code stays
+    assert sandbox.inbox(old) == []
+    page.fill("#password", PASSWORD)
     page.click("#change-submit")
     expect(page.locator("#my-status")).to_have_text(f"手机号已更换为 {new[:3]}****{new[-4:]}")
     expect(page.locator("#profile-mobile")).to_have_text(f"{new[:3]}****{new[-4:]}")
@@ -173,6 +182,33 @@ def test_change_mobile_then_log_in_with_the_new_number_only(
     password_login(page, new)
     expect(page).to_have_url("/")
     expect(page.locator("#user-name")).to_have_text(new)
+
+
+def test_change_mobile_with_a_code_sent_to_the_current_number(
+    page, redis_client, sandbox, mariadb_server, fresh_mobile
+):
+    old, new = fresh_mobile(), fresh_mobile()
+    add_user(mariadb_server, old)
+    password_login(page, old)
+    expect(page).to_have_url("/")
+    page.goto("/my.html")
+    get_code(page, redis_client, sandbox, new)
+    page.click("#use-current-code")  # 忘记密码？改用原手机号验证码
+    expect(page.locator("#password")).to_be_hidden()
+    page.fill("#cur-imagecode", captcha_text(page, redis_client, "cur-captcha-img"))
+    page.click("#cur-send-sms")
+    expect(page.locator("#cur-phone-code-status")).to_have_text(
+        f"验证码已发送至原手机号 {old[:3]}****{old[-4:]}"
+    )
+    expect(page.locator("#cur-send-sms")).to_be_disabled()
+    current = sandbox.inbox(old)[-1]["datas"][0]  # to the account's own number
+    page.fill("#cur-phonecode", f"{(int(current) + 1) % 1_000_000:06d}")
+    page.click("#change-submit")
+    expect(page.locator("#cur-phone-code-err")).to_contain_text("原手机号的短信验证码错误")
+    page.fill("#cur-phonecode", current)
+    page.click("#change-submit")
+    expect(page.locator("#my-status")).to_have_text(f"手机号已更换为 {new[:3]}****{new[-4:]}")
+    expect(page.locator("#profile-mobile")).to_have_text(f"{new[:3]}****{new[-4:]}")
 
 
 @pytest.mark.parametrize(("name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
