@@ -4,8 +4,13 @@ Redis Cluster."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from tests.conftest import ROOT
 from tests.flows import (
     PASSWORD,
     add_user,
@@ -17,6 +22,7 @@ from tests.flows import (
     mobile_of,
     password_login,
     post,
+    reset,
     sms_login,
     wrong,
 )
@@ -171,3 +177,44 @@ async def test_bad_factor_input_changes_nothing_and_keeps_the_code(
     assert await mobile_of(client, user.user_id) == old
     assert await logged_in_as(client) == old
     assert (await change_mobile(client, new, code))["errno"] == "0"
+
+
+def restore_mobile(config, *args: str) -> subprocess.CompletedProcess:
+    """`python -m scripts.restore_mobile ARGS`, support's recovery command, on the test's stores."""
+    env = {
+        **os.environ,
+        "SMSREG_MYSQL_PORT": str(config.mysql.port),
+        "SMSREG_REDIS_URL": config.redis.url,
+    }
+    command = [sys.executable, "-m", "scripts.restore_mobile", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_support_restores_a_hijacked_mobile_and_ends_the_intruders_sessions(
+    client, sandbox, fresh_mobile, config
+):
+    owner_mobile, thief_mobile = fresh_mobile(), fresh_mobile()
+    user = await logged_in_user(client, owner_mobile)
+    thief = copy_of(client)  # a copied cookie and the password: the change goes through
+    code = await code_for(thief, sandbox, thief_mobile, "change_mobile")
+    assert (await change_mobile(thief, thief_mobile, code))["errno"] == "0"
+    assert "客服" in sandbox.inbox(owner_mobile)[-1]["text"]  # the owner is told whom to call
+
+    taken = fresh_mobile()
+    await add_user(client, taken)
+    refused = restore_mobile(config, "--user-id", str(user.user_id), "--mobile", taken)
+    assert refused.returncode == 1 and "nothing changed" in refused.stderr
+    assert await mobile_of(client, user.user_id) == thief_mobile
+
+    done = restore_mobile(config, "--user-id", str(user.user_id), "--mobile", owner_mobile)
+    assert (done.returncode, done.stdout) == (
+        0,
+        f"restored user {user.user_id} to {owner_mobile[:3]}****{owner_mobile[-4:]}, "
+        "ended 1 sessions\n",
+    )
+    assert await mobile_of(client, user.user_id) == owner_mobile
+    assert await logged_in_as(thief) is None
+    # The owner takes the account back with a password reset on their own number.
+    reset_code = await code_for(client, sandbox, owner_mobile, "reset_password", "r")
+    assert (await reset(client, owner_mobile, reset_code))["errno"] == "0"
