@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.base import ApiHandler, CaptchaImageHandler
 from services.captcha.service import AUDIO_CONTENT_TYPE
-from services.codes.sms import Purpose
+from services.codes.purposes import Purpose
 
 
 class IhomeCaptchaImageHandler(CaptchaImageHandler):

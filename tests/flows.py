@@ -13,7 +13,8 @@ import uuid
 import argon2
 
 from services.accounts.mobiles import canonical_mobile
-from services.codes.sms import Purpose, SentCode
+from services.codes.purposes import Purpose
+from services.codes.sms import SentCode
 from services.errors import ServiceError
 from services.store import keys
 from tests.conftest import ROOT, Client

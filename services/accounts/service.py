@@ -13,7 +13,8 @@ from services.accounts.mobiles import canonical_mobile
 from services.accounts.passwords import PasswordHasher
 from services.accounts.sessions import SessionStore
 from services.accounts.users import User, UserRepository
-from services.codes.sms import Purpose, SmsCodeService, VerifiedCode
+from services.codes.purposes import Purpose
+from services.codes.sms import SmsCodeService, VerifiedCode
 from services.config import AccountsConfig, LimitsConfig
 from services.errors import Ret, ServiceError
 from services.store import keys

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import enum
 import hashlib
 import hmac
 import logging
@@ -21,6 +20,7 @@ from services.accounts.users import UserRepository
 from services.captcha.service import CaptchaService, check_captcha_params
 from services.codes.admission import Overloaded, SendGate
 from services.codes.fraud import Admission, FraudGuard
+from services.codes.purposes import Purpose
 from services.codes.receipts import ReceiptStore
 from services.codes.reservation import Reservation, SmsReservations
 from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
@@ -55,39 +55,6 @@ def quiet_seconds_left(now: datetime.datetime, start: datetime.time, end: dateti
     if ends <= now:
         ends += datetime.timedelta(days=1)
     return max(1, int((ends - now).total_seconds()))
-
-
-class Purpose(enum.Enum):
-    """What a code may be used for. A code is bound to its mobile and its purpose."""
-
-    REGISTER = "register"
-    LOGIN = "login"
-    RESET_PASSWORD = "reset_password"
-    CHANGE_MOBILE = "change_mobile"
-    # To the logged-in user's CURRENT number, never to one the client names: proves the
-    # owner is present when the mobile is changed (docs/SECURITY.md).
-    CONFIRM_MOBILE = "confirm_mobile"
-
-    @property
-    def needs_session(self) -> bool:
-        """change_mobile and confirm_mobile are asked for by a logged-in user."""
-        return self in (Purpose.CHANGE_MOBILE, Purpose.CONFIRM_MOBILE)
-
-    @property
-    def to_registered_number(self) -> bool:
-        """Its code goes to the number of an existing account (whose number block's record
-        must never keep the owner out: services/codes/fraud.py)."""
-        return self in (Purpose.LOGIN, Purpose.RESET_PASSWORD)
-
-    @classmethod
-    def parse(cls, value: object) -> Purpose:
-        """The purpose a client asked for; absent means register (today's routes)."""
-        if value is None or value == "":
-            return cls.REGISTER
-        try:
-            return cls(value)
-        except ValueError:
-            raise ServiceError(Ret.PARAMERR, "验证码用途错误", field="purpose") from None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from services.codes.sms import Purpose
+from services.codes.purposes import Purpose
 from services.errors import Ret
 from tests.flows import (
     BAD_REGISTER_FORMS,

@@ -12,7 +12,8 @@ import pytest
 
 from services.codes.admission import Overloaded, SendGate
 from services.codes.fraud import segments_of
-from services.codes.sms import Purpose, SentCode
+from services.codes.purposes import Purpose
+from services.codes.sms import SentCode
 from services.store import keys
 from tests.flows import (
     CLIENT_IP,

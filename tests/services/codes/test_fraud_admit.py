@@ -15,7 +15,7 @@ import pytest
 
 from services.captcha.pow import solve
 from services.codes.fraud import segments_of
-from services.codes.sms import Purpose
+from services.codes.purposes import Purpose
 from services.composition import Services
 from tests.flows import CLIENT_IP, FRAUD_FOR_TESTS, last_code, outcome, send_code
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from services.codes.sms import Purpose, VerifiedCode
+from services.codes.purposes import Purpose
+from services.codes.sms import VerifiedCode
 from services.errors import Ret, ServiceError
 from services.store import keys
 from tests.flows import (

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services.codes.sms import Purpose
+from services.codes.purposes import Purpose
 from services.composition import Services
 from services.store import keys
 from tests.flows import (
