@@ -20,6 +20,7 @@ from services.clientip import client_network, resolve_client_ip
 from services.composition import Services
 from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError, Success
 from services.metrics import method_label
+from services.validation import MalformedJson, parse_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -232,12 +233,8 @@ class ApiHandler(BaseHandler):
     def json_body(self) -> dict[str, object]:
         """The request body as a JSON object, or PARAMERR."""
         try:
-            body = json.loads(self.request.body)
-            # JSON may spell a lone surrogate ("\ud800") that no UTF-8 text holds: it would
-            # fail later, deep in a hash or a comparison. Refuse it here, with the JSON.
-            json.dumps(body, ensure_ascii=False).encode()
-        except (ValueError, UnicodeError, RecursionError):
-            # RecursionError: thousands of nested brackets exhaust the parser's stack.
+            body = parse_json(self.request.body)
+        except MalformedJson:  # deep nesting and lone surrogates included
             raise ServiceError(Ret.PARAMERR, "请求体不是合法的JSON") from None
         if not isinstance(body, dict):
             raise ServiceError(Ret.PARAMERR, "请求体必须是JSON对象")

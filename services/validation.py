@@ -1,5 +1,6 @@
 """Input rules shared by every API family (mobiles: services/accounts/mobiles.py)."""
 
+import json
 import re
 from typing import TypeGuard
 
@@ -26,3 +27,25 @@ def required_text(*values: object) -> tuple[str, ...]:
     if len(texts) != len(values):
         raise ServiceError(Ret.PARAMERR, "参数不完整")
     return texts
+
+
+class MalformedJson(ValueError):
+    """A body that is not JSON a handler can use (see parse_json)."""
+
+
+def parse_json(body: bytes | str) -> object:
+    """The JSON document in `body`, or MalformedJson: the one parser of every JSON body a
+    client or a provider sends us (API requests, receipt pushes, provider answers).
+
+    Refused as malformed, never raised as anything else: text that is not JSON or not UTF-8;
+    nesting deep enough to exhaust the parser's stack (thousands of brackets: a
+    RecursionError, which would otherwise be a 500); and a lone surrogate ("\\ud800"), which
+    JSON can spell but no UTF-8 text holds, so it would fail later, deep in a hash, a Redis
+    write or a comparison. Each caller turns MalformedJson into its family's clear error.
+    """
+    try:
+        document = json.loads(body)
+        json.dumps(document, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError, RecursionError):
+        raise MalformedJson("not JSON, too deeply nested, or holding a lone surrogate") from None
+    return document

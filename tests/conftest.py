@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -182,9 +183,13 @@ def app(io_loop, make_app):
 
 
 @contextlib.asynccontextmanager
-async def serving(app: SmsRegApplication):
-    """Serve a second application on a free port, for tests that need their own config."""
-    sock, port = tornado.testing.bind_unused_port()
+async def serving(app: SmsRegApplication, bound: tuple[socket.socket, int] | None = None):
+    """Serve a second application on a free port, for tests that need their own config.
+
+    `bound`: a socket and its port from tornado.testing.bind_unused_port(), for an app that
+    had to know its own address before it was built (a voice call's respUrl).
+    """
+    sock, port = bound or tornado.testing.bind_unused_port()
     server = make_http_server(app, app.services.config)
     server.add_sockets([sock])
     try:

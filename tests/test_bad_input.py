@@ -157,3 +157,41 @@ async def test_wrong_method_is_json_405_with_allow(client):
     assert response.code == 405
     assert response.headers["Allow"] == "POST"
     assert json.loads(response.body)["errno"] == "4201"
+
+
+DEEP_BODIES = {
+    "deep-json": b"[" * 5000 + b"]" * 5000,
+    "deep-json-value": b'{"mobile": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    "lone-surrogate": b'{"mobile": "\\ud800"}',
+    "deep-xml": b"<Request>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</Request>",
+}
+
+
+def concrete_path(pattern: str) -> str:
+    """A URL the route matches: the callback token in its token group, a probe elsewhere."""
+    path = pattern.replace("([^/]+)", "change-me-callback-token-00000000")  # config.yml's
+    return path.replace("([^/]*)", "probe").replace("(", "").replace(")", "").replace("\\.", ".")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_no_route_answers_an_unparseable_body_with_a_5xx(client, sandbox, fresh_mobile):
+    """Every route the server has (every family, the callbacks), POST and PUT, with deep JSON,
+    a lone surrogate and deep XML: a clear 4xx or the family's PARAMERR, never a 500. Bodies
+    are parsed in one place (services/validation.py parse_json; the receipts' XML reader).
+    Logged in, so that the routes for a session read their bodies too."""
+    from handlers.routes import all_routes
+
+    mobile = fresh_mobile()
+    code = await request_code(client, sandbox, mobile)
+    assert (await register(client, mobile, code))["errno"] == "0"
+    headers = {**await client.xsrf_headers(), "Content-Type": "application/json"}
+    routes = all_routes(client.app.services.config.families)
+    assert any(pattern.startswith("/callbacks/") for pattern, *_ in routes)
+    for pattern, *_ in routes:
+        path = concrete_path(pattern)
+        for method in ("POST", "PUT"):
+            for name, body in DEEP_BODIES.items():
+                answer = await client.fetch(path, method, body, headers)
+                assert answer.code < 500, (path, method, name, answer.code)
+                if answer.code == 200 and path.startswith("/api/"):
+                    assert json.loads(answer.body)["errno"] == "4103", (path, method, name)

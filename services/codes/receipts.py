@@ -5,19 +5,24 @@ message id, the channel, the status (sent → delivered | failed, with the provi
 and timestamps, for as long as the code lives. An index from the provider's message id to
 the send id lets a push find its send. Pushes are parsed here (no HTTP objects), applied
 idempotently in one Lua step, and counted.
+
+A receipt saying the user got nothing (a failed SMS, a call that could not be placed) frees
+the mobile for another send at once, so that the page can offer the voice call without the
+60 s wait: once per code lifetime per mobile, never again until then (else failed receipts
+would let one number be sent or called back to back), and never for a call that rang
+unanswered (the phone was reached; it is the attacker's cheapest way to fail a call).
 """
 
 from __future__ import annotations
 
 import datetime
 import hmac
-import json
 import logging
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
+from xml.parsers import expat
 
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
@@ -28,6 +33,7 @@ from services.metrics import Metrics
 from services.providers.base import Delivery
 from services.store import keys, redis_scripts
 from services.store.redisclient import RedisClient, decoded
+from services.validation import MalformedJson, parse_json
 
 # A pipeline of either client (standalone or cluster): writes queued, sent with execute().
 RedisPipeline = Pipeline | ClusterPipeline
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 SEND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9^_.:-]{1,64}$")
 MAX_REPORTS = 1000
+# <Request><field>text</field></Request> is 2 deep; anything much deeper is not a receipt.
+MAX_XML_DEPTH = 8
 
 
 class MalformedReceipt(ValueError):
@@ -45,12 +53,18 @@ class MalformedReceipt(ValueError):
 
 @dataclass(frozen=True)
 class Receipt:
-    """One status report: which provider message, delivered or not, and the provider's code."""
+    """One status report: which provider message, delivered or not, and the provider's code.
+
+    `frees_mobile`: the user certainly got nothing, so the resend guard may be lifted (once
+    per code lifetime, ReceiptStore.apply): a failed SMS, a call that could not be placed;
+    not a call that rang unanswered.
+    """
 
     provider: str
     message_id: str
     delivered: bool
     reason: str
+    frees_mobile: bool
 
 
 def _message_id(value: object) -> str:
@@ -59,14 +73,62 @@ def _message_id(value: object) -> str:
     return value
 
 
-def _xml_fields(body: bytes) -> dict[str, str]:
+def _json(body: bytes, what: str) -> object:
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
+        return parse_json(body)
+    except MalformedJson:  # deep nesting and lone surrogates included
+        raise MalformedReceipt(what) from None
+
+
+def _refuse_dtd(*_: object) -> None:
+    raise MalformedReceipt("a DTD is not allowed")
+
+
+def _xml_fields(body: bytes) -> dict[str, str]:
+    """The text of each child of the <Request> root.
+
+    Read with expat as it streams (no tree, no recursion), refusing what no provider sends: a
+    DTD, and so any entity declaration (billion laughs, external entities), before it is
+    read; and nesting deeper than MAX_XML_DEPTH.
+    """
+    fields: dict[str, str] = {}
+    depth = 0
+    text: list[str] = []
+
+    def start(tag: str, _attributes: object) -> None:
+        nonlocal depth
+        if depth == 0 and tag != "Request":
+            raise MalformedReceipt("root element must be Request")
+        depth += 1
+        if depth > MAX_XML_DEPTH:
+            raise MalformedReceipt("XML nested too deeply")
+        if depth == 2:
+            text.clear()
+
+    def end(tag: str) -> None:
+        nonlocal depth
+        if depth == 2:
+            fields[tag] = "".join(text).strip()
+        depth -= 1
+
+    def characters(data: str) -> None:
+        if depth == 2:
+            text.append(data)
+
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_dtd  # unreachable without a DTD: belt and braces
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
+    try:
+        parser.Parse(body, True)
+    except MalformedReceipt:
+        raise
+    except (expat.ExpatError, LookupError, ValueError):
+        # ValueError, LookupError: an encoding declared that Python lacks or expat cannot use.
         raise MalformedReceipt("body is not XML") from None
-    if root.tag != "Request":
-        raise MalformedReceipt("root element must be Request")
-    return {child.tag: (child.text or "").strip() for child in root}
+    return fields
 
 
 def parse_ronglian_sms(body: bytes) -> list[Receipt]:
@@ -80,10 +142,7 @@ def parse_ronglian_sms(body: bytes) -> list[Receipt]:
     if text.startswith(b"<"):
         fields = _xml_fields(text)
     else:
-        try:
-            document = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            raise MalformedReceipt("body is neither JSON nor XML") from None
+        document = _json(text, "body is neither JSON nor XML")
         request = document.get("Request") if isinstance(document, dict) else None
         if not isinstance(request, dict):
             raise MalformedReceipt('expected {"Request": {...}}')
@@ -96,10 +155,16 @@ def parse_ronglian_sms(body: bytes) -> list[Receipt]:
     reason = fields.get("deliverCode") or ""
     if not isinstance(reason, str) or len(reason) > 32:
         raise MalformedReceipt("deliverCode malformed")
-    return [Receipt("ronglian", _message_id(fields.get("content")), status == "0", reason)]
+    delivered = status == "0"
+    return [
+        Receipt("ronglian", _message_id(fields.get("content")), delivered, reason, not delivered)
+    ]
 
 
 VOICE_STATES = {"0": "answered", "1": "not_answered", "2": "call_failed"}
+# Only a call that could not be placed frees the mobile: an unanswered one reached the phone,
+# and refusing calls is free for whoever holds it (call bombing otherwise).
+VOICE_STATES_FREEING = {"2"}
 
 
 def parse_ronglian_voice(body: bytes) -> list[Receipt]:
@@ -111,15 +176,13 @@ def parse_ronglian_voice(body: bytes) -> list[Receipt]:
     if state not in VOICE_STATES:
         raise MalformedReceipt("state must be 0, 1 or 2")
     call_sid = _message_id(fields.get("callSid"))
-    return [Receipt("ronglian", call_sid, state == "0", VOICE_STATES[state])]
+    frees = state in VOICE_STATES_FREEING
+    return [Receipt("ronglian", call_sid, state == "0", VOICE_STATES[state], frees)]
 
 
 def parse_aliyun_sms(body: bytes) -> list[Receipt]:
     """Aliyun's SmsReport HTTP push: a JSON array of reports (biz_id, success, err_code)."""
-    try:
-        reports = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedReceipt("body is not JSON") from None
+    reports = _json(body, "body is not JSON")
     if not isinstance(reports, list) or not 0 < len(reports) <= MAX_REPORTS:
         raise MalformedReceipt(f"expected a JSON array of 1 to {MAX_REPORTS} reports")
     receipts = []
@@ -129,9 +192,9 @@ def parse_aliyun_sms(body: bytes) -> list[Receipt]:
         reason = report.get("err_code", "")
         if not isinstance(reason, str) or len(reason) > 32:
             raise MalformedReceipt("err_code malformed")
-        receipts.append(
-            Receipt("aliyun", _message_id(report.get("biz_id")), report["success"], reason)
-        )
+        delivered = report["success"]
+        message_id = _message_id(report.get("biz_id"))
+        receipts.append(Receipt("aliyun", message_id, delivered, reason, not delivered))
     return receipts
 
 
@@ -222,8 +285,8 @@ class ReceiptStore:
                 created_at, channel = float(outcome[1]), str(outcome[2])
                 status = "delivered" if receipt.delivered else "failed"
                 mobile, guard_token = str(outcome[3]), str(outcome[4])
-                if not receipt.delivered and mobile and guard_token:
-                    await self._release_guard(keys=[keys.sms_guard_key(mobile)], args=[guard_token])
+                if receipt.frees_mobile and mobile and guard_token:
+                    await self._free_mobile(mobile, guard_token, send_id)
                 self._metrics.receipts.labels(receipt.provider, channel, status).inc()
                 self._metrics.delivery_seconds.labels(receipt.provider, channel).observe(
                     max(0.0, time.time() - created_at)
@@ -238,6 +301,17 @@ class ReceiptStore:
             else:
                 kind = "duplicate" if outcome[0] == 1 else "unmatched"
                 self._metrics.receipts.labels(receipt.provider, channel_hint, kind).inc()
+
+    async def _free_mobile(self, mobile: str, guard_token: str, send_id: str) -> None:
+        """Lift the send's resend guard, unless a receipt has freed this mobile within the
+        code lifetime already: one atomic step in the mobile's slot, so concurrent receipts
+        and other processes cannot free it twice."""
+        lifted = await self._release_guard(
+            keys=[keys.sms_guard_key(mobile), keys.sms_freed_key(mobile)],
+            args=[guard_token, self._ttl],
+        )
+        if lifted == 2:
+            log.info("send %s… failed; its mobile was freed early already: guard kept", send_id[:6])
 
     async def status(self, send_id: object) -> dict[str, str]:
         """{status, channel, updated_at} of one send (no mobile, no code), or a refusal."""

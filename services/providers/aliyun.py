@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import urllib.parse
+from typing import Any, cast
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -26,7 +27,7 @@ from services.providers.base import (
     classify_http_status,
     classify_transport_error,
 )
-from services.validation import mask_mobile
+from services.validation import mask_mobile, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class AliyunProvider:
             log.warning("aliyun unreachable sending to %s: %s (%s)", who, exc, outcome.value)
             raise ProviderError(self.name, status, outcome) from None
         try:
-            answer = json.loads(response.body)
+            answer = cast(dict[str, Any], parse_json(response.body))  # not an object: TypeError
             code = str(answer["Code"])
         except (ValueError, TypeError, KeyError):
             if response.code != 200:

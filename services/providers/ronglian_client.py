@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
@@ -21,7 +21,7 @@ from services.providers.base import (
     classify_http_status,
     classify_transport_error,
 )
-from services.validation import mask_mobile
+from services.validation import mask_mobile, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class RonglianClient:
 
     def _parse(self, body: bytes, who: str) -> Answer:
         try:
-            answer: Answer = json.loads(body)
+            answer = cast(Answer, parse_json(body))  # not an object: TypeError
             status = answer["statusCode"]
         except (ValueError, TypeError, KeyError):
             log.warning("ronglian answered a non-protocol body sending to %s: %.80r", who, body)

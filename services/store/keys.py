@@ -25,6 +25,12 @@ def sms_guard_key(mobile: str) -> str:
     return f"sms:{{{mobile}}}:guard"
 
 
+def sms_freed_key(mobile: str) -> str:
+    """Present while a failed receipt has freed the mobile early (lifted its resend guard):
+    for a code lifetime, during which no other receipt may do so."""
+    return f"sms:{{{mobile}}}:freed"
+
+
 def sms_mobile_hourly_key(mobile: str) -> str:
     """SMS sent to one mobile in the current hour window."""
     return f"sms:{{{mobile}}}:hourly"
