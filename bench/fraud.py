@@ -27,6 +27,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench.fraud_poison import run_scenarios
+from bench.fraud_poison import table as poisoning_table
 from bench.fraud_sim import SimConfig, Simulation, server_overrides
 from bench.stack import ROOT, Proc, Sandbox
 from bench.systems import admission_overrides
@@ -97,6 +99,13 @@ async def one_run(name: str, cfg: SimConfig, redis_server, mariadb, sandbox, wor
         summary["inbox_attacker"] = sum(m["to"][:7] in attacker_blocks for m in inbox)
         summary["inbox_legit"] = len(inbox) - summary["inbox_attacker"]
         print(f"{name}: {json.dumps({k: v for k, v in summary.items() if k != 'per_minute'})}")
+        # The poisoning scenarios on the same server, from a clean Redis (budget, limits).
+        await redis.flushdb()
+        sandbox.clear_inbox()
+        summary["poisoning"] = await run_scenarios(
+            f"http://127.0.0.1:{port}", redis, sandbox.base_url
+        )
+        print(f"{name}: poisoning {json.dumps(summary['poisoning'])}")
         return summary
     finally:
         await redis.aclose()
@@ -157,6 +166,8 @@ def table(results: dict, cfg: SimConfig) -> str:
         )
         + "."
     )
+    lines += ["", "Poisoning and laundering (bench/fraud_poison.py), on the same servers:", ""]
+    lines.append(poisoning_table({n: s["poisoning"] for n, s in results.items()}))
     return "\n".join(lines)
 
 
