@@ -79,7 +79,7 @@ class IhomeSmsSendStatusHandler(ApiHandler):
     route_name = "sms_sends"
 
     async def get(self, send_id: str) -> None:
-        self.reply("成功", await self.receipts.status(send_id))
+        self.reply("成功", await self.receipts.send_status(send_id))
 
 
 ROUTES = [

@@ -182,7 +182,7 @@ async def test_segment_that_converts_stays_normal(make_mode_app, sandbox):
             assert body["errno"] == "0", body
             code = sandbox.inbox(mobile)[-1]["datas"][0]
             assert (await register(client, mobile, code))["errno"] == "0"
-        status = await client.app.services.fraud.status("net:192.0.2.0/24")
+        status = await client.app.services.fraud.segment_status("net:192.0.2.0/24")
         assert (status.state, status.sends, status.conversions) == ("normal", 10, 10)
 
 
@@ -200,7 +200,7 @@ async def test_conversions_bring_an_elevated_segment_back(make_app, sandbox):
             code = sandbox.inbox(mobile)[-1]["datas"][0]
             assert (await register(client, mobile, code))["errno"] == "0"
         await send_ok(client, mobile_in("1700002"), "198.51.100.1")  # no proof needed
-        assert (await client.app.services.fraud.status("blk:1700002")).state == "normal"
+        assert (await client.app.services.fraud.segment_status("blk:1700002")).state == "normal"
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -103,7 +103,7 @@ async def test_one_client_cannot_block_its_network(make_app, sandbox, attacker, 
         assert served(answer), answer
         code = sandbox.inbox(mobile)[-1]["datas"][0]
         assert (await register(client, mobile, code))["errno"] == "0"
-        assert (await client.app.services.fraud.status(network)).state != "blocked"
+        assert (await client.app.services.fraud.segment_status(network)).state != "blocked"
 
 
 @pytest.mark.gen_test(timeout=90)

@@ -24,7 +24,7 @@ A login or reset code goes to a registered number: its number block is not judge
 no record of a block can keep an owner from their own account.
 
 Every fraud key carries one hash tag ({fraud}, services/store/keys.py), so one Lua script
-(services/store/lua/fraud_admit.lua) decides and counts all segments of a send atomically, on
+(services/store/lua/fraud_judge.lua) decides and counts all segments of a send atomically, on
 standalone Redis and Cluster alike: a send refused by one segment takes nothing in the others.
 What a send took is given back (one script) when a later limit of the send refuses or the
 provider fails, and a verification converts the segments of its send (one script).
@@ -120,13 +120,19 @@ def _sender_segments(client_ip: str) -> tuple[Segment, Segment]:
 
 
 @dataclass
-class Admission:
-    """What one admitted send took in its segments, to be given back if it is not sent."""
+class SegmentVerdict:
+    """The segments' verdict on one send they let through: its budget tier, and what it took
+    in them (to be given back if it is not sent)."""
 
     segments: tuple[Segment, ...]
     tier: Tier = Tier.NEWCOMER
     # the bucket the send was counted in, in every segment; None once given back
     bucket: int | None = None
+
+    @classmethod
+    def unjudged(cls) -> SegmentVerdict:
+        """The breaker is switched off: nothing taken, the whole budget."""
+        return cls((), Tier.GOOD)
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ class SegmentStatus:
 
 
 class FraudGuard:
-    """Admits sends per segment, counts conversions, shares the budget by tier."""
+    """Judges sends per segment, counts conversions, shares the budget by tier."""
 
     def __init__(
         self,
@@ -157,8 +163,8 @@ class FraudGuard:
         self._config = config
         self._pow = pow_service
         self._metrics = metrics
-        self._admit = redis_scripts.register(redis, "fraud_admit")
-        self._release = redis_scripts.register(redis, "fraud_release")
+        self._judge = redis_scripts.register(redis, "fraud_judge")
+        self._give_back = redis_scripts.register(redis, "fraud_give_back")
         self._convert = redis_scripts.register(redis, "fraud_convert")
         self._bucket_ms = max(1, config.window * 1000 // config.buckets)
         self._alert_until = 0.0
@@ -170,26 +176,26 @@ class FraudGuard:
     def _ttl(self) -> int:
         return self._config.window + math.ceil(self._bucket_ms / 1000)
 
-    async def admit(
+    async def judge(
         self, mobile: str, client_ip: str, altcha: object, *, judge_block: bool = True
-    ) -> Admission | None:
+    ) -> SegmentVerdict:
         """Take one send in each segment of (mobile, client_ip), or raise the refusal.
 
         `judge_block` is False for a code to a registered number (login, reset): its number
         block is then neither judged nor counted. Raises REQERR pow_required (with a
         challenge of the level the segments ask for) when no valid, unused proof of work of
         that level came with the request; REQERR segment_blocked while the address is
-        blocked. Returns None when the breaker is switched off.
+        blocked. With the breaker switched off, every send is let through unjudged.
         """
         if not self._config.enabled:
-            return None
+            return SegmentVerdict.unjudged()
         segments = segments_of(mobile, client_ip, with_block=judge_block)
         pow_level = 0
         if altcha is not None and altcha != "":
             pow_level = await self._pow.redeem(altcha)
         # One script judges every segment and counts the send in all of them, or, if one
         # refuses, in none: a refused request holds no place anywhere.
-        reply = cast("list[int | str]", await self._admit_call(segments, pow_level).run())
+        reply = cast("list[int | str]", await self._judge_call(segments, pow_level).run())
         outcome, wait_ms, level, tier, bucket = (int(value) for value in reply[:5])
         for index, segment in enumerate(segments):
             changed, seg_level, sends, conversions = reply[5 + 4 * index : 9 + 4 * index]
@@ -213,9 +219,9 @@ class FraudGuard:
                 data={"reason": "pow_required", "challenge": self._pow.challenge(level)},
                 retry_after=0,
             )
-        return Admission(segments, tier=Tier(tier), bucket=bucket)
+        return SegmentVerdict(segments, tier=Tier(tier), bucket=bucket)
 
-    def _admit_call(self, segments: tuple[Segment, ...], pow_level: int) -> ScriptCall:
+    def _judge_call(self, segments: tuple[Segment, ...], pow_level: int) -> ScriptCall:
         config = self._config
         args: list[ScriptArg] = [
             self._bucket_ms,
@@ -229,7 +235,7 @@ class FraudGuard:
             config.pow_max_level,
             config.credit_per_conversion,
         ]
-        return ScriptCall(self._admit, keys_of(segments), args)
+        return ScriptCall(self._judge, keys_of(segments), args)
 
     def _state_changed(
         self, segment: Segment, state: str, level: int, sends: int, conversions: int
@@ -245,30 +251,32 @@ class FraudGuard:
         )
         self._metrics.fraud_segment_state.labels(segment.kind, state).inc()
 
-    async def release(self, admission: Admission | None) -> None:
-        """Give back the send an admission counted in its segments (it was not sent)."""
-        if admission is None or admission.bucket is None:
+    async def give_back(self, verdict: SegmentVerdict) -> None:
+        """Give back the send a verdict counted in its segments (it was not sent)."""
+        if verdict.bucket is None:
             return
-        bucket, admission.bucket = admission.bucket, None
-        credited = int(admission.tier == Tier.GOOD)
-        call = ScriptCall(self._release, keys_of(admission.segments), [bucket, credited])
+        bucket, verdict.bucket = verdict.bucket, None
+        credited = int(verdict.tier == Tier.GOOD)
+        call = ScriptCall(self._give_back, keys_of(verdict.segments), [bucket, credited])
         if not await redis_scripts.give_back_together(self._redis, [call]):
             log.warning("could not give back a fraud segment place; it expires by itself")
 
-    def budget_share(self, tier: Tier | None) -> float:
+    def budget_share(self, tier: Tier) -> float:
         """The part of the global budget a request of this tier may use."""
-        if tier is None or tier == Tier.GOOD:
+        if tier == Tier.GOOD:
             return 1.0
         if tier == Tier.NEWCOMER:
             return self._config.budget_share_newcomer
         return self._config.budget_share_poor
 
-    def record_sent(
-        self, pipe: RedisPipeline, mobile: str, admission: Admission, code_ttl: int
+    def remember_send(
+        self, pipe: RedisPipeline, mobile: str, verdict: SegmentVerdict, code_ttl: int
     ) -> None:
         """After a send: remember its segments' keys with the code's lifetime, so a
         verification converts them. The write is added to `pipe` (the send's other writes)."""
-        record = json.dumps(keys_of(admission.segments))
+        if not verdict.segments:
+            return
+        record = json.dumps(keys_of(verdict.segments))
         pipe.set(keys.fraud_sent_key(mobile), record, ex=code_ttl)
 
     async def converted(self, mobile: str) -> None:
@@ -301,12 +309,12 @@ class FraudGuard:
         found = []
         async for key in self._redis.scan_iter(match=keys.fraud_state_key("*"), count=500):
             name = keys.segment_of_state_key(key)
-            status = await self.status(name)
+            status = await self.segment_status(name)
             if status.state != "normal" and (state is None or status.state == state):
                 found.append(status)
         return sorted(found, key=lambda s: (s.state, s.name))
 
-    async def status(self, name: str) -> SegmentStatus:
+    async def segment_status(self, name: str) -> SegmentStatus:
         """One segment's state and window counts (state 'normal' if it has no breaker)."""
         counts_key, state_key = keys.fraud_counts_key(name), keys.fraud_state_key(name)
         state = await self._redis.hgetall(state_key)

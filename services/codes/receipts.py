@@ -228,7 +228,7 @@ class ReceiptStore:
             return False
         return not self._sources or address_in(source_ip, self._sources)
 
-    def record_sent(
+    def record_send(
         self,
         pipe: RedisPipeline,
         send_id: str,
@@ -313,7 +313,7 @@ class ReceiptStore:
         if lifted == 2:
             log.info("send %s… failed; its mobile was freed early already: guard kept", send_id[:6])
 
-    async def status(self, send_id: object) -> dict[str, str]:
+    async def send_status(self, send_id: object) -> dict[str, str]:
         """{status, channel, updated_at} of one send (no mobile, no code), or a refusal."""
         if not isinstance(send_id, str) or not SEND_ID_RE.match(send_id):
             raise ServiceError(Ret.PARAMERR, "发送编号格式错误")

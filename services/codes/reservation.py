@@ -164,7 +164,7 @@ class SmsReservations:
             self._budget_alarm(cast("ServiceError", failures[0]))
         raise failures[0]
 
-    async def release(self, send: Reservation) -> None:
+    async def give_back(self, send: Reservation) -> None:
         """Give back everything a reservation took (its SMS was not sent)."""
         await self._give_back(
             send,

@@ -19,7 +19,7 @@ from services.accounts.mobiles import canonical_mobile
 from services.accounts.users import UserRepository
 from services.captcha.service import CaptchaService, check_captcha_params
 from services.codes.admission import Overloaded, SendGate
-from services.codes.fraud import Admission, FraudGuard
+from services.codes.fraud import FraudGuard, SegmentVerdict
 from services.codes.purposes import Purpose
 from services.codes.receipts import ReceiptStore
 from services.codes.reservation import Reservation, SmsReservations
@@ -87,7 +87,7 @@ class SmsCodeService:
         limiter: RateLimiter,
         receipts: ReceiptStore,
         notices: RonglianClient,
-        fraud: FraudGuard | None = None,
+        fraud: FraudGuard,
         *,
         sms: SmsConfig,
         limits: LimitsConfig,
@@ -180,18 +180,18 @@ class SmsCodeService:
         # Fraud segments first (before the CAPTCHA is used up, so that a request asked for a
         # proof of work can repeat itself with the same CAPTCHA); given back if a later limit
         # refuses or the send fails.
-        admission = await self._admit_segments(canonical, purpose, client_ip, altcha)
+        verdict = await self._judge_segments(canonical, purpose, client_ip, altcha)
         send = Reservation(
             canonical,
             secrets.token_hex(8),
             self._mac(canonical, purpose, code),
             self._reservations.ip_limit(client_ip),
-            self._reservations.budget(self._budget_share(admission)),
+            self._reservations.budget(self._fraud.budget_share(verdict.tier)),
         )
         try:
             await self._reservations.reserve(send, image_code_id, image_code)
         except BaseException:
-            await asyncio.shield(self._release_segments(admission))
+            await asyncio.shield(self._fraud.give_back(verdict))
             raise
         with contextlib.ExitStack() as in_flight:
             try:
@@ -219,14 +219,14 @@ class SmsCodeService:
                         data={"reason": "send_unknown"},
                         retry_after=self._config.resend_interval,
                     ) from None
-                await asyncio.shield(self._reservations.release(send))
+                await asyncio.shield(self._reservations.give_back(send))
                 raise
             except BaseException:
                 # Nothing was sent: free the mobile at once so the user can retry, uncounted.
-                await asyncio.shield(self._reservations.release(send))
-                await asyncio.shield(self._release_segments(admission))
+                await asyncio.shield(self._reservations.give_back(send))
+                await asyncio.shield(self._fraud.give_back(verdict))
                 raise
-            await self._after_send(canonical, admission, send_id, delivery, send.guard_token)
+            await self._after_send(canonical, verdict, send_id, delivery, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
 
     async def _own_mobile(self, mobile: object, user_id: int | None) -> str:
@@ -261,53 +261,36 @@ class SmsCodeService:
 
     # --- fraud segments (services/codes/fraud.py) -------------------------------------------------
 
-    async def _admit_segments(
+    async def _judge_segments(
         self, mobile: str, purpose: Purpose, client_ip: str, altcha: object
-    ) -> Admission | None:
-        if self._fraud is None:
-            return None
+    ) -> SegmentVerdict:
         judge_block = not purpose.to_registered_number
-        return await self._fraud.admit(mobile, client_ip, altcha, judge_block=judge_block)
-
-    def _budget_share(self, admission: Admission | None) -> float:
-        """The part of the global budget this request's fraud tier may use."""
-        if self._fraud is None or admission is None:
-            return 1.0
-        return self._fraud.budget_share(admission.tier)
-
-    async def _release_segments(self, admission: Admission | None) -> None:
-        if self._fraud is not None:
-            await self._fraud.release(admission)
+        return await self._fraud.judge(mobile, client_ip, altcha, judge_block=judge_block)
 
     async def _after_send(
         self,
         mobile: str,
-        admission: Admission | None,
+        verdict: SegmentVerdict,
         send_id: str,
         delivery: Delivery,
         guard_token: str,
     ) -> None:
         """Record the send for its receipts and its segments for its conversion, and read the
         budget spent (to alert when it runs low): one round trip for all of it."""
-        fraud = self._fraud if admission is not None else None
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                self._receipts.record_sent(pipe, send_id, delivery, mobile, guard_token)
-                if fraud is not None and admission is not None:
-                    fraud.record_sent(pipe, mobile, admission, self._config.code_ttl)
-                    pipe.get(keys.sms_global_hourly_key())
+                self._receipts.record_send(pipe, send_id, delivery, mobile, guard_token)
+                self._fraud.remember_send(pipe, mobile, verdict, self._config.code_ttl)
+                pipe.get(keys.sms_global_hourly_key())
                 results = await pipe.execute()
         except Exception as exc:
             # The SMS is out; a lost record only means no receipt or conversion for this code.
             log.warning("could not record send %s… (receipts, segments): %r", send_id[:6], exc)
             return
-        if fraud is not None:
-            fraud.budget_spent(int(results[-1] or 0), self._global_budget)
+        self._fraud.budget_spent(int(results[-1] or 0), self._global_budget)
 
     async def _code_verified(self, mobile: str) -> None:
         """A right code converts the segments of the send that delivered it."""
-        if self._fraud is None:
-            return
         try:
             await self._fraud.converted(mobile)
         except Exception:

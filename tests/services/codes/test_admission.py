@@ -120,7 +120,7 @@ async def what_a_send_takes(services, mobile: str) -> dict[str, object]:
         "ip": int(await redis.get(keys.sms_ip_hourly_key(CLIENT_IP)) or 0),
         "global": int(await redis.get(keys.sms_global_hourly_key()) or 0),
         "segments": [
-            (await services.fraud.status(segment.name)).sends
+            (await services.fraud.segment_status(segment.name)).sends
             for segment in segments_of(mobile, CLIENT_IP)
         ],
     }

@@ -45,7 +45,7 @@ async def test_a_code_goes_out_through_ronglian_and_works_once(services, sandbox
     assert len(code) == 6 and code.isdigit()
     stored = await services.redis.hgetall(keys.sms_code_key(mobile))
     assert stored["tries"] == "0" and code not in repr(stored)  # only an HMAC at rest
-    assert (await services.receipts.status(sent.send_id))["status"] == "sent"
+    assert (await services.receipts.send_status(sent.send_id))["status"] == "sent"
 
     verified = await services.sms.verify_code(mobile, Purpose.REGISTER, code)
     assert isinstance(verified, VerifiedCode) and verified.mobile == mobile

@@ -13,7 +13,7 @@ SERVICES_DIR = LUA_DIR.parent
 
 
 def test_there_are_scripts_and_pieces():
-    assert {"limits_take", "sms_reserve", "sms_release", "fraud_admit"} <= set(SCRIPTS)
+    assert {"limits_take", "sms_reserve", "sms_release", "fraud_judge"} <= set(SCRIPTS)
     assert (PIECES_DIR / "fixed_window.lua").exists()
 
 

@@ -1,4 +1,4 @@
-"""The fraud admission of one send is one atomic step over its segments, on standalone
+"""The fraud verdict on one send is one atomic step over its segments, on standalone
 Redis and on a real 3-master Redis Cluster (FraudGuard without HTTP).
 
 A send refused by one segment (a blocked address) must take nothing in the others, not even
@@ -46,8 +46,8 @@ def proof(services: Services, level: int = 10) -> str:
 
 
 async def admit(services: Services, mobile: str, ip: str, altcha: str | None = None) -> str:
-    """One admission: "ok" or the refusal's reason (pow_required, segment_blocked)."""
-    return await outcome(services.fraud.admit(mobile, ip, altcha), by_reason=True)
+    """One verdict: "ok" or the refusal's reason (pow_required, segment_blocked)."""
+    return await outcome(services.fraud.judge(mobile, ip, altcha), by_reason=True)
 
 
 async def block_the_address(services: Services, ip: str) -> None:
@@ -64,7 +64,7 @@ async def block_the_address(services: Services, ip: str) -> None:
 async def test_a_send_refused_by_one_segment_takes_no_place_in_the_others(build_services):
     services = await build_services()
     await block_the_address(services, "198.51.100.7")
-    network_before = await services.fraud.status("net:198.51.100.0/24")
+    network_before = await services.fraud.segment_status("net:198.51.100.0/24")
     # The attack: 20 concurrent requests with valid proofs of work from the blocked address
     # into one number block, and one honest request from the same network.
     proofs = [proof(services) for _ in range(21)]
@@ -74,8 +74,8 @@ async def test_a_send_refused_by_one_segment_takes_no_place_in_the_others(build_
     assert answers[:-1] == ["segment_blocked"] * 20
     # Only the narrowest segment refuses: the neighbour on the same network is served.
     assert answers[-1] == "ok"
-    network = await services.fraud.status("net:198.51.100.0/24")
-    block = await services.fraud.status("blk:1700001")
+    network = await services.fraud.segment_status("net:198.51.100.0/24")
+    block = await services.fraud.segment_status("blk:1700001")
     # The refused requests were counted nowhere: the network and the block hold one more
     # send each, the honest one's.
     assert (network.sends, block.sends) == (network_before.sends + 1, 1)
@@ -83,7 +83,7 @@ async def test_a_send_refused_by_one_segment_takes_no_place_in_the_others(build_
 
 async def counts(services: Services, mobile: str) -> list[tuple[int, int]]:
     """(sends, conversions) of each segment of a send to mobile from CLIENT_IP."""
-    statuses = [await services.fraud.status(s.name) for s in segments_of(mobile, CLIENT_IP)]
+    statuses = [await services.fraud.segment_status(s.name) for s in segments_of(mobile, CLIENT_IP)]
     return [(status.sends, status.conversions) for status in statuses]
 
 
