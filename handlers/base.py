@@ -13,12 +13,13 @@ from typing import Any, ClassVar, Generic, TypeVar, overload
 import tornado.web
 
 from handlers.application import SmsRegApplication
+from handlers.errors import describe_error
 from services.accounts.sessions import Session
 from services.accounts.users import User
 from services.captcha.service import CAPTCHA_CONTENT_TYPE
 from services.clientip import client_network, resolve_client_ip
 from services.composition import Services
-from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError, Success
+from services.errors import STORAGE_ERRORS, Ret, ServiceError, Success
 from services.metrics import method_label
 from services.validation import MalformedJson, parse_json
 
@@ -27,15 +28,6 @@ T = TypeVar("T")
 # What Tornado passes to log_exception besides the exception (either may be None).
 ErrorType = type[BaseException] | None
 Traceback = TracebackType | None
-
-# Answers for Tornado's own HTTP errors (bad route, method, oversized body, XSRF ...).
-HTTP_ERROR_REPLIES = {
-    400: (Ret.PARAMERR, "请求格式错误"),
-    403: (Ret.REQERR, "CSRF令牌缺失或无效，请刷新页面后重试"),  # only XSRF raises 403
-    404: (Ret.NODATA, "接口不存在"),
-    405: (Ret.REQERR, "请求方法不支持"),
-    413: (Ret.PARAMERR, "请求体过大"),
-}
 
 
 class FromServices(Generic[T]):
@@ -268,18 +260,6 @@ class ApiHandler(BaseHandler):
             log.warning("storage unavailable on %s: %r", self._request_summary(), value)
             return
         super().log_exception(typ, value, tb)
-
-
-def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, ServiceError]:
-    """Map an exception (or a bare HTTP status) to (HTTP status, outcome for the client)."""
-    if isinstance(exc, ServiceError):
-        return exc.http_status, exc
-    if isinstance(exc, STORAGE_ERRORS):
-        return 200, ServiceError(Ret.DBERR, DBERR_MESSAGE)
-    if isinstance(exc, tornado.web.HTTPError) or exc is None:
-        ret, errmsg = HTTP_ERROR_REPLIES.get(status_code, (Ret.SERVERERR, Ret.SERVERERR.message))
-        return status_code, ServiceError(ret, errmsg)
-    return 500, ServiceError(Ret.SERVERERR)  # details stay in the log, not in the answer
 
 
 class CaptchaImageHandler(ApiHandler):

@@ -10,7 +10,8 @@ from typing import Any
 
 import tornado.web
 
-from handlers.base import ApiHandler, CaptchaImageHandler, describe_error
+from handlers.base import ApiHandler, CaptchaImageHandler
+from handlers.errors import describe_error
 from services.accounts.users import User
 from services.errors import Ret, ServiceError, Success
 from services.meiduo_pages import MeiduoPages, Page, echo
