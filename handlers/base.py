@@ -16,7 +16,6 @@ from handlers.application import SmsRegApplication
 from handlers.errors import describe_error
 from services.accounts.sessions import Session
 from services.accounts.users import User
-from services.captcha.service import CAPTCHA_CONTENT_TYPE
 from services.clientip import client_network, resolve_client_ip
 from services.composition import Services
 from services.errors import STORAGE_ERRORS, Ret, ServiceError, Success
@@ -260,23 +259,6 @@ class ApiHandler(BaseHandler):
             log.warning("storage unavailable on %s: %r", self._request_summary(), value)
             return
         super().log_exception(typ, value, tb)
-
-
-class CaptchaImageHandler(ApiHandler):
-    """GET: a new CAPTCHA image, remembered under the id the client chose.
-
-    Each family subclasses this only for where the id comes from and the shape of its errors.
-    """
-
-    def captcha_id(self, *path_args: str) -> str:
-        """The client's id for this CAPTCHA: by default the route's one path argument."""
-        return path_args[0]
-
-    async def get(self, *path_args: str) -> None:
-        captcha_id = self.captcha_id(*path_args)
-        image = await self.captchas.create(captcha_id, self.client_ip, self.requester)
-        self.set_header("Content-Type", CAPTCHA_CONTENT_TYPE)
-        self.succeed(image)
 
 
 class JsonNotFoundHandler(ApiHandler):

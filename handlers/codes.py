@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.base import ApiHandler, CaptchaImageHandler
+from handlers.base import ApiHandler
+from handlers.captcha import CaptchaImageHandler
 from services.captcha.service import AUDIO_CONTENT_TYPE
 from services.codes.purposes import Purpose
 

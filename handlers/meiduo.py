@@ -10,7 +10,8 @@ from typing import Any
 
 import tornado.web
 
-from handlers.base import ApiHandler, CaptchaImageHandler
+from handlers.base import ApiHandler
+from handlers.captcha import CaptchaImageHandler
 from handlers.errors import describe_error
 from services.accounts.users import User
 from services.errors import Ret, ServiceError, Success

@@ -5,7 +5,8 @@ Only routes and parameter names differ from ihome: every route calls the same se
 
 from __future__ import annotations
 
-from handlers.base import ApiHandler, CaptchaImageHandler
+from handlers.base import ApiHandler
+from handlers.captcha import CaptchaImageHandler
 from handlers.codes import IhomeSmsCodeJsonHandler
 
 
