@@ -6,43 +6,26 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import Any, ClassVar
 
 import tornado.web
 
 from handlers.application import SmsRegApplication
 from handlers.errors import describe_error
+from handlers.from_services import FromServices
 from services.accounts.sessions import Session
 from services.accounts.users import User
 from services.clientip import client_network, resolve_client_ip
-from services.composition import Services
 from services.errors import STORAGE_ERRORS, Ret, ServiceError, Success
 from services.metrics import method_label
 from services.validation import MalformedJson, parse_json
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 # What Tornado passes to log_exception besides the exception (either may be None).
 ErrorType = type[BaseException] | None
 Traceback = TracebackType | None
-
-
-class FromServices(Generic[T]):
-    """A handler attribute that reads one of the application's services; `pick` gives its type."""
-
-    def __init__(self, pick: Callable[[Services], T]) -> None:
-        self._pick = pick
-
-    @overload
-    def __get__(self, handler: None, owner: type[BaseHandler]) -> FromServices[T]: ...
-    @overload
-    def __get__(self, handler: BaseHandler, owner: type[BaseHandler]) -> T: ...
-    def __get__(self, handler: BaseHandler | None, owner: type[BaseHandler]) -> FromServices[T] | T:
-        if handler is None:
-            return self  # looked up on the class, not on a handler
-        return self._pick(handler.application.services)
 
 
 class BaseHandler(tornado.web.RequestHandler):

@@ -13,9 +13,10 @@ import tornado.web
 from handlers.base import ApiHandler
 from handlers.captcha import CaptchaImageHandler
 from handlers.errors import describe_error
+from handlers.from_services import FromServices
 from services.accounts.users import User
 from services.errors import Ret, ServiceError, Success
-from services.meiduo_pages import MeiduoPages, Page, echo
+from services.meiduo_pages import Page, echo
 
 USERNAME_COOKIE = "username"  # meiduo's header greeting reads this plain cookie
 USERNAME_COOKIE_AGE = 14 * 86400
@@ -108,10 +109,7 @@ class MeiduoFormHandler(MeiduoApiHandler):
     the meiduo page again, with families.meiduo_templates)."""
 
     page: Page | None = None  # the meiduo template this form lives on
-
-    @property
-    def meiduo_pages(self) -> MeiduoPages | None:
-        return self.application.services.meiduo_pages
+    meiduo_pages = FromServices(lambda services: services.meiduo_pages)  # None: no templates
 
     def check_xsrf_cookie(self) -> None:
         # Django forms carry the token as csrfmiddlewaretoken; Tornado reads it from a header.

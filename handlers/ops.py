@@ -7,6 +7,7 @@ import asyncio
 import tornado.web
 
 from handlers.base import ApiHandler, BaseHandler
+from handlers.from_services import FromServices
 from services.clientip import address_in
 
 
@@ -40,6 +41,9 @@ class ReadyHandler(BaseHandler):
     """GET /readyz: Redis and MySQL answer in time (else 503: take me out of rotation)."""
 
     route_name = "readyz"
+    # The stores themselves, not a service: what is checked here is that they answer.
+    redis = FromServices(lambda services: services.redis)
+    db = FromServices(lambda services: services.db)
 
     async def get(self) -> None:
         checks = {"redis": self._redis(), "mysql": self._mysql()}
@@ -53,10 +57,10 @@ class ReadyHandler(BaseHandler):
 
     async def _redis(self) -> bool:
         timeout = self.config.redis.socket_timeout
-        return bool(await asyncio.wait_for(self.application.services.redis.ping(), timeout))
+        return bool(await asyncio.wait_for(self.redis.ping(), timeout))
 
     async def _mysql(self) -> bool:
-        return await self.application.services.db.fetch_one("SELECT 1") == (1,)
+        return await self.db.fetch_one("SELECT 1") == (1,)
 
 
 ROUTES = [

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import tornado.web
 from tornado import httputil
 
+from handlers.from_services import FromServices
 from services.errors import ServiceError, Success
 
 if TYPE_CHECKING:
@@ -42,10 +43,11 @@ class SheddingDelegate(tornado.web._HandlerDelegate):
     """Runs the send route's handler, unless admission control sheds sends right now."""
 
     application: SmsRegApplication
+    sms = FromServices(lambda services: services.sms)
 
     def execute(self) -> Awaitable[None] | None:
         # Decided here, with the whole request read, where the handler would be built.
-        refusal = self.application.services.sms.overloaded()
+        refusal = self.sms.overloaded()
         if refusal is None:
             return super().execute()
         application, request = self.application, self.request
