@@ -95,8 +95,14 @@ class BaseHandler(tornado.web.RequestHandler):
         Stable for as long as the browser keeps the cookie (set on its first GET), unlike
         xsrf_token, which Tornado masks afresh for each request.
         """
+        # A private Tornado API: no public one gives the unmasked token. xsrf_token is masked
+        # anew per request; the cookie's text is absent on a browser's first request and,
+        # when Tornado cannot read it, replaced by a new token this same request. The raw
+        # token is what check_xsrf_cookie compares, so a requester is exactly a browser as
+        # XSRF sees it. requirements.txt pins Tornado; tests/test_tornado_private_apis.py
+        # checks the method's signature and (version, token bytes, timestamp) shape.
         _ = self.xsrf_token  # sets the cookie if this browser has none yet
-        _, token, _ = self._get_raw_xsrf_token()  # Tornado's unmasked token (private API)
+        _, token, _ = self._get_raw_xsrf_token()
         return hashlib.sha256(token).hexdigest()[:32]
 
     def succeed(self, body: bytes | str | None = None) -> None:
