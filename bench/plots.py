@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report import NAMES
+from bench.systems import NAMES
 
 PERF = Path(__file__).resolve().parent.parent / "docs" / "perf"
 COLORS = {"a": "tab:green", "A": "tab:olive", "b": "tab:red", "c": "tab:blue", "c+": "tab:purple"}

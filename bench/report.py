@@ -10,18 +10,13 @@ import platform
 import subprocess
 from pathlib import Path
 
+from bench.flamegraph import write_svg
+from bench.plots import PERF, plot
+from bench.systems import NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
-NAMES = {
-    "a": "(a) ours, 1 process",
-    "A": "(A) ours, 2 processes (default)",
-    "b": "(b) Flask+gunicorn 4 sync",
-    "c": "(c) naive Tornado",
-    "c+": "(c+) naive Tornado, curl + uvloop",
-    "O": "(O) ours, 1 process, admission control as shipped",
-    "Q": "(Q) ours, 1 process, no admission control",
-}
 # The peers (a) is compared with, in the ratios' order.
 PEERS = ("b", "c", "c+")
 
@@ -151,9 +146,6 @@ def overload_targets(cells: list[dict]) -> list[dict]:
 
 
 def write_docs(results: dict) -> None:
-    from bench.flamegraph import write_svg
-    from bench.plots import PERF, plot
-
     PERF.mkdir(parents=True, exist_ok=True)
     plot(results)
     raw = ROOT / "bench" / "results" / "profile-sms.collapsed.txt"

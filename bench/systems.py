@@ -20,6 +20,16 @@ from pathlib import Path
 from bench.stack import ROOT, Infrastructure, Proc
 from devstack.processes import free_port
 
+# How the tables and plots of docs/PERFORMANCE.md name each system.
+NAMES = {
+    "a": "(a) ours, 1 process",
+    "A": "(A) ours, 2 processes (default)",
+    "b": "(b) Flask+gunicorn 4 sync",
+    "c": "(c) naive Tornado",
+    "c+": "(c+) naive Tornado, curl + uvloop",
+    "O": "(O) ours, 1 process, admission control as shipped",
+    "Q": "(Q) ours, 1 process, no admission control",
+}
 NAIVE_FLAGS = {"c": [], "c+": ["--curl", "--uvloop"]}
 NAIVE_LABELS = {
     "c": "naive Tornado handler",
