@@ -17,9 +17,10 @@ worker and its CAPTCHA render processes) once a second. Then it checks the issue
 Writes bench/results/soak-latest.json, docs/perf/soak_rss.png and the generated section of
 docs/LOAD.md; exits 1 if a criterion fails. Takes about 15 s more than --duration.
 
-Every answer is counted, from the first request on (bench/soak_load.py says why). The memory
-sampling and its criterion are bench/soak_memory.py, the other criteria bench/soak_checks.py,
-the plot and the docs section bench/soak_report.py.
+Three modules: this one runs the soak; bench/soak_measure.py is what it measures (the load
+generator, which counts every answer from the first request on and says why, the memory
+sampler, the readings after the load); bench/soak_report.py is what it concludes (the
+criteria, the plot and the docs section).
 """
 
 from __future__ import annotations
@@ -37,18 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, soak_checks, soak_report
+from bench import report, soak_measure, soak_report
 from bench.cell import COOKIE, DEFAULT_SEED_RATE, TRIVIAL_PATH, start_probe
 from bench.run import add_common_options, ensure_dependencies, save_results
-from bench.soak_load import child_main
-from bench.soak_memory import (
-    SLOPE_WINDOW_S,
-    MemorySampler,
-    command_line,
-    connections_max,
-    memory_verdict,
-    other_growth,
-)
+from bench.soak_measure import MemorySampler, child_main, command_line, samples_record
+from bench.soak_report import SLOPE_WINDOW_S, memory_verdict
 from bench.stack import ROOT, CpuMeter, CpuSnapshot, Infrastructure, Proc, wait_quiet
 from bench.systems import ours_env, processes
 from devstack.processes import free_port
@@ -162,9 +156,9 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
         drained = wait_quiet(server.port, TRIVIAL_PATH)
         load = json.loads((workdir / "loadgen.json").read_text())
         lag = json.loads((workdir / "probe.json").read_text())
-        inbox = soak_checks.inbox_summary(infra.sandbox.control("GET", "/inbox"))
-        counters = soak_checks.server_counters(server.port)
-        problems = soak_checks.log_problems(server.tail(10**9))
+        inbox = soak_measure.inbox_summary(infra.sandbox.control("GET", "/inbox"))
+        counters = soak_measure.server_counters(server.port)
+        problems = soak_measure.log_problems(server.tail(10**9))
     finally:
         if server is not None:
             server.stop()
@@ -188,24 +182,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
         "server_processes": {str(p): c for p, c in sampler.pids_seen.items()},
         "memory": memory,
         **samples_record(sampler.samples, marks),
-        "criteria": soak_checks.criteria(load, inbox, counters, memory, infra.inbox_limit),
-    }
-
-
-def samples_record(samples: list[dict], marks: dict[str, float]) -> dict:
-    """The sampler's series, as the results JSON keeps them."""
-    warm, stop = marks["warm"], marks["sending-stopped"]
-    return {
-        "memory_others": other_growth(samples, warm, stop),
-        "connections_max": connections_max(samples, stop),
-        "connection_samples": [
-            {"t": s["t"], **s["connections"]} for s in samples if s.get("connections")
-        ],
-        "rss_samples": [
-            {k: v for k, v in s.items() if k not in ("server_rss_by_pid_mb", "connections")}
-            for s in samples
-        ],
-        "rss_by_pid_samples": [{"t": s["t"], **s["server_rss_by_pid_mb"]} for s in samples],
+        "criteria": soak_report.criteria(load, inbox, counters, memory, infra.inbox_limit),
     }
 
 

@@ -1,16 +1,116 @@
-"""The soak's report: docs/perf/soak_rss.png and the generated section of docs/LOAD.md."""
+"""What the soak concludes: its criteria (errors, accounting, memory), the plot
+docs/perf/soak_rss.png and the generated section of docs/LOAD.md."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 
 from bench import report
-from bench.soak_memory import SLOPE_WINDOW_S
+from bench.soak_measure import median_or_none, round_or_none
 from bench.stack import ROOT
 
 DOC = ROOT / "docs" / "LOAD.md"
 PLOT = ROOT / "docs" / "perf" / "soak_rss.png"
 BEGIN, END = "<!-- soak:results:begin -->", "<!-- soak:results:end -->"
+SLOPE_WINDOW_S = 40
+
+
+# ---- the criteria -------------------------------------------------------------------------
+
+
+def criteria(load: dict, inbox: dict, counters: dict, memory: dict, inbox_limit: int) -> dict:
+    """errors, accounting and memory, each with pass and what it was decided on."""
+    errors_ok = (
+        load["errors"] == 0
+        and not load["exhausted"]
+        and load["in_flight_left"] == 0
+        and load["sent"] == load["ok"]
+    )
+    accounting_ok = (
+        load["ok"] == inbox["messages"]
+        and inbox["distinct_mobiles"] == inbox["messages"]
+        and inbox["messages"] < inbox_limit
+    )
+    return {
+        "errors": {
+            "pass": errors_ok,
+            "errors": load["errors"],
+            "error_answers": load["error_answers"],
+            "timeouts": load["timeouts"],
+            "connection_errors": load["connection_errors"],
+            "outcomes": load["outcomes"],
+            "sent": load["sent"],
+            "answered_ok": load["ok"],
+            "exhausted": load["exhausted"],
+        },
+        "accounting": {
+            "pass": accounting_ok,
+            "ok_answers": load["ok"],
+            "inbox_messages": inbox["messages"],
+            "distinct_mobiles_in_inbox": inbox["distinct_mobiles"],
+            "server_sends_000000": counters["sms_sends_by_status"].get("000000"),
+        },
+        "memory": {"pass": memory["pass"]},
+    }
+
+
+def memory_verdict(
+    samples: list[dict], t_warm: float, t_stop: float, args: argparse.Namespace
+) -> dict:
+    """Server RSS after warm-up vs at the end of the load, and the slope over the last 40 s."""
+    loaded = [s for s in samples if s["t"] <= t_stop]
+    near_warm = [s["server_rss_mb"] for s in loaded if abs(s["t"] - t_warm) <= 1.5]
+    end = [s["server_rss_mb"] for s in loaded[-3:]]
+    if not near_warm or not end:
+        return {"pass": False, "reason": "not enough samples"}
+    warm_mb, end_mb = statistics.median(near_warm), statistics.median(end)
+    window = [
+        (s["t"] / 60, s["server_rss_mb"]) for s in loaded if s["t"] >= t_stop - SLOPE_WINDOW_S
+    ]
+    slope = linear_slope(window)
+    pss_window = [(s["t"] / 60, s["server_pss_mb"]) for s in window_samples(loaded, t_stop)]
+    growth_pct = 100 * (end_mb - warm_mb) / warm_mb
+    slope_limit = warm_mb * args.max_slope_pct_per_min / 100
+    growth_ok = growth_pct <= args.max_growth_pct
+    slope_ok = slope is not None and slope <= slope_limit
+    return {
+        "pass": growth_ok and slope_ok,
+        "warm_rss_mb": round(warm_mb, 1),
+        "end_rss_mb": round(end_mb, 1),
+        "peak_rss_mb": round(max(s["server_rss_mb"] for s in loaded), 1),
+        "growth_pct": round(growth_pct, 2),
+        "growth_limit_pct": args.max_growth_pct,
+        "growth_ok": growth_ok,
+        "slope_mb_per_min": None if slope is None else round(slope, 2),
+        "slope_window_s": SLOPE_WINDOW_S,
+        "slope_limit_mb_per_min": round(slope_limit, 2),
+        "slope_ok": slope_ok,
+        "pss_slope_mb_per_min": round_or_none(linear_slope(pss_window), 2),
+        "warm_pss_mb": round_or_none(
+            median_or_none([s["server_pss_mb"] for s in loaded if abs(s["t"] - t_warm) <= 1.5]), 1
+        ),
+        "end_pss_mb": round_or_none(median_or_none([s["server_pss_mb"] for s in loaded[-3:]]), 1),
+    }
+
+
+def window_samples(samples: list[dict], t_stop: float) -> list[dict]:
+    return [s for s in samples if t_stop - SLOPE_WINDOW_S <= s["t"] <= t_stop]
+
+
+def linear_slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (x, y) points, None with fewer than 3."""
+    if len(points) < 3:
+        return None
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+# ---- the plot and the docs section --------------------------------------------------------
 
 
 def plot(results: dict) -> None:
