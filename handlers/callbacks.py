@@ -10,13 +10,10 @@ import json
 from typing import Any
 
 from handlers.base import ApiHandler, BaseHandler
-from services.codes.receipts import (
-    MalformedReceipt,
-    parse_aliyun_sms,
-    parse_ronglian_sms,
-    parse_ronglian_voice,
-)
 from services.errors import STORAGE_ERRORS
+from services.providers.aliyun import parse_aliyun_sms
+from services.providers.pushes import MalformedReceipt
+from services.providers.ronglian import parse_ronglian_sms, parse_ronglian_voice
 
 PARSERS = {
     "ronglian/sms": parse_ronglian_sms,

@@ -316,7 +316,7 @@ def test_every_callback_route_has_a_parser_that_refuses_deep_bodies():
     """A new callback route gets a parser from PARSERS: each refuses deep JSON and deep XML
     with MalformedReceipt (400), never a RecursionError."""
     from handlers.callbacks import PARSERS
-    from services.codes.receipts import MalformedReceipt
+    from services.providers.pushes import MalformedReceipt
 
     for parse in PARSERS.values():
         for body in (DEEP_JSON, DEEP_XML, b"{" * 100_000, b"<Request>" + b"<a>" * 100_000):

@@ -185,7 +185,8 @@ async def test_status_of_unknown_or_malformed_send_ids(client):
 
 
 def test_voice_call_results_parse_to_receipts():
-    from services.codes.receipts import MalformedReceipt, parse_ronglian_voice
+    from services.providers.pushes import MalformedReceipt
+    from services.providers.ronglian import parse_ronglian_voice
 
     def call(state: str) -> bytes:
         return (

@@ -27,6 +27,7 @@ from services.providers.base import (
     classify_http_status,
     classify_transport_error,
 )
+from services.providers.pushes import MalformedReceipt, Receipt, json_document, valid_message_id
 from services.validation import mask_mobile, parse_json
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "2017-05-25"
 ALGORITHM = "ACS3-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+MAX_REPORTS = 1000  # reports in one SmsReport push
 
 # Answers about this number: every provider would refuse the same, so no failover.
 NUMBER_REFUSALS = {
@@ -192,3 +194,21 @@ class AliyunProvider:
             log.warning("aliyun %s refused (%s) sending to %s", code, text, who)
         # Aliyun answered with an error code: nothing was sent, on its side's account.
         raise ProviderError(self.name, code, Outcome.PROVIDER_FAILED)
+
+
+def parse_aliyun_sms(body: bytes) -> list[Receipt]:
+    """Aliyun's SmsReport HTTP push: a JSON array of reports (biz_id, success, err_code)."""
+    reports = json_document(body, "body is not JSON")
+    if not isinstance(reports, list) or not 0 < len(reports) <= MAX_REPORTS:
+        raise MalformedReceipt(f"expected a JSON array of 1 to {MAX_REPORTS} reports")
+    receipts = []
+    for report in reports:
+        if not isinstance(report, dict) or not isinstance(report.get("success"), bool):
+            raise MalformedReceipt("each report needs biz_id and a boolean success")
+        reason = report.get("err_code", "")
+        if not isinstance(reason, str) or len(reason) > 32:
+            raise MalformedReceipt("err_code malformed")
+        delivered = report["success"]
+        message_id = valid_message_id(report.get("biz_id"))
+        receipts.append(Receipt("aliyun", message_id, delivered, reason, not delivered))
+    return receipts
