@@ -55,8 +55,7 @@ from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, sup
 from services.providers.aliyun import AliyunProvider
 from services.providers.base import CodeSender
 from services.providers.failover import CircuitBreaker, FailoverSender
-from services.providers.ronglian import RonglianProvider, VoiceSettings
-from services.providers.ronglian_client import RonglianClient
+from services.providers.ronglian import RonglianClient, RonglianProvider, VoiceSettings
 from services.store.db import SCHEMA_PATH, Database
 from services.store.limits import RateLimiter
 from services.store.redisclient import RedisClient

@@ -9,7 +9,7 @@ The view is /work/shared/seeds/000 ("Flask项目--发送短信验证码") step b
 persistent connection per worker, what Flask-SQLAlchemy's pool gives a sync worker), SETEX code
 and flag, then the CCP helper's TemplateSMS call made with `requests` (one Session per worker,
 so keep-alive to the provider; the signing is the protocol of
-services/providers/ronglian_client.py). Only change for the benchmark: the CAPTCHA is read
+services/providers/ronglian.py). Only change for the benchmark: the CAPTCHA is read
 from `image_code:<id>` (our key) so both designs share seeds.
 """
 

@@ -11,7 +11,7 @@ import requests
 
 from sandbox.protocol import DEFAULT_ACCOUNT_SID, DEFAULT_APP_ID, DEFAULT_AUTH_TOKEN
 from services.codes.sms import quiet_seconds_left
-from services.providers.ronglian_client import china_timestamp, sign
+from services.providers.ronglian import china_timestamp, sign
 from services.store import keys
 from tests.conftest import Client
 from tests.flows import register

@@ -27,7 +27,7 @@ from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
 from services.providers.base import Channel, CodeMessage, Delivery, Outcome, ProviderError
 from services.providers.failover import FailoverSender
-from services.providers.ronglian_client import RonglianClient
+from services.providers.ronglian import RonglianClient
 from services.store import keys, redis_scripts
 from services.store.limits import RateLimiter
 from services.store.redisclient import RedisClient

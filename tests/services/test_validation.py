@@ -8,7 +8,7 @@ import pytest
 
 from services.config import load_config
 from services.providers.base import Outcome
-from services.providers.ronglian_client import RonglianClient, RonglianError
+from services.providers.ronglian import RonglianClient, RonglianError
 from services.validation import MalformedJson, parse_json
 
 ROOT = Path(__file__).resolve().parents[2]
