@@ -19,16 +19,10 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypedDict
 
-import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.netutil
 import uvloop
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from handlers.application import SmsRegApplication
@@ -46,7 +40,7 @@ from services.codes.fraud import FraudGuard
 from services.codes.receipts import ReceiptStore
 from services.codes.sms import SmsCodeService
 from services.composition import Services
-from services.config import Config, ConfigError, cluster_nodes, listen_hosts, load_config
+from services.config import Config, ConfigError, listen_hosts, load_config
 from services.errors import STORAGE_ERRORS
 from services.logs import configure_logging
 from services.meiduo_pages import load_meiduo_pages
@@ -58,7 +52,7 @@ from services.providers.failover import CircuitBreaker, FailoverSender
 from services.providers.ronglian import RonglianClient, RonglianProvider, VoiceSettings
 from services.store.db import SCHEMA_PATH, Database
 from services.store.limits import RateLimiter
-from services.store.redisclient import RedisClient
+from services.store.redisclient import redis_client
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yml"
@@ -72,42 +66,6 @@ log = logging.getLogger("smsreg")
 
 # Start-up failures reported as one line (unreachable Redis/MySQL, a port in use).
 STARTUP_ERRORS: tuple[type[BaseException], ...] = (OSError, *STORAGE_ERRORS)
-
-
-class RedisOptions(TypedDict):
-    """The client settings a single-node pool and a cluster client share."""
-
-    decode_responses: bool
-    socket_timeout: float
-    socket_connect_timeout: float
-    max_connections: int
-    retry: Retry
-
-
-def redis_client(config: Config) -> RedisClient:
-    """A Redis client that fails fast: one reconnect attempt, no backoff, bounded sockets."""
-    options = RedisOptions(
-        decode_responses=True,
-        socket_timeout=config.redis.socket_timeout,
-        socket_connect_timeout=config.redis.connect_timeout,
-        max_connections=config.redis.max_connections,
-        # After a Redis restart the pooled sockets are dead: retry once on a new connection,
-        # but never wait: a client should get DBERR within the timeout, not after backoff.
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-    )
-    if config.redis.mode == "cluster":
-        # Every multi-key step keeps its keys in one slot through hash tags
-        # (services/store/keys.py).
-        nodes = [
-            ClusterNode(host, port) for host, port in cluster_nodes(config.redis.cluster_nodes)
-        ]
-        return RedisCluster(startup_nodes=nodes, **options)
-    # A blocking pool: when every connection is busy (a burst larger than max_connections),
-    # a request waits up to socket_timeout for one instead of failing at once.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        config.redis.url, timeout=config.redis.socket_timeout, **options
-    )
-    return aioredis.Redis.from_pool(pool)
 
 
 @contextlib.asynccontextmanager

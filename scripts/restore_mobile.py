@@ -19,13 +19,13 @@ import sys
 import pymysql
 import redis.exceptions
 
-from server import redis_client
 from services.accounts.mobiles import canonical_mobile
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
 from services.config import Config, ConfigError, load_config
 from services.errors import ServiceError
 from services.store.db import Database
+from services.store.redisclient import redis_client
 from services.validation import mask_mobile
 
 

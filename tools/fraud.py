@@ -13,11 +13,12 @@ import asyncio
 import sys
 import time
 
-from server import DEFAULT_CONFIG, redis_client
+from server import DEFAULT_CONFIG
 from services.captcha.pow import ProofOfWork
 from services.codes.fraud import FraudGuard
 from services.config import ConfigError, load_config
 from services.metrics import Metrics
+from services.store.redisclient import redis_client
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,7 +1,16 @@
-"""The Redis client the services take: one server or a cluster (server.redis_client builds it)."""
+"""The Redis client the services take: one server or a cluster, and how it is built
+(redis_client: the server, the scripts and the tools open it the same way)."""
 
+from typing import TypedDict
+
+import redis.asyncio as aioredis
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from services.config import Config, cluster_nodes
 
 # Both speak the same commands and run the same scripts; every multi-key step keeps its keys in
 # one hash slot (services/store/keys.py), so no service needs to know which one it has.
@@ -11,3 +20,39 @@ RedisClient = Redis | RedisCluster
 def decoded(reply: bytes | str) -> str:
     """A reply as text: ours always is (decode_responses=True); redis-py types it either way."""
     return reply.decode() if isinstance(reply, bytes) else reply
+
+
+class RedisOptions(TypedDict):
+    """The client settings a single-node pool and a cluster client share."""
+
+    decode_responses: bool
+    socket_timeout: float
+    socket_connect_timeout: float
+    max_connections: int
+    retry: Retry
+
+
+def redis_client(config: Config) -> RedisClient:
+    """A Redis client that fails fast: one reconnect attempt, no backoff, bounded sockets."""
+    options = RedisOptions(
+        decode_responses=True,
+        socket_timeout=config.redis.socket_timeout,
+        socket_connect_timeout=config.redis.connect_timeout,
+        max_connections=config.redis.max_connections,
+        # After a Redis restart the pooled sockets are dead: retry once on a new connection,
+        # but never wait: a client should get DBERR within the timeout, not after backoff.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+    if config.redis.mode == "cluster":
+        # Every multi-key step keeps its keys in one slot through hash tags
+        # (services/store/keys.py).
+        nodes = [
+            ClusterNode(host, port) for host, port in cluster_nodes(config.redis.cluster_nodes)
+        ]
+        return RedisCluster(startup_nodes=nodes, **options)
+    # A blocking pool: when every connection is busy (a burst larger than max_connections),
+    # a request waits up to socket_timeout for one instead of failing at once.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.redis.url, timeout=config.redis.socket_timeout, **options
+    )
+    return aioredis.Redis.from_pool(pool)

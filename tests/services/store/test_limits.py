@@ -8,10 +8,10 @@ import asyncio
 import pytest
 import redis as sync_redis
 
-from server import redis_client
 from services.config import Config
 from services.errors import Ret, ServiceError
 from services.store.limits import Limit, RateLimiter
+from services.store.redisclient import redis_client
 
 
 @pytest.fixture
