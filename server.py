@@ -85,7 +85,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         stack.callback(http.close)
         await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
         users = UserRepository(db)
-        sender = provider_sender(config, http, metrics)
+        # One Ronglian client per process: the provider's sends and calls, and the notices.
+        ronglian = RonglianClient(http, config.ronglian, metrics)
+        sender = provider_sender(config, http, ronglian, metrics)
         limiter = RateLimiter(redis)
         render_executor: Executor = executor
         if config.captcha.render_processes:
@@ -114,7 +116,6 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             config.receipts.callback_token,
             config.receipts.allowed_sources,
         )
-        notices = RonglianClient(http, config.ronglian, metrics)  # the mobile-changed notice
         # Admission: never more sends in flight than the provider's connections can carry,
         # and fewer while the loop lags (services/codes/admission.py).
         admission = config.admission
@@ -134,7 +135,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             sender,
             limiter,
             receipts,
-            notices,
+            ronglian,  # the mobile-changed notice
             fraud,
             sms=config.sms,
             limits=config.limits,
@@ -168,11 +169,13 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         )
 
 
-def provider_sender(config: Config, http: CurlAsyncHTTPClient, metrics: Metrics) -> FailoverSender:
+def provider_sender(
+    config: Config, http: CurlAsyncHTTPClient, ronglian: RonglianClient, metrics: Metrics
+) -> FailoverSender:
     """The configured providers, in order, each behind its own circuit breaker."""
     available: dict[str, Callable[[], CodeSender]] = {
         "ronglian": lambda: RonglianProvider(
-            RonglianClient(http, config.ronglian, metrics),
+            ronglian,
             config.sms.template_id,
             VoiceSettings(
                 config.voice.play_times,
