@@ -18,6 +18,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import tornado.httpserver
@@ -52,7 +53,7 @@ from services.providers.failover import CircuitBreaker, FailoverSender
 from services.providers.ronglian import RonglianClient, RonglianProvider, VoiceSettings
 from services.store.db import SCHEMA_PATH, Database
 from services.store.limits import RateLimiter
-from services.store.redisclient import redis_client
+from services.store.redisclient import RedisClient, redis_client
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yml"
@@ -68,72 +69,37 @@ log = logging.getLogger("smsreg")
 STARTUP_ERRORS: tuple[type[BaseException], ...] = (OSError, *STORAGE_ERRORS)
 
 
+@dataclass(frozen=True)
+class Clients:
+    """What the services are built on: opened once per process, closed by the exit stack."""
+
+    threads: ThreadPoolExecutor
+    redis: RedisClient
+    db: Database
+    http: CurlAsyncHTTPClient
+    metrics: Metrics
+    limiter: RateLimiter
+
+
 @contextlib.asynccontextmanager
 async def open_services(config: Config) -> AsyncIterator[Services]:
     """Open every client the services need and close them all on exit."""
     async with contextlib.AsyncExitStack() as stack:
-        executor = ThreadPoolExecutor(
-            max_workers=config.server.executor_workers, thread_name_prefix="render"
-        )
-        stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        redis = redis_client(config)
-        stack.push_async_callback(redis.aclose)
-        metrics = Metrics()
-        db = await Database.connect(config.mysql, on_event=metrics.count_mysql_event)
-        stack.push_async_callback(db.close)
-        http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
-        stack.callback(http.close)
-        await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
-        users = UserRepository(db)
+        clients = await open_clients(config, stack)
+        users = UserRepository(clients.db)
         # One Ronglian client per process: the provider's sends and calls, and the notices.
-        ronglian = RonglianClient(http, config.ronglian, metrics)
-        sender = provider_sender(config, http, ronglian, metrics)
-        limiter = RateLimiter(redis)
-        render_executor: Executor = executor
-        if config.captcha.render_processes:
-            # forkserver, not fork: forking a process that runs threads can deadlock the child.
-            render_executor = ProcessPoolExecutor(
-                max_workers=config.captcha.render_processes,
-                mp_context=multiprocessing.get_context("forkserver"),
-            )
-            stack.callback(render_executor.shutdown, wait=True, cancel_futures=True)
-        captchas = CaptchaService(
-            redis, executor, render_executor, limiter, metrics, config.captcha, config.limits
-        )
-        captchas.start()
-        stack.push_async_callback(captchas.close)
-        proof_of_work = ProofOfWork(redis, config.fraud, config.security.code_hmac_key)
-        fraud = FraudGuard(
-            redis,
-            config.fraud,
-            pow_service=proof_of_work,
-            metrics=metrics,
-        )
-        receipts = ReceiptStore(
-            redis,
-            config.sms.code_ttl,
-            metrics,
-            config.receipts.callback_token,
-            config.receipts.allowed_sources,
-        )
-        # Admission: never more sends in flight than the provider's connections can carry,
-        # and fewer while the loop lags (services/codes/admission.py).
-        admission = config.admission
-        gate = SendGate(
-            min(admission.max_sends_in_flight, config.ronglian.max_clients),
-            admission.retry_after,
-            floor=admission.min_sends_in_flight,
-            max_loop_lag=admission.max_loop_lag,
-            gauge=metrics.sends_in_flight,
-        )
-        gate.start()
-        stack.push_async_callback(gate.close)
+        ronglian = RonglianClient(clients.http, config.ronglian, clients.metrics)
+        sender = provider_sender(config, clients.http, ronglian, clients.metrics)
+        captchas = start_captchas(config, clients, stack)
+        fraud = fraud_guard(config, clients)
+        receipts = receipt_store(config, clients)
+        gate = start_send_gate(config, clients.metrics, stack)
         sms = SmsCodeService(
-            redis,
+            clients.redis,
             captchas,
             users,
             sender,
-            limiter,
+            clients.limiter,
             receipts,
             ronglian,  # the mobile-changed notice
             fraud,
@@ -144,29 +110,122 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             max_code_attempts=config.accounts.max_code_attempts,
             gate=gate,
         )
-        hasher = PasswordHasher(executor)
-        sessions = SessionStore(redis, config.security.session_ttl)
-        throttle = LoginThrottle(limiter, captchas, config.accounts)
-        accounts = AccountService(
-            users, hasher, sms, limiter, throttle, sessions, config.accounts, config.limits
-        )
+        sessions = SessionStore(clients.redis, config.security.session_ttl)
+        accounts = account_service(config, clients, users, sms, captchas, sessions)
         templates = config.families.meiduo_templates
         meiduo_pages = load_meiduo_pages(templates) if templates else None  # checked at start
         yield Services(
             config,
-            redis,
-            db,
+            clients.redis,
+            clients.db,
             captchas,
             users,
             sms,
             accounts,
             sessions,
-            metrics,
+            clients.metrics,
             sender,
             receipts,
             fraud,
             meiduo_pages,
         )
+
+
+async def open_clients(config: Config, stack: contextlib.AsyncExitStack) -> Clients:
+    """The thread pool, Redis, MySQL (schema applied), the HTTP client, metrics and limits."""
+    # Password hashing and verification (argon2, Werkzeug, Django PBKDF2 release the GIL);
+    # with captcha.render_processes 0 the CAPTCHA images and audio are drawn here too.
+    threads = ThreadPoolExecutor(
+        max_workers=config.server.executor_workers, thread_name_prefix="render"
+    )
+    stack.callback(threads.shutdown, wait=True, cancel_futures=True)
+    redis = redis_client(config)
+    stack.push_async_callback(redis.aclose)
+    metrics = Metrics()
+    db = await Database.connect(config.mysql, on_event=metrics.count_mysql_event)
+    stack.push_async_callback(db.close)
+    http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
+    stack.callback(http.close)
+    await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return Clients(threads, redis, db, http, metrics, RateLimiter(redis))
+
+
+def start_captchas(
+    config: Config, clients: Clients, stack: contextlib.AsyncExitStack
+) -> CaptchaService:
+    """The CAPTCHA service, drawing ahead in its render processes (or in the thread pool)."""
+    render_executor: Executor = clients.threads
+    if config.captcha.render_processes:
+        # forkserver, not fork: forking a process that runs threads can deadlock the child.
+        render_executor = ProcessPoolExecutor(
+            max_workers=config.captcha.render_processes,
+            mp_context=multiprocessing.get_context("forkserver"),
+        )
+        stack.callback(render_executor.shutdown, wait=True, cancel_futures=True)
+    captchas = CaptchaService(
+        clients.redis,
+        clients.threads,
+        render_executor,
+        clients.limiter,
+        clients.metrics,
+        config.captcha,
+        config.limits,
+    )
+    captchas.start()
+    stack.push_async_callback(captchas.close)
+    return captchas
+
+
+def fraud_guard(config: Config, clients: Clients) -> FraudGuard:
+    """The fraud breaker, with its proof of work."""
+    proof_of_work = ProofOfWork(clients.redis, config.fraud, config.security.code_hmac_key)
+    return FraudGuard(
+        clients.redis, config.fraud, pow_service=proof_of_work, metrics=clients.metrics
+    )
+
+
+def receipt_store(config: Config, clients: Clients) -> ReceiptStore:
+    """Send records for as long as a code lives; the receipts' token and allowed sources."""
+    receipts = config.receipts
+    return ReceiptStore(
+        clients.redis,
+        config.sms.code_ttl,
+        clients.metrics,
+        receipts.callback_token,
+        receipts.allowed_sources,
+    )
+
+
+def start_send_gate(config: Config, metrics: Metrics, stack: contextlib.AsyncExitStack) -> SendGate:
+    """Admission: never more sends in flight than the provider's connections can carry,
+    and fewer while the loop lags (services/codes/admission.py)."""
+    admission = config.admission
+    gate = SendGate(
+        min(admission.max_sends_in_flight, config.ronglian.max_clients),
+        admission.retry_after,
+        floor=admission.min_sends_in_flight,
+        max_loop_lag=admission.max_loop_lag,
+        gauge=metrics.sends_in_flight,
+    )
+    gate.start()
+    stack.push_async_callback(gate.close)
+    return gate
+
+
+def account_service(
+    config: Config,
+    clients: Clients,
+    users: UserRepository,
+    sms: SmsCodeService,
+    captchas: CaptchaService,
+    sessions: SessionStore,
+) -> AccountService:
+    """Accounts: passwords hashed in the thread pool, password logins throttled."""
+    hasher = PasswordHasher(clients.threads)
+    throttle = LoginThrottle(clients.limiter, captchas, config.accounts)
+    return AccountService(
+        users, hasher, sms, clients.limiter, throttle, sessions, config.accounts, config.limits
+    )
 
 
 def provider_sender(
