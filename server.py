@@ -73,7 +73,7 @@ STARTUP_ERRORS: tuple[type[BaseException], ...] = (OSError, *STORAGE_ERRORS)
 class Clients:
     """What the services are built on: opened once per process, closed by the exit stack."""
 
-    threads: ThreadPoolExecutor
+    password_threads: ThreadPoolExecutor
     redis: RedisClient
     db: Database
     http: CurlAsyncHTTPClient
@@ -135,10 +135,10 @@ async def open_clients(config: Config, stack: contextlib.AsyncExitStack) -> Clie
     """The thread pool, Redis, MySQL (schema applied), the HTTP client, metrics and limits."""
     # Password hashing and verification (argon2, Werkzeug, Django PBKDF2 release the GIL);
     # with captcha.render_processes 0 the CAPTCHA images and audio are drawn here too.
-    threads = ThreadPoolExecutor(
-        max_workers=config.server.executor_workers, thread_name_prefix="render"
+    password_threads = ThreadPoolExecutor(
+        max_workers=config.server.executor_workers, thread_name_prefix="passwords"
     )
-    stack.callback(threads.shutdown, wait=True, cancel_futures=True)
+    stack.callback(password_threads.shutdown, wait=True, cancel_futures=True)
     redis = redis_client(config)
     stack.push_async_callback(redis.aclose)
     metrics = Metrics()
@@ -147,14 +147,14 @@ async def open_clients(config: Config, stack: contextlib.AsyncExitStack) -> Clie
     http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
     stack.callback(http.close)
     await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return Clients(threads, redis, db, http, metrics, RateLimiter(redis))
+    return Clients(password_threads, redis, db, http, metrics, RateLimiter(redis))
 
 
 def start_captchas(
     config: Config, clients: Clients, stack: contextlib.AsyncExitStack
 ) -> CaptchaService:
     """The CAPTCHA service, drawing ahead in its render processes (or in the thread pool)."""
-    render_executor: Executor = clients.threads
+    render_executor: Executor = clients.password_threads
     if config.captcha.render_processes:
         # forkserver, not fork: forking a process that runs threads can deadlock the child.
         render_executor = ProcessPoolExecutor(
@@ -164,7 +164,7 @@ def start_captchas(
         stack.callback(render_executor.shutdown, wait=True, cancel_futures=True)
     captchas = CaptchaService(
         clients.redis,
-        clients.threads,
+        clients.password_threads,
         render_executor,
         clients.limiter,
         clients.metrics,
@@ -221,7 +221,7 @@ def account_service(
     sessions: SessionStore,
 ) -> AccountService:
     """Accounts: passwords hashed in the thread pool, password logins throttled."""
-    hasher = PasswordHasher(clients.threads)
+    hasher = PasswordHasher(clients.password_threads)
     throttle = LoginThrottle(clients.limiter, captchas, config.accounts)
     return AccountService(
         users, hasher, sms, clients.limiter, throttle, sessions, config.accounts, config.limits
