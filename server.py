@@ -164,7 +164,6 @@ def start_captchas(
         stack.callback(render_executor.shutdown, wait=True, cancel_futures=True)
     captchas = CaptchaService(
         clients.redis,
-        clients.password_threads,
         render_executor,
         clients.limiter,
         clients.metrics,

@@ -53,7 +53,6 @@ class CaptchaService:
     def __init__(
         self,
         redis: RedisClient,
-        executor: Executor,
         render_executor: Executor,
         limiter: RateLimiter,
         metrics: Metrics,
@@ -62,7 +61,6 @@ class CaptchaService:
     ) -> None:
         self._redis = redis
         self._metrics = metrics
-        self._executor = executor
         # Images are drawn in worker processes where configured: render threads would fight
         # the event loop for the GIL, which costs more CPU than the IPC (docs/PERFORMANCE.md).
         self._render_executor = render_executor
