@@ -19,14 +19,13 @@ import sys
 import pymysql
 import redis.exceptions
 
-from services.accounts.mobiles import canonical_mobile
+from services.accounts.mobiles import canonical_mobile, mask_mobile
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
 from services.config import Config, ConfigError, load_config
 from services.errors import ServiceError
 from services.store.db import Database
 from services.store.redisclient import redis_client
-from services.validation import mask_mobile
 
 
 async def restore(config: Config, user_id: int, mobile: str) -> tuple[int, str]:

@@ -1,4 +1,5 @@
-"""Input rules shared by every API family (mobiles: services/accounts/mobiles.py)."""
+"""Input rules shared by every API family (mobiles, and their masking in logs:
+services/accounts/mobiles.py)."""
 
 import json
 import re
@@ -12,13 +13,6 @@ MAX_CAPTCHA_ANSWER = 16
 
 def is_captcha_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and CAPTCHA_ID_RE.fullmatch(value) is not None
-
-
-def mask_mobile(mobile: str) -> str:
-    """138****0000: enough for an operator to correlate, not enough to identify."""
-    if len(mobile) == 11 and mobile.isdigit():
-        return f"{mobile[:3]}****{mobile[-4:]}"
-    return "***"
 
 
 def required_text(*values: object) -> tuple[str, ...]:

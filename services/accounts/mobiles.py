@@ -5,6 +5,9 @@ dashes, full-width digits). Stored or counted apart, those spellings would give 
 accounts, or a pumper a fresh SMS quota per spelling. libphonenumber (the `phonenumbers`
 package) knows China's numbering plan, so it, not a hand-written regex, decides what is a
 mobile: unassigned blocks and IoT/data-only ranges (140, 144, 174 …) are not.
+
+Every mobile helper is here: `canonical_mobile` (the form, or None), `require_mobile` (the
+form, or the one PARAMERR every route answers) and `mask_mobile` (what logs may show).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import re
 import unicodedata
 
 import phonenumbers
+
+from services.errors import Ret, ServiceError
 
 # What a person may type around the digits, after NFKC has turned full-width characters
 # (１３８, ＋, －, full-width space) into ASCII. Anything else — letters, which libphonenumber
@@ -41,3 +46,18 @@ def canonical_mobile(value: object) -> str | None:
         return None
     national = str(number.national_number)
     return national if len(national) == 11 else None
+
+
+def require_mobile(value: object) -> str:
+    """The canonical form of a mobile the user typed, or PARAMERR 手机号格式错误 on `mobile`."""
+    mobile = canonical_mobile(value)
+    if mobile is None:
+        raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
+    return mobile
+
+
+def mask_mobile(mobile: str) -> str:
+    """138****0000: enough for an operator to correlate, not enough to identify."""
+    if len(mobile) == 11 and mobile.isdigit():
+        return f"{mobile[:3]}****{mobile[-4:]}"
+    return "***"

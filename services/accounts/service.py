@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator
 
 from services.accounts.login_throttle import LoginThrottle, account_key
-from services.accounts.mobiles import canonical_mobile
+from services.accounts.mobiles import canonical_mobile, require_mobile
 from services.accounts.passwords import PasswordHasher
 from services.accounts.sessions import SessionStore
 from services.accounts.users import User, UserRepository
@@ -26,14 +26,6 @@ USERNAME_RE = re.compile(r"[a-zA-Z0-9_-]{5,20}")  # meiduo's rule
 WRONG_LOGIN = "用户名或密码错误"
 WRONG_PASSWORD = "密码错误"
 MISSING_FACTOR = "请填写登录密码或原手机号收到的验证码"
-
-
-def require_mobile(value: str) -> str:
-    """The canonical form of a mobile the user typed, or PARAMERR."""
-    mobile = canonical_mobile(value)
-    if mobile is None:
-        raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
-    return mobile
 
 
 def check_sms_code_format(sms_code: str) -> None:
@@ -270,10 +262,8 @@ class AccountService:
         use_name = by_username and mobile is None
         if use_name and not USERNAME_RE.fullmatch(account):
             raise ServiceError(Ret.PARAMERR, "用户名格式错误", field="username")
-        if not use_name and mobile is None:
-            raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
-        if mobile is not None:  # else the account is a username
-            account = mobile
+        if not use_name:  # else the account is a username
+            account = mobile or require_mobile(account)
         if len(password) > self._config.password_max:
             raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
 

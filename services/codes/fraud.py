@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from services.accounts.mobiles import mask_mobile
 from services.captcha.pow import ProofOfWork
 from services.config import FraudConfig
 from services.errors import Ret, ServiceError
@@ -53,7 +54,6 @@ from services.metrics import Metrics
 from services.store import keys, redis_scripts
 from services.store.redis_scripts import ScriptArg, ScriptCall
 from services.store.redisclient import RedisClient, decoded
-from services.validation import mask_mobile
 
 if TYPE_CHECKING:
     from services.codes.receipts import RedisPipeline

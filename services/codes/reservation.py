@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
+from services.accounts.mobiles import mask_mobile
 from services.captcha.service import CaptchaService
 from services.config import LimitsConfig, SmsConfig
 from services.errors import ServiceError
@@ -35,7 +36,6 @@ from services.store import keys, redis_scripts
 from services.store.limits import Limit, RateLimiter
 from services.store.redis_scripts import ScriptArg, ScriptCall
 from services.store.redisclient import RedisClient
-from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.accounts.mobiles import canonical_mobile
+from services.accounts.mobiles import mask_mobile, require_mobile
 from services.accounts.users import UserRepository
 from services.captcha.service import CaptchaService, check_captcha_params
 from services.codes.admission import Overloaded, SendGate
@@ -31,7 +31,6 @@ from services.providers.ronglian import RonglianClient
 from services.store import keys, redis_scripts
 from services.store.limits import RateLimiter
 from services.store.redisclient import RedisClient
-from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +154,7 @@ class SmsCodeService:
             mobile = await self._own_mobile(mobile, user_id)
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
-        canonical = canonical_mobile(mobile)
-        if canonical is None:
-            raise ServiceError(Ret.PARAMERR, "手机号格式错误", field="mobile")
+        canonical = require_mobile(mobile)
         if purpose.needs_session and user_id is None:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         image_code_id, image_code = check_captcha_params(image_code_id, image_code)

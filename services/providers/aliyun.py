@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from services.accounts.mobiles import mask_mobile
 from services.config import AliyunConfig
 from services.providers.base import (
     Channel,
@@ -28,7 +29,7 @@ from services.providers.base import (
     classify_transport_error,
 )
 from services.providers.pushes import MalformedReceipt, Receipt, json_document, valid_message_id
-from services.validation import mask_mobile, parse_json
+from services.validation import parse_json
 
 log = logging.getLogger(__name__)
 

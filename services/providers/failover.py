@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from services.accounts.mobiles import mask_mobile
 from services.metrics import Metrics
 from services.providers.base import (
     CodeMessage,
@@ -20,7 +21,6 @@ from services.providers.base import (
     Outcome,
     ProviderError,
 )
-from services.validation import mask_mobile
 
 log = logging.getLogger(__name__)
 

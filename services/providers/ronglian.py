@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from services.accounts.mobiles import mask_mobile
 from services.config import RonglianConfig
 from services.metrics import Metrics
 from services.providers.base import (
@@ -33,7 +34,7 @@ from services.providers.pushes import (
     valid_message_id,
     xml_fields,
 )
-from services.validation import mask_mobile, parse_json
+from services.validation import parse_json
 
 log = logging.getLogger(__name__)
 
