@@ -2,8 +2,8 @@
 
 Run: python -m sandbox.ronglian --port 8883 [--host 127.0.0.1] [--config-json PATH]
 
-Endpoints:
-  POST   /2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig=...   the real protocol (see protocol.py)
+Endpoints (the protocol's rules: ronglian_protocol.py):
+  POST   /2013-12-26/Accounts/{sid}/SMS/TemplateSMS?sig=...   the real protocol
   POST   /2013-12-26/Accounts/{sid}/Calls/VoiceVerify?sig=... a voice code call, same rules
 and the control API every sandbox has (sandbox/shell.py): /inbox, /faults, /callback, /healthz.
 Status reports (SMSArrived) are pushed to the callback URL after each accepted message.
@@ -23,7 +23,8 @@ from xml.sax.saxutils import escape
 import tornado.web
 
 from sandbox import shell
-from sandbox.protocol import (
+from sandbox.ronglian_limits import RateLimiter
+from sandbox.ronglian_protocol import (
     RonglianError,
     SandboxSettings,
     VoiceRequest,
@@ -36,7 +37,6 @@ from sandbox.protocol import (
     validate_body,
     validate_voice_body,
 )
-from sandbox.ronglian_limits import RateLimiter
 
 __all__ = ["Faults", "SandboxSettings", "SandboxState", "main", "make_app"]
 

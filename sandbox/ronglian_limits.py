@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sandbox.protocol import CST, SandboxSettings
+from sandbox.ronglian_protocol import CST, SandboxSettings
 
 
 class RateLimiter:

@@ -9,7 +9,7 @@ import zoneinfo
 import pytest
 import requests
 
-from sandbox.protocol import DEFAULT_ACCOUNT_SID, DEFAULT_APP_ID, DEFAULT_AUTH_TOKEN
+from sandbox.ronglian_protocol import DEFAULT_ACCOUNT_SID, DEFAULT_APP_ID, DEFAULT_AUTH_TOKEN
 from services.codes.sms import quiet_seconds_left
 from services.providers.ronglian import china_timestamp, sign
 from services.store import keys

@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from ronglian_sms_sdk import SmsSDK
 
-from sandbox.protocol import (
+from sandbox.ronglian_protocol import (
     CST,
     DEFAULT_ACCOUNT_SID,
     DEFAULT_APP_ID,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from sandbox.protocol import (
+from sandbox.ronglian_protocol import (
     CST,
     build_authorization,
     compute_sig,

@@ -1,4 +1,4 @@
-"""The Ronglian sandbox's protocol rules as plain functions (sandbox/protocol.py,
+"""The Ronglian sandbox's protocol rules as plain functions (sandbox/ronglian_protocol.py,
 sandbox/ronglian_limits.py): signatures, Authorization, templates, limits, settings. The same
 rules over HTTP, against the official SDK: test_protocol.py and test_limits_and_faults.py."""
 
@@ -9,7 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from sandbox.protocol import (
+from sandbox.ronglian_limits import RateLimiter
+from sandbox.ronglian_protocol import (
     CST,
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
@@ -21,7 +22,6 @@ from sandbox.protocol import (
     parse_authorization,
     render_text,
 )
-from sandbox.ronglian_limits import RateLimiter
 
 MOBILE = "13800000000"
 
