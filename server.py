@@ -204,6 +204,7 @@ def start_send_gate(config: Config, metrics: Metrics, stack: contextlib.AsyncExi
         admission.retry_after,
         floor=admission.min_sends_in_flight,
         max_loop_lag=admission.max_loop_lag,
+        shed_delay=admission.shed_delay,
         gauge=metrics.sends_in_flight,
     )
     gate.start()

@@ -14,6 +14,7 @@ its reservation succeeded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable
@@ -23,6 +24,7 @@ import tornado.web
 from tornado import httputil
 
 from handlers.from_services import FromServices
+from services.codes.admission import Overloaded
 from services.errors import ServiceError, Success
 
 if TYPE_CHECKING:
@@ -57,6 +59,19 @@ class SheddingDelegate(tornado.web._HandlerDelegate):
         refusal = self.sms.overloaded()
         if refusal is None:
             return super().execute()
+        if refusal.hold > 0:
+            # Answered later, by a timer: the connection waits (it reads no next request
+            # meanwhile), the CPU does not (services/codes/admission.py, shed_delay).
+            self._held = asyncio.ensure_future(self._answer_later(refusal))
+            return self._held
+        self._answer(refusal)
+        return None
+
+    async def _answer_later(self, refusal: Overloaded) -> None:
+        await asyncio.sleep(refusal.hold)
+        self._answer(refusal)
+
+    def _answer(self, refusal: Overloaded) -> None:
         application, request = self.application, self.request
         route = cast("SendsSms", self.handler_class)  # routed here for its sends_sms
         body = json.dumps(route.family_envelope(refusal), ensure_ascii=False).encode()
@@ -84,4 +99,3 @@ class SheddingDelegate(tornado.web._HandlerDelegate):
             request_id=request_id,
             refusal_reason=refusal.reason,
         )
-        return None

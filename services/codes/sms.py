@@ -190,15 +190,16 @@ class SmsCodeService:
         except BaseException:
             await asyncio.shield(self._fraud.give_back(verdict))
             raise
-        with contextlib.ExitStack() as in_flight:
+        async with contextlib.AsyncExitStack() as in_flight:
             try:
                 # A place in flight only now, once the CAPTCHA is used and every limit taken:
                 # a request that costs its client nothing (a wrong CAPTCHA, a refused limit)
-                # never holds one, so it cannot crowd out the sends that pay. Full by now:
-                # Overloaded (503), and the reservation is given back below like after any
-                # refusal. (While the gate is already full, handlers/shedding.py refuses a
-                # send before anything is used.)
-                in_flight.enter_context(self._gate.admit())
+                # never holds one, so it cannot crowd out the sends that pay. Full by now: it
+                # waits for the next place freed, at most admission.shed_delay, then
+                # Overloaded (503), the reservation given back below like after any refusal.
+                # (While the gate is full, handlers/shedding.py sheds a send before anything
+                # is used.)
+                await in_flight.enter_async_context(self._gate.admit())
                 await self._check_mobile_fits_purpose(canonical, purpose)
                 minutes = max(1, self._config.code_ttl // 60)
                 send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable

@@ -7,6 +7,7 @@ tests/test_admission.py covers the shedding itself against the real server proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -28,42 +29,55 @@ from tests.polling import async_wait_until
 LIMIT = 2
 
 
-def fill(gate: SendGate) -> list:
-    """Take every place the gate has now; the open contexts (release with close_all)."""
-    held = []
-    while True:
-        context = gate.admit()
-        try:
-            context.__enter__()
-        except Overloaded:
-            return held
-        held.append(context)
+async def fill(gate: SendGate) -> contextlib.AsyncExitStack:
+    """Take every place the gate has now (without waiting); close the stack to free them."""
+    held = contextlib.AsyncExitStack()
+    while not gate.shedding():
+        await held.enter_async_context(gate.admit())
+    return held
 
 
-def close_all(held: list) -> None:
-    for context in held:
-        context.__exit__(None, None, None)
+def in_flight_of(gate: SendGate):
+    async def probe() -> int:
+        return gate.in_flight
+
+    return probe
 
 
-def test_a_lagging_loop_shrinks_the_bound_to_the_floor_and_a_quiet_one_restores_it():
+def waiting_at(gate: SendGate):
+    async def probe() -> int:
+        return len(gate._waiting)
+
+    return probe
+
+
+async def shed(gate: SendGate) -> Overloaded:
+    """The refusal a send gets now (the gate is full, no place freed within shed_delay)."""
+    with pytest.raises(Overloaded) as refusal:
+        async with gate.admit():
+            pass
+    return refusal.value
+
+
+@pytest.mark.gen_test
+async def test_a_lagging_loop_shrinks_the_bound_to_the_floor_and_a_quiet_one_restores_it():
     gate = SendGate(100, 1, floor=16, max_loop_lag=0.02)
     assert gate.limit == 100
     for _ in range(100):
         gate.observe_lag(0.08)  # the CPU is saturated: every step waits 80 ms
     assert gate.limit == 16
-    held = fill(gate)
-    assert len(held) == 16  # the floor: sends beyond it are shed
-    with pytest.raises(Overloaded) as refusal:
-        gate.admit().__enter__()
-    assert (refusal.value.http_status, refusal.value.retry_after) == (503, 1)  # 1 ± 0
-    close_all(held)
+    held = await fill(gate)
+    assert gate.in_flight == 16  # the floor: sends beyond it are shed
+    refusal = await shed(gate)
+    assert (refusal.http_status, refusal.retry_after) == (503, 1)  # 1 ± 0
+    await held.aclose()
     assert gate.in_flight == 0
     for _ in range(100):
         gate.observe_lag(0.001)  # the lag is gone
     assert gate.limit == 100
-    held = fill(gate)
-    assert len(held) == 100  # and never more than the ceiling
-    close_all(held)
+    held = await fill(gate)
+    assert gate.in_flight == 100  # and never more than the ceiling
+    await held.aclose()
 
 
 def test_shrinks_by_a_tenth_per_lagging_sample_and_grows_by_two():
@@ -87,25 +101,61 @@ def test_the_floor_never_exceeds_the_ceiling():
     assert (gate.floor, gate.limit) == (2, 2)
 
 
-def test_a_failed_send_gives_its_place_back():
+@pytest.mark.gen_test
+async def test_a_failed_send_gives_its_place_back():
     gate = SendGate(1, 1)
-    with pytest.raises(RuntimeError), gate.admit():
-        raise RuntimeError("the provider failed")
+    with pytest.raises(RuntimeError):
+        async with gate.admit():
+            raise RuntimeError("the provider failed")
     assert gate.in_flight == 0
-    with gate.admit():
+    async with gate.admit():
         assert gate.in_flight == 1
 
 
-def test_shed_sends_are_told_to_come_back_at_different_times_around_the_base():
+@pytest.mark.gen_test
+async def test_a_send_that_paid_waits_for_the_next_place_and_no_newcomer_barges_in():
+    """Full: a send that already paid (its reservation made) waits for the next place freed,
+    first come first served, while the early check sheds every newcomer; a place is handed
+    over, never counted twice."""
+    gate = SendGate(1, 1, shed_delay=60)
+    first_done = asyncio.Event()
+    order: list[str] = []
+
+    async def send(name: str, hold: asyncio.Event | None = None) -> None:
+        async with gate.admit():
+            order.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    first = asyncio.ensure_future(send("first", first_done))
+    await async_wait_until(in_flight_of(gate), lambda n: n == 1, what="first admitted")
+    waiters = [asyncio.ensure_future(send(f"paid-{n}")) for n in range(3)]
+    await async_wait_until(waiting_at(gate), lambda n: n == 3, what="three waiting")
+    assert gate.shedding()  # a newcomer is shed before it uses anything
+    assert gate.in_flight == 1
+    first_done.set()
+    await asyncio.gather(first, *waiters)
+    assert order == ["first", "paid-0", "paid-1", "paid-2"]
+    assert (gate.in_flight, gate.shedding()) == (0, False)
+
+
+@pytest.mark.gen_test
+async def test_a_send_that_waits_too_long_is_refused_and_leaves_the_queue():
+    gate = SendGate(1, 1, shed_delay=0.01)
+    async with gate.admit():
+        refusal = await shed(gate)  # no place freed within shed_delay
+        assert refusal.http_status == 503
+        assert not gate._waiting and gate.in_flight == 1
+    assert (gate.in_flight, gate.shedding()) == (0, False)
+
+
+@pytest.mark.gen_test
+async def test_shed_sends_are_told_to_come_back_at_different_times_around_the_base():
     # All shed at once, all told "2 s": all back at once, a burst that is shed again.
     gate = SendGate(1, 4, floor=1)
-    held = fill(gate)
-    waits = []
-    for _ in range(400):
-        with pytest.raises(Overloaded) as refusal:
-            gate.admit().__enter__()
-        waits.append(refusal.value.retry_after)
-    close_all(held)
+    held = await fill(gate)
+    waits = [(await shed(gate)).retry_after for _ in range(400)]
+    await held.aclose()
     assert set(waits) == {2, 3, 4, 5, 6}  # spread evenly by half the base either side
     assert 3.7 <= sum(waits) / len(waits) <= 4.3  # the base stays the mean
     assert {SendGate(1, 1).spread_retry_after() for _ in range(50)} == {1}  # never below 1 s
