@@ -12,8 +12,12 @@ they count unproven attempts and concurrent guesses cannot exceed them:
 
 The account is the resolved user (`account_key`): every spelling of it — any case of the
 name, or the mobile — shares its counters; an unknown account is counted under its canonical
-spelling, so nothing tells known and unknown accounts apart. Password login uses this today;
-SMS-code login can call the same begin()/succeeded() pair.
+spelling, so nothing tells known and unknown accounts apart. Password login, SMS-code login
+and the password check of a change of mobile all call the same begin()/succeeded() pair.
+
+The three counters are taken in one round trip (each on its own, in its own slot), and what
+was taken is given back if the address or the pair refuses; the answer is the first refusal
+in the order address, pair, then the account's CAPTCHA, whatever the timing.
 """
 
 from __future__ import annotations
@@ -72,34 +76,32 @@ class LoginThrottle:
         no CAPTCHA came with the attempt; a CAPTCHA refusal when the one given is wrong or gone.
         A refused attempt is not counted.
         """
-        ip_limit = self._ip_limit(client_ip)
-        pair_limit = self._pair_limit(account, client_ip)
-        account_limit = self._account_limit(account)
-        await self._limiter.take(ip_limit)
-        taken: list[Limit] = [ip_limit]
+        limits = (
+            self._ip_limit(client_ip),
+            self._pair_limit(account, client_ip),
+            self._account_limit(account),
+        )
+        refusals = await self._limiter.take_each(*limits)
+        taken = tuple(limit for limit, refused in zip(limits, refusals, strict=True) if not refused)
         try:
-            await self._limiter.take(pair_limit)
-            taken.append(pair_limit)
-            try:
-                await self._limiter.take(account_limit)
-                taken.append(account_limit)
-            except ServiceError:
+            ip_refused, pair_refused, past_threshold = refusals
+            refusal = ip_refused or pair_refused
+            if refusal is not None:
+                raise refusal
+            if past_threshold:
                 # Past the account's threshold: the guess is paid for with a CAPTCHA (one use).
                 await self._solve_captcha(image_code_id, image_code)
         except BaseException:
             await asyncio.shield(self._give_back(taken))
             raise
-        return LoginAttempt(tuple(taken))
+        return LoginAttempt(taken)
 
     async def succeeded(self, attempt: LoginAttempt) -> None:
         """The secret was right: the attempt was not a failure, give its counts back."""
         await self._give_back(attempt.taken)
 
-    async def _give_back(self, taken: tuple[Limit, ...] | list[Limit]) -> None:
-        ip_limit, *account_limits = taken
-        await self._limiter.refund(ip_limit)
-        if account_limits:
-            await self._limiter.refund(*account_limits)  # one hash slot: {account}
+    async def _give_back(self, taken: tuple[Limit, ...]) -> None:
+        await self._limiter.refund_each(*taken)
 
     async def _solve_captcha(self, image_code_id: object, image_code: object) -> None:
         if not image_code_id or not image_code:

@@ -42,6 +42,7 @@ class RateLimiter:
     """Takes and refunds fixed-window limits (services/store/lua/limits_take.lua)."""
 
     def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
         self._take = redis_scripts.register(redis, "limits_take")
         self._refund = redis_scripts.register(redis, "limits_refund")
 
@@ -68,6 +69,31 @@ class RateLimiter:
         """The refusal a take_call() reply stands for, or None if the event was counted."""
         index, ms_left = cast("list[int]", reply)
         return limits[int(index) - 1].refusal(int(ms_left)) if index else None
+
+    async def take_each(self, *limits: Limit) -> list[ServiceError | None]:
+        """Count one event on each limit on its own (any slots), all in one round trip; the
+        refusal of each (None: counted). The caller gives back what was counted if it does
+        not go on (refund_each)."""
+        calls = [self.take_call(limit) for limit in limits]
+        replies = await redis_scripts.run_together(self._redis, calls)
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+        if failed is not None:
+            counted = [
+                limit
+                for limit, reply in zip(limits, replies, strict=True)
+                if not isinstance(reply, Exception) and self.refusal(reply, limit) is None
+            ]
+            await self.refund_each(*counted)
+            raise failed
+        return [self.refusal(reply, limit) for limit, reply in zip(limits, replies, strict=True)]
+
+    async def refund_each(self, *limits: Limit) -> bool:
+        """Undo take_each() for the limits given, in one round trip, best effort (True if all
+        of it ran; a count left behind only expires with its window)."""
+        if not limits:
+            return True
+        calls = [self.refund_call(limit) for limit in limits]
+        return await redis_scripts.give_back_together(self._redis, calls)
 
     async def refund(self, *limits: Limit) -> None:
         """Undo take() for an event that did not happen."""
