@@ -28,15 +28,15 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
-from services.accounts.login_throttle import LoginThrottle
+from services.accounts.login_throttle import LoginFailureRate, LoginThrottle
 from services.accounts.mobiles import canonical_mobile
-from services.accounts.passwords import PasswordHasher
+from services.accounts.passwords import HASHING_BUSY, PasswordHasher
 from services.accounts.service import AccountService
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
 from services.captcha.pow import ProofOfWork
 from services.captcha.service import CaptchaService
-from services.codes.admission import SendGate
+from services.codes.admission import Gate, SendGate
 from services.codes.fraud import FraudGuard
 from services.codes.receipts import ReceiptStore
 from services.codes.sms import SmsCodeService
@@ -220,9 +220,17 @@ def account_service(
     captchas: CaptchaService,
     sessions: SessionStore,
 ) -> AccountService:
-    """Accounts: passwords hashed in the thread pool, password logins throttled."""
-    hasher = PasswordHasher(clients.password_threads)
-    throttle = LoginThrottle(clients.limiter, captchas, config.accounts)
+    """Accounts: passwords hashed in the thread pool (at most accounts.max_hashes_in_flight
+    at once per process, the rest refused at once; 0: no bound), password logins throttled,
+    and all of them asked for a CAPTCHA while failures everywhere spike."""
+    bound = config.accounts.max_hashes_in_flight
+    hashing = Gate(bound, config.admission.retry_after, message=HASHING_BUSY) if bound else None
+    hasher = PasswordHasher(clients.password_threads, hashing)
+    accounts = config.accounts
+    rate = LoginFailureRate(
+        clients.redis, accounts.login_global_captcha_after, accounts.login_global_window
+    )
+    throttle = LoginThrottle(clients.limiter, captchas, accounts, rate)
     return AccountService(
         users, hasher, sms, clients.limiter, throttle, sessions, config.accounts, config.limits
     )

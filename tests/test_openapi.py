@@ -46,6 +46,7 @@ RAISED_LIMITS = {
     "SMSREG_ACCOUNTS_LOGIN_MAX_FAILURES": "100000",
     "SMSREG_ACCOUNTS_LOGIN_IP_MAX_FAILURES": "100000",
     "SMSREG_ACCOUNTS_LOGIN_CAPTCHA_AFTER": "100000",
+    "SMSREG_ACCOUNTS_LOGIN_GLOBAL_CAPTCHA_AFTER": "100000",
 }
 
 # What the document promises. Not negative_data_rejection / positive_data_acceptance: the

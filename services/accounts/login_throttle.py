@@ -8,7 +8,12 @@ they count unproven attempts and concurrent guesses cannot exceed them:
   failures, while the owner, from anywhere else, still logs in at once (no lockout);
 - per address, across accounts: one address trying many accounts (credential stuffing);
 - per account, across addresses: past a threshold, every further attempt for the account
-  must carry a solved CAPTCHA, so a botnet pays one CAPTCHA per guess.
+  must carry a solved CAPTCHA, so a botnet pays one CAPTCHA per guess;
+- everywhere (password logins only, `LoginFailureRate`): a rolling count of unproven password
+  logins on all accounts from all addresses; while it is past its threshold every password
+  login must carry a solved CAPTCHA, the same ask as the account's. A credential-stuffing
+  botnet (each guess another account, another address) passes every other counter, and each
+  guess costs the server an argon2id verification (docs/SECURITY.md, "Login floods").
 
 The account is the resolved user (`account_key`): every spelling of it — any case of the
 name, or the mobile — shares its counters; an unknown account is counted under its canonical
@@ -23,17 +28,21 @@ in the order address, pair, then the account's CAPTCHA, whatever the timing.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.captcha.service import CaptchaService, check_captcha_params
 from services.config import AccountsConfig
 from services.errors import Ret, ServiceError
-from services.store import keys
+from services.store import keys, redis_scripts
 from services.store.limits import Limit, RateLimiter
+from services.store.redisclient import RedisClient
 
 TOO_MANY_FAILURES = "错误次数过多，请{seconds}秒后重试"
 CAPTCHA_REQUIRED = "请先输入图片验证码"
 CAPTCHA_REQUIRED_REASON = "captcha_required"
+RATE_BUCKETS = 10  # the global window is counted in this many buckets (its resolution)
 
 
 def account_key(user_id: int | None, spelling: str) -> str:
@@ -50,17 +59,53 @@ class LoginAttempt:
     """The counters one attempt took; succeeded() gives them back."""
 
     taken: tuple[Limit, ...]
+    rate_bucket: int | None = None  # where LoginFailureRate counted it, if it did
+
+
+class LoginFailureRate:
+    """Unproven password logins everywhere in the last `window` seconds (in RATE_BUCKETS
+    buckets, services/store/lua/login_rate_count.lua): a spike when `threshold` came before.
+
+    `threshold` 0 turns it off. `clock` (Unix seconds) names the bucket; tests set it.
+    """
+
+    def __init__(self, redis: RedisClient, threshold: int, window: int) -> None:
+        self._count = redis_scripts.register(redis, "login_rate_count")
+        self._refund = redis_scripts.register(redis, "login_rate_refund")
+        self._threshold = threshold
+        self._window = window
+        self.clock: Callable[[], float] = time.time
+
+    @property
+    def enabled(self) -> bool:
+        return self._threshold > 0
+
+    async def count(self) -> tuple[int, bool]:
+        """Count one attempt: (its bucket, whether the rate was past the threshold before it)."""
+        bucket = int(self.clock() * RATE_BUCKETS // self._window)
+        key = keys.login_global_failures_key()
+        before = await self._count(keys=[key], args=[bucket, RATE_BUCKETS, self._window])
+        return bucket, int(before) >= self._threshold
+
+    async def give_back(self, bucket: int) -> None:
+        """The attempt proved right: it was no failure."""
+        await self._refund(keys=[keys.login_global_failures_key()], args=[bucket])
 
 
 class LoginThrottle:
     """Decides, before a secret is checked, whether this attempt may be made at all."""
 
     def __init__(
-        self, limiter: RateLimiter, captchas: CaptchaService, config: AccountsConfig
+        self,
+        limiter: RateLimiter,
+        captchas: CaptchaService,
+        config: AccountsConfig,
+        rate: LoginFailureRate,
     ) -> None:
         self._limiter = limiter
         self._captchas = captchas
         self._config = config
+        self.rate = rate  # public: tests move its clock
 
     async def begin(
         self,
@@ -68,13 +113,17 @@ class LoginThrottle:
         client_ip: str,
         image_code_id: object = None,
         image_code: object = None,
+        *,
+        password: bool = False,
     ) -> LoginAttempt:
         """Count one attempt for `account` (from account_key) from `client_ip`, or refuse it.
 
         REQERR (data.reason login_ip / login_account_ip) when the address or the pair is over
-        its limit; REQERR captcha_required when the account is past its failure threshold and
-        no CAPTCHA came with the attempt; a CAPTCHA refusal when the one given is wrong or gone.
-        A refused attempt is not counted.
+        its limit; REQERR captcha_required when the account is past its failure threshold (or,
+        for a `password` login, all logins are: LoginFailureRate) and no CAPTCHA came with the
+        attempt; a CAPTCHA refusal when the one given is wrong or gone. A refused attempt is
+        not counted, except in the global rate once it passed the address's limits: a flood
+        refused for want of CAPTCHAs keeps the challenge on while it lasts.
         """
         limits = (
             self._ip_limit(client_ip),
@@ -83,22 +132,31 @@ class LoginThrottle:
         )
         refusals = await self._limiter.take_each(*limits)
         taken = tuple(limit for limit, refused in zip(limits, refusals, strict=True) if not refused)
+        bucket = None
         try:
             ip_refused, pair_refused, past_threshold = refusals
             refusal = ip_refused or pair_refused
             if refusal is not None:
                 raise refusal
-            if past_threshold:
-                # Past the account's threshold: the guess is paid for with a CAPTCHA (one use).
+            needs_captcha = past_threshold is not None  # past the account's threshold
+            if password and self.rate.enabled:
+                # Only attempts within their address's limits: one address alone cannot
+                # switch the challenge on for everyone.
+                bucket, spike = await self.rate.count()
+                needs_captcha = needs_captcha or spike
+            if needs_captcha:
+                # The guess is paid for with a CAPTCHA (one use).
                 await self._solve_captcha(image_code_id, image_code)
         except BaseException:
             await asyncio.shield(self._give_back(taken))
             raise
-        return LoginAttempt(taken)
+        return LoginAttempt(taken, bucket)
 
     async def succeeded(self, attempt: LoginAttempt) -> None:
         """The secret was right: the attempt was not a failure, give its counts back."""
         await self._give_back(attempt.taken)
+        if attempt.rate_bucket is not None:
+            await self.rate.give_back(attempt.rate_bucket)
 
     async def _give_back(self, taken: tuple[Limit, ...]) -> None:
         await self._limiter.refund_each(*taken)

@@ -1,12 +1,20 @@
 """Password hashing: argon2id for new hashes; Werkzeug and Django PBKDF2 hashes still verify.
 
-Hashing costs tens of milliseconds of CPU by design, so every call runs in the executor.
+Hashing costs tens of milliseconds of CPU by design (argon2id: ~0.12 s here), so every call
+runs in the executor, and within a bound: with `accounts.max_hashes_in_flight` hashes in flight
+in this process, a request that would hash is refused at once (Overloaded, HTTP 503 with
+Retry-After, services/codes/admission.py) instead of queueing behind a flood of logins until
+every client times out (docs/SECURITY.md, "Login floods"). A request asks first
+(`refuse_if_full()`, before it looks anything up or counts anything) and takes its place
+(`place()`) only around its hashing, so requests refused without a hash (a CAPTCHA asked,
+a limit reached) never hold one. hash() and verify() need a place: no hash escapes the bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar, TypeVarTuple
@@ -14,6 +22,8 @@ from typing import TypeVar, TypeVarTuple
 import argon2
 from passlib.hash import django_pbkdf2_sha256
 from werkzeug.security import check_password_hash
+
+from services.codes.admission import Gate
 
 WERKZEUG_PREFIX = "pbkdf2:"  # ihome / news: pbkdf2:sha256:50000$salt$hex
 DJANGO_PREFIX = "pbkdf2_sha256$"  # meiduo: pbkdf2_sha256$36000$salt$b64
@@ -27,29 +37,59 @@ class Verdict:
     needs_rehash: bool = False
 
 
-class PasswordHasher:
-    """Hashes and verifies passwords off the event loop."""
+HASHING_BUSY = "服务繁忙，请{seconds}秒后重试"
 
-    def __init__(self, executor: Executor) -> None:
+
+class Place:
+    """A place in the bound on hashes in flight (PasswordHasher.place()): hashing needs one."""
+
+
+class PasswordHasher:
+    """Hashes and verifies passwords off the event loop, at most `gate.limit` requests at a time
+    (no bound without a gate)."""
+
+    def __init__(self, executor: Executor, gate: Gate | None = None) -> None:
         self._executor = executor
+        self._gate = gate
         self._argon2 = argon2.PasswordHasher()  # argon2id, RFC 9106 low-memory profile
         # Checked when the mobile is unknown, so that answer takes as long as a wrong password.
         self._decoy_hash: str | None = None
 
-    async def hash(self, password: str) -> str:
-        """A new argon2id hash of password."""
-        return await self._run(self._argon2.hash, password)
+    @property
+    def in_flight(self) -> int:
+        """Places taken now (0 without a bound)."""
+        return self._gate.in_flight if self._gate is not None else 0
 
-    async def verify(self, stored_hash: str | None, password: str) -> Verdict:
+    def refuse_if_full(self) -> None:
+        """Raise Overloaded now if a hash would be refused: before anything is done."""
+        if self._gate is not None and self._gate.shedding():
+            raise self._gate.refusal()
+
+    @contextlib.contextmanager
+    def place(self) -> Iterator[Place]:
+        """Hold a place for one request's hashes while the block runs, or raise Overloaded at
+        once (the caller undoes what it did since refuse_if_full())."""
+        if self._gate is None:
+            yield Place()
+            return
+        with self._gate.admit():
+            yield Place()
+
+    async def hash(self, place: Place, password: str) -> str:
+        """A new argon2id hash of password."""
+        return await self.run(place, self._argon2.hash, password)
+
+    async def verify(self, place: Place, stored_hash: str | None, password: str) -> Verdict:
         """Check password against a stored hash of any supported format (or a decoy if None)."""
         if stored_hash is None:
             if self._decoy_hash is None:
-                self._decoy_hash = await self.hash("decoy password, never valid")
-            await self._run(self._check, self._decoy_hash, password)
+                self._decoy_hash = await self.hash(place, "decoy password, never valid")
+            await self.run(place, self._check, self._decoy_hash, password)
             return Verdict(ok=False)
-        return await self._run(self._check, stored_hash, password)
+        return await self.run(place, self._check, stored_hash, password)
 
-    async def _run(self, function: Callable[[*Args], T], *args: *Args) -> T:
+    async def run(self, place: Place, function: Callable[[*Args], T], *args: *Args) -> T:
+        """Run one hashing job in the executor, within a place of the bound."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _check(self, stored_hash: str, password: str) -> Verdict:

@@ -13,6 +13,7 @@ from services.accounts.mobiles import canonical_mobile, require_mobile
 from services.accounts.passwords import PasswordHasher
 from services.accounts.sessions import SessionStore
 from services.accounts.users import User, UserRepository
+from services.codes.admission import Overloaded
 from services.codes.purposes import Purpose
 from services.codes.sms import SmsCodeService, VerifiedCode
 from services.config import AccountsConfig, LimitsConfig
@@ -48,10 +49,10 @@ class AccountService:
         limits: LimitsConfig,
     ) -> None:
         self._users = users
-        self._hasher = hasher
+        self.hasher = hasher  # public: its bound is per process (tests hold places in it)
         self._sms = sms
         self._limiter = limiter
-        self._throttle = throttle
+        self.throttle = throttle
         self._sessions = sessions
         self._config = config
         self._count_per_ip_minute = limits.count_per_ip_minute
@@ -84,9 +85,13 @@ class AccountService:
         name = mobile if username is None else self._checked_username(username, mobile)
         check_sms_code_format(sms_code)
 
+        # Refused (Overloaded) before the code is used, or with the code given back, so the
+        # same request can simply be repeated (docs/SECURITY.md, "Login floods").
+        self.hasher.refuse_if_full()
         verified = await self._sms.verify_code(mobile, Purpose.REGISTER, sms_code)
         async with self._code_given_back_on_failure(verified):
-            password_hash = await self._hasher.hash(password)
+            with self.hasher.place() as place:
+                password_hash = await self.hasher.hash(place, password)
             return await self._users.create(name, mobile, password_hash)
 
     async def login_with_code(
@@ -109,7 +114,7 @@ class AccountService:
         check_sms_code_format(sms_code)
 
         user = await self._users.by_mobile(mobile)
-        attempt = await self._throttle.begin(
+        attempt = await self.throttle.begin(
             account_key(user.user_id if user else None, mobile),
             client_ip,
             image_code_id,
@@ -119,7 +124,7 @@ class AccountService:
         if user is None:  # no account (deleted since the code was sent)
             raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
         async with self._code_given_back_on_failure(verified):
-            await self._throttle.succeeded(attempt)
+            await self.throttle.succeeded(attempt)
         return user
 
     async def reset_password(
@@ -135,6 +140,7 @@ class AccountService:
         self._check_new_password(password, password2)
         check_sms_code_format(sms_code)
 
+        self.hasher.refuse_if_full()  # as in register()
         verified = await self._sms.verify_code(mobile, Purpose.RESET_PASSWORD, sms_code)
         async with self._code_given_back_on_failure(verified):
             user = await self._users.by_mobile(mobile)
@@ -142,7 +148,7 @@ class AccountService:
                 raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
             # Should ending the sessions fail, the code is given back: the same request can
             # be repeated in full (setting the same password again is harmless).
-            await self.change_password(user.user_id, password)
+            await self._set_password(user.user_id, password)
         return user
 
     async def change_mobile(
@@ -175,11 +181,17 @@ class AccountService:
         user = await self._users.by_id(user_id)
         if user is None:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
-        attempt = await self._throttle.begin(
+        if current_sms_code is None:
+            self.hasher.refuse_if_full()  # before anything is counted, as a login
+        attempt = await self.throttle.begin(
             account_key(user.user_id, user.mobile), client_ip, image_code_id, image_code
         )
-        current = await self._prove_current_factor(user, password, current_sms_code)
-        await self._throttle.succeeded(attempt)
+        try:
+            current = await self._prove_current_factor(user, password, current_sms_code)
+        except Overloaded:
+            await self.throttle.succeeded(attempt)  # no guess was made: nothing counted
+            raise
+        await self.throttle.succeeded(attempt)
         try:
             verified = await self._sms.verify_code(new_mobile, Purpose.CHANGE_MOBILE, sms_code)
             async with self._code_given_back_on_failure(verified):
@@ -217,7 +229,8 @@ class AccountService:
             # Too long to be anyone's password: refused without the hashing work (as login).
             if len(password) > self._config.password_max:
                 raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
-            verdict = await self._hasher.verify(user.password_hash, password)
+            with self.hasher.place() as place:
+                verdict = await self.hasher.verify(place, user.password_hash, password)
             if not verdict.ok:
                 raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
             return None
@@ -266,22 +279,33 @@ class AccountService:
             account = mobile or require_mobile(account)
         if len(password) > self._config.password_max:
             raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
-
+        # Past the bound on hashes in flight: refused at once, before anything is looked up
+        # or counted, so it is no failed guess against the account (docs/SECURITY.md).
+        self.hasher.refuse_if_full()
         user = await (self._users.by_name(account) if use_name else self._users.by_mobile(account))
-        attempt = await self._throttle.begin(
+        attempt = await self.throttle.begin(
             account_key(user.user_id if user else None, account),
             client_ip,
             image_code_id,
             image_code,
+            password=True,
         )
-        # Unknown accounts are checked against a decoy hash: same work, same answer, same time.
-        verdict = await self._hasher.verify(user.password_hash if user else None, password)
-        if user is None or not verdict.ok:
-            raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
-        await self._throttle.succeeded(attempt)
-        if verdict.needs_rehash:
-            # Legacy Werkzeug/Django hash: upgrade it to argon2id now that we know the password.
-            await self._users.set_password_hash(user.user_id, await self._hasher.hash(password))
+        try:
+            with self.hasher.place() as place:
+                # Unknown accounts are checked against a decoy hash: same work, answer, time.
+                stored_hash = user.password_hash if user else None
+                verdict = await self.hasher.verify(place, stored_hash, password)
+                if user is None or not verdict.ok:
+                    raise ServiceError(Ret.DATAERR, WRONG_LOGIN)
+                await self.throttle.succeeded(attempt)
+                if verdict.needs_rehash:
+                    # Legacy Werkzeug/Django hash: upgrade it to argon2id, the password known.
+                    new_hash = await self.hasher.hash(place, password)
+                    await self._users.set_password_hash(user.user_id, new_hash)
+        except Overloaded:
+            # The bound filled since refuse_if_full(): no guess was made, give its counts back.
+            await asyncio.shield(self.throttle.succeeded(attempt))
+            raise
         return user
 
     async def change_password(self, user_id: int, password: object) -> None:
@@ -291,7 +315,12 @@ class AccountService:
         """
         (password,) = required_text(password)
         self._check_password_rule(password)
-        await self._users.set_password_hash(user_id, await self._hasher.hash(password))
+        await self._set_password(user_id, password)
+
+    async def _set_password(self, user_id: int, password: str) -> None:
+        with self.hasher.place() as place:
+            password_hash = await self.hasher.hash(place, password)
+        await self._users.set_password_hash(user_id, password_hash)
         await self._sessions.end_all(user_id)
 
     async def count_mobile(self, mobile: object, client_ip: str) -> int:
@@ -329,9 +358,13 @@ class AccountService:
     async def _code_given_back_on_failure(self, verified: VerifiedCode) -> AsyncIterator[None]:
         """Run the work a verified code pays for. If it fails for a reason that is not the
         user's (database or Redis down, request cancelled), the code is put back so that a
-        retry needs no new SMS; a refusal (ServiceError, e.g. DATAEXIST) keeps it used up."""
+        retry needs no new SMS; a refusal (ServiceError, e.g. DATAEXIST) keeps it used up,
+        except Overloaded (the server's, not the user's)."""
         try:
             yield
+        except Overloaded:
+            await asyncio.shield(self._sms.give_back_code(verified))
+            raise
         except ServiceError:
             raise
         except BaseException:

@@ -1,4 +1,8 @@
-"""Admission control for SMS sends: shed what this process cannot serve in time, at once.
+"""Admission control: shed what this process cannot serve in time, at once.
+
+`Gate` is the bound itself (at most `limit` jobs in flight, the rest refused with `Overloaded`
+at once): SMS sends (`SendGate`, below) and password hashes (services/accounts/passwords.py)
+go through one. For sends:
 
 Under a flood of sends a server that accepts everything queues everything: each request waits
 behind the others for the CPU, the Redis and MySQL pools and the provider's connections, and
@@ -57,7 +61,7 @@ import contextlib
 import math
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
 from services.errors import Ret, ServiceError
@@ -68,15 +72,18 @@ SHRINK = 0.9  # the bound is multiplied by this for each lagging sample
 GROWTH = 2  # sends the bound grows by for each sample without lag
 
 
+SENDS_BUSY = "短信服务繁忙，请{seconds}秒后重试"
+
+
 class Overloaded(ServiceError):
-    """Too many sends in flight: come back after `retry_after` seconds (HTTP 503)."""
+    """Too many jobs in flight: come back after `retry_after` seconds (HTTP 503)."""
 
     http_status = 503
 
-    def __init__(self, retry_after: int, hold: float = 0.0) -> None:
+    def __init__(self, retry_after: int, message: str = SENDS_BUSY, hold: float = 0.0) -> None:
         super().__init__(
             Ret.REQERR,
-            f"短信服务繁忙，请{retry_after}秒后重试",
+            message.format(seconds=retry_after),
             data={"reason": OVERLOADED_REASON},
             retry_after=retry_after,
         )
@@ -92,10 +99,63 @@ class InFlightGauge(Protocol):
     def dec(self) -> None: ...
 
 
-class SendGate:
+class Gate:
+    """At most `limit` jobs in flight in this process; the rest are refused (Overloaded)."""
+
+    def __init__(
+        self,
+        limit: int,
+        retry_after: int,
+        *,
+        message: str = SENDS_BUSY,
+        gauge: InFlightGauge | None = None,
+    ) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        self.in_flight = 0
+        self._message = message
+        self._gauge = gauge
+
+    def shedding(self) -> bool:
+        """Would a job be refused now? (The HTTP layer asks before it builds a handler.)"""
+        return self.in_flight >= self.limit
+
+    def refusal(self) -> Overloaded:
+        """The answer to a refused job."""
+        return Overloaded(self.spread_retry_after(), self._message)
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for one job while the block runs, or raise Overloaded at once."""
+        if self.shedding():
+            raise self.refusal()
+        self._take_a_place()
+        try:
+            yield
+        finally:
+            self._free_a_place()
+
+    def _take_a_place(self) -> None:
+        self.in_flight += 1
+        if self._gauge is not None:
+            self._gauge.inc()
+
+    def _free_a_place(self) -> None:
+        self.in_flight -= 1
+        if self._gauge is not None:
+            self._gauge.dec()
+
+    def spread_retry_after(self) -> int:
+        """Seconds a refused job is told to wait: the base, spread evenly by half of it."""
+        spread = self.retry_after // 2
+        return self.retry_after - spread + secrets.randbelow(2 * spread + 1)
+
+
+class SendGate(Gate):
     """At most `limit` sends in flight in this process; the rest are shed (Overloaded).
 
-    `limit` starts at `ceiling` and follows the loop's lag down to `floor` (observe_lag).
+    `limit` starts at `ceiling` and follows the loop's lag down to `floor` (observe_lag). A
+    send that already paid waits for the next place freed (admit_paid), at most `shed_delay`.
     """
 
     def __init__(
@@ -108,35 +168,29 @@ class SendGate:
         shed_delay: float = 0.0,
         gauge: InFlightGauge | None = None,
     ) -> None:
+        super().__init__(ceiling, retry_after, gauge=gauge)
         self.ceiling = ceiling
         self.floor = ceiling if floor is None else min(floor, ceiling)
-        self.limit = ceiling
-        self.retry_after = retry_after
         self.shed_delay = shed_delay
-        self.in_flight = 0
         self._max_loop_lag = max_loop_lag
-        self._gauge = gauge
         self._watcher: asyncio.Task[None] | None = None
-        # Sends that paid and wait for a place, oldest first (admit).
+        # Sends that paid and wait for a place, oldest first (admit_paid).
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     def shedding(self) -> bool:
-        """Would a send be shed now? (The HTTP layer asks before it builds a handler.) Yes
-        while the places are taken, and while sends that already paid wait for one."""
+        """Yes while the places are taken, and while sends that already paid wait for one."""
         return self.in_flight >= self.limit or bool(self._waiting)
 
     def refusal(self) -> Overloaded:
         """The answer to a shed send (held `shed_delay` seconds by the HTTP layer)."""
-        return Overloaded(self.spread_retry_after(), self.shed_delay)
+        return Overloaded(self.spread_retry_after(), self._message, self.shed_delay)
 
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Hold a place for one send while the block runs: at once if one is free, else the
-        next one freed within `shed_delay` seconds, else raise Overloaded."""
+    async def admit_paid(self) -> AsyncIterator[None]:
+        """Hold a place for one send that already paid while the block runs: at once if one
+        is free, else the next one freed within `shed_delay` seconds, else raise Overloaded."""
         if not self.shedding():
-            self.in_flight += 1
-            if self._gauge is not None:
-                self._gauge.inc()
+            self._take_a_place()
         else:
             await self._wait_for_a_place()
         try:
@@ -160,7 +214,7 @@ class SendGate:
                 self._waiting.remove(handed)
             if isinstance(stopped, asyncio.CancelledError):
                 raise
-            raise Overloaded(self.spread_retry_after()) from None
+            raise Overloaded(self.spread_retry_after(), self._message) from None
 
     def _free_a_place(self) -> None:
         # The place goes to the longest waiter, unless the bound shrank below what is in flight.
@@ -170,14 +224,7 @@ class SendGate:
                 if not waiter.done():
                     waiter.set_result(None)
                     return
-        self.in_flight -= 1
-        if self._gauge is not None:
-            self._gauge.dec()
-
-    def spread_retry_after(self) -> int:
-        """Seconds a shed send is told to wait: the base, spread evenly by half of it."""
-        spread = self.retry_after // 2
-        return self.retry_after - spread + secrets.randbelow(2 * spread + 1)
+        super()._free_a_place()
 
     def observe_lag(self, lag: float) -> None:
         """One sample of the event loop's lag (seconds): move the bound."""

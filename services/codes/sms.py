@@ -199,7 +199,7 @@ class SmsCodeService:
                 # Overloaded (503), the reservation given back below like after any refusal.
                 # (While the gate is full, handlers/shedding.py sheds a send before anything
                 # is used.)
-                await in_flight.enter_async_context(self._gate.admit())
+                await in_flight.enter_async_context(self._gate.admit_paid())
                 await self._check_mobile_fits_purpose(canonical, purpose)
                 minutes = max(1, self._config.code_ttl // 60)
                 send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable

@@ -74,6 +74,9 @@ class AccountsConfig:
     login_failure_window: int = setting(600, positive)
     login_captcha_after: int = setting(20, positive)
     login_captcha_window: int = setting(3600, positive)
+    login_global_captcha_after: int = setting(30, at_least(0, "0 (off) or more"))
+    login_global_window: int = setting(60, positive)
+    max_hashes_in_flight: int = setting(8, at_least(0, "0 (no bound) or more"))
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,12 @@ def login_account_failures_key(account: str) -> str:
     return f"login:{{{account}}}:failures"
 
 
+def login_global_failures_key() -> str:
+    """Unproven password logins on every account from every address (a rolling window in
+    buckets): past its threshold every password login needs a CAPTCHA."""
+    return "login:global:failures"
+
+
 def session_key(user_id: int, session_id_digest: str) -> str:
     """A login session, by its user and the SHA-256 of its cookie value."""
     return f"session:{{{user_id}}}:{session_id_digest}"

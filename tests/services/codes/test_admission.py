@@ -33,7 +33,7 @@ async def fill(gate: SendGate) -> contextlib.AsyncExitStack:
     """Take every place the gate has now (without waiting); close the stack to free them."""
     held = contextlib.AsyncExitStack()
     while not gate.shedding():
-        await held.enter_async_context(gate.admit())
+        await held.enter_async_context(gate.admit_paid())
     return held
 
 
@@ -54,7 +54,7 @@ def waiting_at(gate: SendGate):
 async def shed(gate: SendGate) -> Overloaded:
     """The refusal a send gets now (the gate is full, no place freed within shed_delay)."""
     with pytest.raises(Overloaded) as refusal:
-        async with gate.admit():
+        async with gate.admit_paid():
             pass
     return refusal.value
 
@@ -105,10 +105,10 @@ def test_the_floor_never_exceeds_the_ceiling():
 async def test_a_failed_send_gives_its_place_back():
     gate = SendGate(1, 1)
     with pytest.raises(RuntimeError):
-        async with gate.admit():
+        async with gate.admit_paid():
             raise RuntimeError("the provider failed")
     assert gate.in_flight == 0
-    async with gate.admit():
+    async with gate.admit_paid():
         assert gate.in_flight == 1
 
 
@@ -122,7 +122,7 @@ async def test_a_send_that_paid_waits_for_the_next_place_and_no_newcomer_barges_
     order: list[str] = []
 
     async def send(name: str, hold: asyncio.Event | None = None) -> None:
-        async with gate.admit():
+        async with gate.admit_paid():
             order.append(name)
             if hold is not None:
                 await hold.wait()
@@ -142,7 +142,7 @@ async def test_a_send_that_paid_waits_for_the_next_place_and_no_newcomer_barges_
 @pytest.mark.gen_test
 async def test_a_send_that_waits_too_long_is_refused_and_leaves_the_queue():
     gate = SendGate(1, 1, shed_delay=0.01)
-    async with gate.admit():
+    async with gate.admit_paid():
         refusal = await shed(gate)  # no place freed within shed_delay
         assert refusal.http_status == 503
         assert not gate._waiting and gate.in_flight == 1
