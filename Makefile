@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_PACKAGES := redis-server mariadb-server
 # Tests also drive a real browser (with a CJK font for the Chinese UI), run nginx and a
-# 3-node MariaDB Galera cluster (galera-4; rsync moves a joining node's data).
-TEST_PACKAGES := $(RUN_PACKAGES) chromium nginx fonts-wqy-microhei galera-4 rsync
+# 3-node MariaDB Galera cluster (galera-4; rsync moves a joining node's data), and check the
+# Prometheus rules and dashboard with promtool and a real Prometheus (prometheus).
+TEST_PACKAGES := $(RUN_PACKAGES) chromium nginx fonts-wqy-microhei galera-4 rsync prometheus
 .PHONY: run test lint format bench bench-quick bench-fraud bench-login clean
 
 run: $(VENV)/.installed

@@ -206,6 +206,7 @@ def start_send_gate(config: Config, metrics: Metrics, stack: contextlib.AsyncExi
         max_loop_lag=admission.max_loop_lag,
         shed_delay=admission.shed_delay,
         gauge=metrics.sends_in_flight,
+        lag_gauge=metrics.loop_lag,
     )
     gate.start()
     stack.push_async_callback(gate.close)

@@ -10,6 +10,7 @@ declare -A binary_of=(
   [fonts-wqy-microhei]=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
   [galera-4]=/usr/lib/galera/libgalera_smm.so
   [rsync]=/usr/bin/rsync
+  [prometheus]=/usr/bin/promtool
 )
 missing=()
 for package in "$@"; do

@@ -90,6 +90,13 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        # The largest over the processes: one saturated worker is what the alert is about.
+        self.loop_lag = Gauge(
+            "smsreg_event_loop_lag_seconds",
+            "How late the event loop ran a task due now (sampled every 50 ms), worst process",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         self.captchas = counter(
             "smsreg_captchas_rendered_total", "CAPTCHAs rendered, by kind (image or audio)", "kind"
         )

@@ -151,6 +151,12 @@ class Gate:
         return self.retry_after - spread + secrets.randbelow(2 * spread + 1)
 
 
+class LagGauge(Protocol):
+    """Where the last lag sample is shown (services/metrics.py: smsreg_event_loop_lag_seconds)."""
+
+    def set(self, value: float) -> None: ...
+
+
 class SendGate(Gate):
     """At most `limit` sends in flight in this process; the rest are shed (Overloaded).
 
@@ -167,12 +173,14 @@ class SendGate(Gate):
         max_loop_lag: float = 0.0,
         shed_delay: float = 0.0,
         gauge: InFlightGauge | None = None,
+        lag_gauge: LagGauge | None = None,
     ) -> None:
         super().__init__(ceiling, retry_after, gauge=gauge)
         self.ceiling = ceiling
         self.floor = ceiling if floor is None else min(floor, ceiling)
         self.shed_delay = shed_delay
         self._max_loop_lag = max_loop_lag
+        self._lag_gauge = lag_gauge
         self._watcher: asyncio.Task[None] | None = None
         # Sends that paid and wait for a place, oldest first (admit_paid).
         self._waiting: deque[asyncio.Future[None]] = deque()
@@ -227,7 +235,9 @@ class SendGate(Gate):
         super()._free_a_place()
 
     def observe_lag(self, lag: float) -> None:
-        """One sample of the event loop's lag (seconds): move the bound."""
+        """One sample of the event loop's lag (seconds): show it, move the bound."""
+        if self._lag_gauge is not None:
+            self._lag_gauge.set(lag)
         if self._max_loop_lag <= 0:
             return
         if lag > self._max_loop_lag:
@@ -236,8 +246,9 @@ class SendGate(Gate):
             self.limit = min(self.ceiling, self.limit + GROWTH)
 
     def start(self) -> None:
-        """Sample the loop's lag in the background (only if the bound is to follow it)."""
-        if self._max_loop_lag > 0 and self.floor < self.ceiling and self._watcher is None:
+        """Sample the loop's lag in the background (if the bound follows it or it is shown)."""
+        follows = self._max_loop_lag > 0 and self.floor < self.ceiling
+        if (follows or self._lag_gauge is not None) and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_lag())
 
     async def close(self) -> None:

@@ -226,3 +226,22 @@ async def test_a_send_refused_after_its_reservation_gives_everything_back(
     assert (await sms_keys_of(services.redis, mobile))["hourly"] == 2
     verified = await services.sms.verify_code(mobile, Purpose.REGISTER, message["datas"][0])
     assert verified.mobile == mobile
+
+
+class LastValue:
+    """A gauge that keeps what it was last set to (prometheus_client's Gauge has the same set)."""
+
+    value: float | None = None
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+@pytest.mark.parametrize("max_loop_lag", [0.02, 0.0])
+def test_each_lag_sample_is_shown_whether_or_not_the_bound_follows_it(max_loop_lag):
+    shown = LastValue()
+    gate = SendGate(100, 1, floor=16, max_loop_lag=max_loop_lag, lag_gauge=shown)
+    gate.observe_lag(0.08)
+    assert shown.value == 0.08  # smsreg_event_loop_lag_seconds, for the loop-lag alert
+    gate.observe_lag(0.001)
+    assert shown.value == 0.001
