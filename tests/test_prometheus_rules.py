@@ -4,46 +4,27 @@ metrics the server exports, and a real Prometheus scraping a live server records
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
 from devstack.processes import free_port, start_listening, stop_process
-from services.metrics import Metrics
 from tests.polling import wait_until
+from tests.promql import (
+    FOREIGN_SERIES,
+    PROMETHEUS_DIR,
+    RULES,
+    exported_series,
+    metric_names,
+    promtool,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-PROMETHEUS_DIR = ROOT / "docs" / "deploy" / "prometheus"
-RULES = PROMETHEUS_DIR / "smsreg-rules.yml"
 RULES_TESTS = PROMETHEUS_DIR / "smsreg-rules.test.yml"
 SAMPLE_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-# Series the server does not export but the rules may use: Prometheus's own scrape health and
-# the blackbox exporter's probe of /readyz (docs/deploy/prometheus/README.md).
-FOREIGN_SERIES = {"up", "probe_success"}
-PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right"}
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-
-
-def promtool(*args: str | Path, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PROMTOOL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
-
-
-def exported_series() -> set[str]:
-    """Every series name /metrics can show (a counter smsreg_x is shown as smsreg_x_total)."""
-    names = set()
-    for family in Metrics().registry.collect():
-        names.update(family.name + suffix for suffix in SUFFIXES[family.type])
-    return names
 
 
 def rule_expressions() -> list[str]:
@@ -61,15 +42,6 @@ def test_rules_pass_their_promtool_unit_tests():
     result = promtool("test", "rules", RULES_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
-
-
-def metric_names(expr: str) -> set[str]:
-    """The series an expression selects: names that are not functions, keywords, label names
-    or values, durations, or recording rules (those have colons)."""
-    expr = re.sub(r'"[^"]*"', '""', expr)  # label values
-    expr = re.sub(r"\{[^}]*\}|\[[^]]*\]|\b(?:by|on|without|ignoring)\s*\([^)]*\)", "", expr)
-    names = re.findall(r"(?<![\w:])([a-zA-Z_][\w:]*)(?![\w:]*\s*\()", expr)
-    return {name for name in names if ":" not in name} - PROMQL_WORDS
 
 
 def test_rules_use_only_metrics_the_server_exports():
