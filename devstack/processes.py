@@ -88,8 +88,16 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
         process.wait()
 
 
+# The production setting (docs/OPERATIONS.md, "What a Redis restart loses"): every write is
+# appended to a log before Redis answers, fsynced every second; replayed at start.
+REDIS_PERSISTENT = ["--appendonly", "yes", "--appendfsync", "everysec"]
+
+
 class RedisServer:
-    """A redis-server with its data in `directory`; restartable on the same port."""
+    """A redis-server with its data in `directory`; restartable on the same port.
+
+    Without persistence unless `extra` asks for it (REDIS_PERSISTENT): tests flush it anyway.
+    """
 
     def __init__(self, directory: Path, port: int | None = None, extra: list[str] | None = None):
         self.directory = Path(directory)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack.processes import MariaDBServer, RedisServer, start_listening
+from devstack.processes import REDIS_PERSISTENT, MariaDBServer, RedisServer, start_listening
 from services.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,15 +32,21 @@ def callback_url(kind: str) -> str:
     return f"{base}/callbacks/{config.receipts.callback_token}/{kind}"
 
 
+def dev_redis(directory: Path = VAR / "redis", port: int = REDIS_PORT) -> RedisServer:
+    """`make run`'s Redis: sessions, limits and fraud state survive its restart, as in
+    production (the append-only file, fsynced every second; tests/test_redis_restart.py)."""
+    return RedisServer(directory, port=port, extra=REDIS_PERSISTENT)
+
+
 def main() -> int:
-    redis = RedisServer(VAR / "redis", port=REDIS_PORT)
+    redis = dev_redis()
     mariadb = MariaDBServer(VAR / "mariadb", port=MARIADB_PORT)
     sandbox: subprocess.Popen | None = None
     aliyun: subprocess.Popen | None = None
     server: subprocess.Popen | None = None
     try:
         redis.start()
-        print(f"redis      127.0.0.1:{REDIS_PORT}   (data in var/redis)", flush=True)
+        print(f"redis      127.0.0.1:{REDIS_PORT}   (data in var/redis, AOF)", flush=True)
         mariadb.start()
         print(f"mariadb    127.0.0.1:{MARIADB_PORT}   (data in var/mariadb)", flush=True)
         sandbox = start_listening(
