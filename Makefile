@@ -1,5 +1,6 @@
 # Two commands on a fresh Debian machine with Python 3.11 (root available):
-#   make run    Redis, MariaDB and the Ronglian sandbox on loopback, then the server on 127.0.0.1:8000
+#   make run    Redis, MariaDB and the Ronglian (:8883) and Aliyun (:8884) sandboxes on loopback,
+#               then the server on 127.0.0.1:8000
 #   make test   the whole test suite against real processes
 PYTHON ?= python3
 VENV := .venv

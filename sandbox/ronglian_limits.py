@@ -1,4 +1,4 @@
-"""The Ronglian sandbox's frequency rules (§5 of ronglian-protocol.md), per number and day."""
+"""The Ronglian sandbox's frequency rules (docs/RONGLIAN_PROTOCOL.md), per number and day."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sandbox.ronglian_protocol import CST, SandboxSettings
 
 
 class RateLimiter:
-    """Per-number frequency rules from the "模板短信规则" page (§5), keyed by CST calendar day."""
+    """Per-number frequency rules from the "模板短信规则" page, keyed by CST calendar day."""
 
     # Caps each table so a benchmark spraying distinct numbers cannot exhaust memory;
     # evicting the oldest entries only makes the simulator more lenient.

@@ -1,7 +1,7 @@
 """Pure Ronglian TemplateSMS protocol logic: settings, auth/sig checks, body validation, limits.
 
 Nothing here touches HTTP or the event loop, so every rule can be unit-tested directly.
-Status codes and messages follow /work/shared/reference/ronglian-protocol.md (§1.3-1.6, §3, §5, §7).
+Status codes, messages and rules follow docs/RONGLIAN_PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 NUMERIC_RE = re.compile(r"^\d+(\.\d+)?$")
 TEMPLATE_VAR_RE = re.compile(r"\{(\d+)\}")
 
-# statusMsg texts from the error tables (§3); the 【账号】/【短信】 prefixes mirror observed ones.
+# statusMsg texts from Ronglian's error tables (docs/RONGLIAN_PROTOCOL.md); the 【账号】/【短信】
+# prefixes mirror observed ones.
 MESSAGES: dict[str, str] = {
     "111101": "【账号】请求包头Authorization参数为空",
     "111102": "【账号】请求包头Authorization参数Base64解码失败",
