@@ -29,6 +29,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
 from services.accounts.login_throttle import LoginFailureRate, LoginThrottle
+from services.accounts.mobile_change import MobileChangeService
 from services.accounts.mobiles import canonical_mobile
 from services.accounts.passwords import HASHING_BUSY, PasswordHasher
 from services.accounts.service import AccountService
@@ -112,6 +113,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         )
         sessions = SessionStore(clients.redis, config.security.session_ttl)
         accounts = account_service(config, clients, users, sms, captchas, sessions)
+        mobile_changes = MobileChangeService(
+            users, accounts.hasher, sms, accounts.throttle, sessions, config.accounts
+        )
         templates = config.families.meiduo_templates
         meiduo_pages = load_meiduo_pages(templates) if templates else None  # checked at start
         yield Services(
@@ -122,6 +126,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             users,
             sms,
             accounts,
+            mobile_changes,
             sessions,
             clients.metrics,
             sender,

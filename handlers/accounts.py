@@ -78,7 +78,7 @@ class IhomeMobileChangeApiHandler(ApiHandler):
         """Move the account to the new mobile; every session ends, the caller gets a new one."""
         session = await self.current_session()
         body = self.json_body()
-        user = await self.accounts.change_mobile(
+        user = await self.mobile_changes.change(
             session["user_id"],
             body.get("mobile"),
             body.get("sms_code"),

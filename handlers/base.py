@@ -67,6 +67,7 @@ class BaseHandler(tornado.web.RequestHandler):
     captchas = FromServices(lambda services: services.captchas)
     sms = FromServices(lambda services: services.sms)
     accounts = FromServices(lambda services: services.accounts)
+    mobile_changes = FromServices(lambda services: services.mobile_changes)
     sessions = FromServices(lambda services: services.sessions)
     receipts = FromServices(lambda services: services.receipts)
     metrics = FromServices(lambda services: services.metrics)

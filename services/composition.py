@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.accounts.mobile_change import MobileChangeService
 from services.accounts.service import AccountService
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
@@ -30,6 +31,7 @@ class Services:
     users: UserRepository
     sms: SmsCodeService
     accounts: AccountService
+    mobile_changes: MobileChangeService
     sessions: SessionStore
     metrics: Metrics
     sender: FailoverSender

@@ -4,9 +4,7 @@ the mobile. SMS-code checks, password hashing, login throttling, sessions ended 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator
 
 from services.accounts.login_throttle import LoginThrottle, account_key
 from services.accounts.mobiles import canonical_mobile, require_mobile
@@ -15,7 +13,7 @@ from services.accounts.sessions import SessionStore
 from services.accounts.users import User, UserRepository
 from services.codes.admission import Overloaded
 from services.codes.purposes import Purpose
-from services.codes.sms import SmsCodeService, VerifiedCode
+from services.codes.sms import SmsCodeService
 from services.config import AccountsConfig, LimitsConfig
 from services.errors import Ret, ServiceError
 from services.store import keys
@@ -26,7 +24,6 @@ SMS_CODE_RE = re.compile(r"[0-9]{6}")
 USERNAME_RE = re.compile(r"[a-zA-Z0-9_-]{5,20}")  # meiduo's rule
 WRONG_LOGIN = "用户名或密码错误"
 WRONG_PASSWORD = "密码错误"
-MISSING_FACTOR = "请填写登录密码或原手机号收到的验证码"
 
 
 def check_sms_code_format(sms_code: str) -> None:
@@ -89,7 +86,7 @@ class AccountService:
         # same request can simply be repeated (docs/SECURITY.md, "Login floods").
         self.hasher.refuse_if_full()
         verified = await self._sms.verify_code(mobile, Purpose.REGISTER, sms_code)
-        async with self._code_given_back_on_failure(verified):
+        async with self._sms.code_given_back_on_failure(verified):
             with self.hasher.place() as place:
                 password_hash = await self.hasher.hash(place, password)
             return await self._users.create(name, mobile, password_hash)
@@ -123,7 +120,7 @@ class AccountService:
         verified = await self._sms.verify_code(mobile, Purpose.LOGIN, sms_code)
         if user is None:  # no account (deleted since the code was sent)
             raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
-        async with self._code_given_back_on_failure(verified):
+        async with self._sms.code_given_back_on_failure(verified):
             await self.throttle.succeeded(attempt)
         return user
 
@@ -142,7 +139,7 @@ class AccountService:
 
         self.hasher.refuse_if_full()  # as in register()
         verified = await self._sms.verify_code(mobile, Purpose.RESET_PASSWORD, sms_code)
-        async with self._code_given_back_on_failure(verified):
+        async with self._sms.code_given_back_on_failure(verified):
             user = await self._users.by_mobile(mobile)
             if user is None:
                 raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
@@ -150,110 +147,6 @@ class AccountService:
             # be repeated in full (setting the same password again is harmless).
             await self._set_password(user.user_id, password)
         return user
-
-    async def change_mobile(
-        self,
-        user_id: int,
-        new_mobile: object,
-        sms_code: object,
-        client_ip: str,
-        *,
-        password: object = None,
-        current_sms_code: object = None,
-        image_code_id: object = None,
-        image_code: object = None,
-    ) -> User:
-        """Move the logged-in user to new_mobile, proven by a `change_mobile` code sent to it
-        and by the current factor: the password, or a `confirm_mobile` code sent to the
-        current number. A session cookie alone moves nothing (docs/SECURITY.md).
-
-        The factor is checked first, within the login throttle (a guess of it is a login
-        guess), so a request that fails it leaves the new number's code unused; a right
-        current-number code is given back when the change does not happen. The unique index
-        decides races for one number (DATAEXIST). Every session of the user ends (the caller
-        starts a new one), and the old number gets a notice SMS saying how to undo it.
-        """
-        new_mobile, sms_code = required_text(new_mobile, sms_code)
-        new_mobile = require_mobile(new_mobile)
-        check_sms_code_format(sms_code)
-        password, current_sms_code = self._factor_input(password, current_sms_code)
-
-        user = await self._users.by_id(user_id)
-        if user is None:
-            raise ServiceError(Ret.SESSIONERR, "用户未登录")
-        if current_sms_code is None:
-            self.hasher.refuse_if_full()  # before anything is counted, as a login
-        attempt = await self.throttle.begin(
-            account_key(user.user_id, user.mobile), client_ip, image_code_id, image_code
-        )
-        try:
-            current = await self._prove_current_factor(user, password, current_sms_code)
-        except Overloaded:
-            await self.throttle.succeeded(attempt)  # no guess was made: nothing counted
-            raise
-        await self.throttle.succeeded(attempt)
-        try:
-            verified = await self._sms.verify_code(new_mobile, Purpose.CHANGE_MOBILE, sms_code)
-            async with self._code_given_back_on_failure(verified):
-                return await self._move(user, new_mobile)
-        except BaseException:
-            if current is not None:  # the owner proved themselves: no new SMS for a retry
-                await asyncio.shield(self._sms.give_back_code(current))
-            raise
-
-    @staticmethod
-    def _factor_input(password: object, current_sms_code: object) -> tuple[str | None, str | None]:
-        """(password, None) or (None, current_sms_code): exactly one proof of the current
-        factor, well formed, else PARAMERR (and nothing is used up)."""
-        if password is not None and current_sms_code is not None:
-            raise ServiceError(Ret.PARAMERR, "登录密码和原手机号验证码只能填写一项")
-        if current_sms_code is not None:
-            (code,) = required_text(current_sms_code)
-            if not SMS_CODE_RE.fullmatch(code):
-                raise ServiceError(
-                    Ret.PARAMERR, "原手机号验证码应为6位数字", field="current_sms_code"
-                )
-            return None, code
-        if password is None:
-            raise ServiceError(Ret.PARAMERR, MISSING_FACTOR, field="password")
-        return required_text(password)[0], None
-
-    async def _prove_current_factor(
-        self, user: User, password: str | None, current_sms_code: str | None
-    ) -> VerifiedCode | None:
-        """Check the password (in the executor) or the current number's `confirm_mobile`
-        code (consumed; returned so that it can be given back). Wrong: PWDERR or the code's
-        refusal, named after the current number."""
-        if current_sms_code is None:
-            assert password is not None  # _factor_input gave one of the two
-            # Too long to be anyone's password: refused without the hashing work (as login).
-            if len(password) > self._config.password_max:
-                raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
-            with self.hasher.place() as place:
-                verdict = await self.hasher.verify(place, user.password_hash, password)
-            if not verdict.ok:
-                raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
-            return None
-        try:
-            return await self._sms.verify_code(
-                user.mobile, Purpose.CONFIRM_MOBILE, current_sms_code
-            )
-        except ServiceError as refused:
-            raise ServiceError(
-                refused.ret, f"原手机号的{refused.errmsg}", field="current_sms_code"
-            ) from None
-
-    async def _move(self, user: User, new_mobile: str) -> User:
-        if user.mobile != new_mobile:
-            moved = await self._users.move_to_mobile(user, new_mobile)
-            await self._sms.send_mobile_changed_notice(user.mobile, new_mobile)
-        else:
-            # Codes for change_mobile go only to free numbers, so this is the repeat of a
-            # change that was stored but whose sessions could not be ended (Redis failed,
-            # the code was given back): finish that part now.
-            moved = user
-        await self._sessions.end_all(user.user_id)
-        return moved
 
     async def login(
         self,
@@ -353,23 +246,6 @@ class AccountService:
         if password != password2:
             raise ServiceError(Ret.PARAMERR, "两次密码不一致", field="password2")
         self._check_password_rule(password)
-
-    @contextlib.asynccontextmanager
-    async def _code_given_back_on_failure(self, verified: VerifiedCode) -> AsyncIterator[None]:
-        """Run the work a verified code pays for. If it fails for a reason that is not the
-        user's (database or Redis down, request cancelled), the code is put back so that a
-        retry needs no new SMS; a refusal (ServiceError, e.g. DATAEXIST) keeps it used up,
-        except Overloaded (the server's, not the user's)."""
-        try:
-            yield
-        except Overloaded:
-            await asyncio.shield(self._sms.give_back_code(verified))
-            raise
-        except ServiceError:
-            raise
-        except BaseException:
-            await asyncio.shield(self._sms.give_back_code(verified))
-            raise
 
     def _check_password_rule(self, password: str) -> None:
         low, high = self._config.password_min, self._config.password_max

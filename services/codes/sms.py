@@ -12,7 +12,7 @@ import hmac
 import logging
 import secrets
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from services.accounts.mobiles import mask_mobile, require_mobile
@@ -327,6 +327,23 @@ class SmsCodeService:
             raise ServiceError(Ret.DATAERR, "短信验证码错误次数过多，请重新获取", field="sms_code")
         left = self._max_attempts - int(detail)
         raise ServiceError(Ret.DATAERR, f"短信验证码错误，还可尝试{left}次", field="sms_code")
+
+    @contextlib.asynccontextmanager
+    async def code_given_back_on_failure(self, verified: VerifiedCode) -> AsyncIterator[None]:
+        """Run the work a verified code pays for. If it fails for a reason that is not the
+        user's (database or Redis down, request cancelled), the code is put back so that a
+        retry needs no new SMS; a refusal (ServiceError, e.g. DATAEXIST) keeps it used up,
+        except Overloaded (the server's, not the user's)."""
+        try:
+            yield
+        except Overloaded:
+            await asyncio.shield(self.give_back_code(verified))
+            raise
+        except ServiceError:
+            raise
+        except BaseException:
+            await asyncio.shield(self.give_back_code(verified))
+            raise
 
     async def give_back_code(self, verified: VerifiedCode) -> None:
         """Undo verify_code after a failure that was not the user's (e.g. the database), so

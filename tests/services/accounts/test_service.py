@@ -266,7 +266,7 @@ async def test_change_mobile_moves_the_account_tells_the_old_number_and_ends_ses
     old, new = fresh_mobile(), fresh_mobile()
     user, sessions = await signed_in(services, old, sessions=2)
     code = await code_by_sms(services, sandbox, new, Purpose.CHANGE_MOBILE, user_id=user.user_id)
-    moved = await services.accounts.change_mobile(
+    moved = await services.mobile_changes.change(
         user.user_id, new, code, CLIENT_IP, password=PASSWORD
     )
     assert (moved.user_id, moved.mobile, moved.name) == (user.user_id, new, new)
@@ -287,7 +287,7 @@ async def test_two_users_claiming_one_number_at_once_one_gets_it(services, sandb
     results = await asyncio.gather(
         *(
             outcome(
-                services.accounts.change_mobile(
+                services.mobile_changes.change(
                     u.user_id, target, code, CLIENT_IP, password=PASSWORD
                 )
             )
@@ -307,7 +307,7 @@ async def test_a_change_code_for_a_number_taken_meanwhile_changes_nothing(
     code = await code_by_sms(services, sandbox, new, Purpose.CHANGE_MOBILE, user_id=user.user_id)
     await services.users.create("someone_else", new, PASSWORD_HASH)
     refused = await refusal(
-        services.accounts.change_mobile(user.user_id, new, code, CLIENT_IP, password=PASSWORD)
+        services.mobile_changes.change(user.user_id, new, code, CLIENT_IP, password=PASSWORD)
     )
     assert (refused.ret, refused.errmsg) == (Ret.DATAEXIST, "手机号已注册")
     assert (await services.users.by_id(user.user_id)).mobile == old
