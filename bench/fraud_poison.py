@@ -21,43 +21,37 @@ import random
 import urllib.parse
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import tornado.httpclient
 
-from bench.fraud_sim import PASSWORD, valid_block
+from bench.fraud_sim import PASSWORD, SimClient, valid_block
 from services.captcha.pow import solve
 from services.store import keys
 
 VICTIMS = 20  # owners of the poisoned block, newcomers of it, neighbours of the network
 
 
-class Client:
-    """One client behind the trusted proxy: its address, its cookies, its proofs of work."""
+@dataclass
+class Target:
+    """The server the scenarios talk to, as SimClient expects its simulation."""
 
-    def __init__(self, base_url: str, redis, address: str, http, pool) -> None:
-        self.base_url, self.redis, self.address = base_url, redis, address
-        self.http, self.pool = http, pool
-        self.cookies: dict[str, str] = {}
+    base_url: str
+    redis: object
+    http: tornado.httpclient.AsyncHTTPClient
+
+
+class Client(SimClient):
+    """One client behind the trusted proxy (SimClient's session), solving its proofs of work
+    on `pool`."""
+
+    def __init__(self, target: Target, address: str, pool: ThreadPoolExecutor) -> None:
+        super().__init__(target, address)  # type: ignore[arg-type]
+        self.redis, self.http, self.pool = target.redis, target.http, pool
         self.solved = 0
 
-    async def fetch(self, path: str, body: dict | None = None) -> dict:
-        headers = {"X-Forwarded-For": self.address}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-            headers["X-CSRFToken"] = self.cookies.get("csrf_token", "")
-        response = await self.http.fetch(
-            self.base_url + path,
-            method="GET" if body is None else "POST",
-            body=None if body is None else json.dumps(body),
-            headers=headers,
-            raise_error=False,
-            request_timeout=60,
-        )
-        for cookie in response.headers.get_list("Set-Cookie"):
-            name, _, rest = cookie.partition("=")
-            self.cookies[name] = rest.split(";", 1)[0]
+    async def fetch_json(self, path: str, body: dict | None = None) -> dict:
+        response = await self.fetch(path, "GET" if body is None else "POST", body)
         try:
             return json.loads(response.body)
         except ValueError:
@@ -70,14 +64,14 @@ class Client:
         text = await self.redis.get(keys.captcha_key(captcha_id)) or "NONE"
         body = {"mobile": mobile, "image_code": text, "image_code_id": captcha_id}
         body["purpose"] = purpose
-        answer = await self.fetch("/api/v1.0/sms_codes", body)
+        answer = await self.fetch_json("/api/v1.0/sms_codes", body)
         if (answer.get("data") or {}).get("reason") == "pow_required":
             loop = asyncio.get_running_loop()
             body["altcha"] = await loop.run_in_executor(
                 self.pool, solve, answer["data"]["challenge"]
             )
             self.solved += 1
-            answer = await self.fetch("/api/v1.0/sms_codes", body)
+            answer = await self.fetch_json("/api/v1.0/sms_codes", body)
         return answer
 
     async def register(self, mobile: str, sandbox_url: str) -> dict:
@@ -87,7 +81,7 @@ class Client:
         )
         code = json.loads(inbox.body)[-1]["datas"][0]
         body = {"mobile": mobile, "sms_code": code, "password": PASSWORD, "password2": PASSWORD}
-        return await self.fetch("/api/v1.0/users", body)
+        return await self.fetch_json("/api/v1.0/users", body)
 
 
 def reason(answer: dict) -> str:
@@ -103,8 +97,10 @@ async def run_scenarios(base_url: str, redis, sandbox_url: str, seed: int = 7) -
     http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=32)
     pool = ThreadPoolExecutor(2, thread_name_prefix="poison-pow")
 
+    target = Target(base_url, redis, http)
+
     def client(address: str) -> Client:
-        return Client(base_url, redis, address, http, pool)
+        return Client(target, address, pool)
 
     def number_in(block: str) -> str:
         return f"{block}{rng.randrange(10_000):04d}"
