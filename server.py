@@ -55,6 +55,7 @@ from services.providers.ronglian import RonglianClient, RonglianProvider, VoiceS
 from services.store.db import SCHEMA_PATH, Database
 from services.store.limits import RateLimiter
 from services.store.redisclient import RedisClient, redis_client
+from services.tokens.service import open_tokens
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yml"
@@ -118,6 +119,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         )
         templates = config.families.meiduo_templates
         meiduo_pages = load_meiduo_pages(templates) if templates else None  # checked at start
+        tokens = await stack.enter_async_context(open_tokens(config, clients.redis))
         yield Services(
             config,
             clients.redis,
@@ -133,6 +135,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             receipts,
             fraud,
             meiduo_pages,
+            tokens,
         )
 
 

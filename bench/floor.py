@@ -96,10 +96,15 @@ async def measure_parts(
 
 
 def server_cpu_per_request(
-    command: list[str], port: int, path: str, seconds: float, **popen: Any
+    command: list[str],
+    port: int,
+    path: str,
+    seconds: float,
+    headers: tuple[str, ...] = (),
+    **popen: Any,
 ) -> float:
-    """CPU µs per request of the HTTP server `command` (listening on `port`) for GET `path`,
-    under 50 keep-alive connections (bench/loadgen.py)."""
+    """CPU µs per request of the HTTP server `command` (listening on `port`) for GET `path`
+    (with `headers`, 'Name: value'), under 50 keep-alive connections (bench/loadgen.py)."""
     server = subprocess.Popen(command, **popen)
     try:
         wait_for_port(port, 20, server)
@@ -109,6 +114,7 @@ def server_cpu_per_request(
             url = f"http://127.0.0.1:{port}{path}"
             load = [sys.executable, "-m", "bench.loadgen", "--mode", "get", "--url", url]
             load += ["--connections", "50", "--warmup", "0", "--duration", str(seconds)]
+            load += [f"--header={header}" for header in headers]
             subprocess.run([*load, "--out", f"{out}/load.json"], check=True, capture_output=True)
             answered = json.loads(Path(f"{out}/load.json").read_text())["completed_per_s"] * seconds
         after = sum(map(int, ticks.read_text().split()[13:15]))

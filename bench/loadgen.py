@@ -79,6 +79,7 @@ class Generator:
             with open(args.tuples, encoding="ascii") as fh:
                 self.tuples = [tuple(line.split()) for line in fh if line.strip()]
         cookie = f"Cookie: {args.cookie}\r\n" if args.cookie else ""
+        cookie += "".join(f"{header}\r\n" for header in args.header)
         self.head_tail = f" HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{cookie}\r\n".encode()
         self.slots: list[Slot] = []
 
@@ -339,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuples", help="sms mode: file of 'mobile captcha_id text' lines")
     parser.add_argument("--prefix", default="bench", help="captcha mode: id prefix")
     parser.add_argument("--cookie", default="", help="Cookie header value sent with each request")
+    parser.add_argument(
+        "--header", action="append", default=[], help="'Name: value' sent with each request"
+    )
     parser.add_argument(
         "--honor-retry-after",
         action="store_true",

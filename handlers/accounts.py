@@ -3,7 +3,32 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler
+from services.accounts.users import User
 from services.errors import Ret, ServiceError
+
+
+async def checked_login(handler: ApiHandler, body: dict[str, object]) -> User:
+    """The user whose password or SMS login code this body carries, through AccountService's
+    login (throttle and CAPTCHA included): the one login of sessions and of API tokens."""
+    accounts = handler.accounts
+    image_code_id, image_code = body.get("image_code_id"), body.get("image_code")
+    if "sms_code" in body:
+        if "password" in body:
+            raise ServiceError(Ret.PARAMERR, "密码和短信验证码只能填写一项")
+        return await accounts.login_with_code(
+            body.get("mobile"),
+            body.get("sms_code"),
+            handler.client_ip,
+            image_code_id=image_code_id,
+            image_code=image_code,
+        )
+    return await accounts.login(
+        body.get("mobile"),
+        body.get("password"),
+        handler.client_ip,
+        image_code_id=image_code_id,
+        image_code=image_code,
+    )
 
 
 class IhomeRegisterApiHandler(ApiHandler):
@@ -28,27 +53,7 @@ class IhomeLoginApiHandler(ApiHandler):
 
     async def post(self) -> None:
         """Check the password or the SMS login code, then start a session."""
-        body = self.json_body()
-        accounts = self.accounts
-        image_code_id, image_code = body.get("image_code_id"), body.get("image_code")
-        if "sms_code" in body:
-            if "password" in body:
-                raise ServiceError(Ret.PARAMERR, "密码和短信验证码只能填写一项")
-            user = await accounts.login_with_code(
-                body.get("mobile"),
-                body.get("sms_code"),
-                self.client_ip,
-                image_code_id=image_code_id,
-                image_code=image_code,
-            )
-        else:
-            user = await accounts.login(
-                body.get("mobile"),
-                body.get("password"),
-                self.client_ip,
-                image_code_id=image_code_id,
-                image_code=image_code,
-            )
+        user = await checked_login(self, self.json_body())
         await self.log_in(user)
         self.reply("登录成功")
 
@@ -88,8 +93,9 @@ class IhomeMobileChangeApiHandler(ApiHandler):
             image_code_id=body.get("image_code_id"),
             image_code=body.get("image_code"),
         )
-        await self.log_in(user)
-        self.reply("手机号已更换", {"mobile": user.mobile, "name": user.name})
+        # Every session and token family ended: a new session, or a new token pair.
+        fresh = await self.log_in(user)
+        self.reply("手机号已更换", {"mobile": user.mobile, "name": user.name, **fresh})
 
 
 class IhomeLoginStateApiHandler(ApiHandler):
@@ -99,7 +105,7 @@ class IhomeLoginStateApiHandler(ApiHandler):
 
     async def get(self) -> None:
         """ihome's login check: errmsg "true" with the name, or 4101 "false"."""
-        session = await self.sessions.get(self.session_id())
+        session = await self.signed_in()
         if session is None:
             raise ServiceError(Ret.SESSIONERR, "false")
         self.reply("true", {"name": session["name"]})
@@ -116,7 +122,7 @@ class IhomeProfileApiHandler(ApiHandler):
     route_name = "user"
 
     async def get(self) -> None:
-        user = await self.accounts.session_user(self.session_id())
+        user = await self.accounts.holder(await self.signed_in())
         self.reply("OK", user.profile())
 
 

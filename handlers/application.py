@@ -14,6 +14,7 @@ from tornado import httputil
 from handlers.shedding import SheddingDelegate
 from services.clientip import parse_networks
 from services.composition import Services
+from services.config.rules import origin_list
 from services.metrics import method_label
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ class SmsRegApplication(tornado.web.Application):
         config = services.config
         self.trusted_proxies = parse_networks(config.security.trusted_proxies)
         self.metrics_allow = parse_networks(config.security.metrics_allow)
+        self.cors_origins = origin_list(config.tokens.cors_origins)
         self._idle = asyncio.Event()
         self._idle.set()
         super().__init__(
@@ -99,6 +101,7 @@ class SmsRegApplication(tornado.web.Application):
             errno=getattr(handler, "errno", None),
             request_id=getattr(handler, "request_id", ""),
             refusal_reason=getattr(handler, "refusal_reason", None),
+            quiet=getattr(handler, "quiet_access_line", False),
         )
 
     def log_answer(
@@ -110,14 +113,23 @@ class SmsRegApplication(tornado.web.Application):
         errno: str | None,
         request_id: str,
         refusal_reason: str | None,
+        quiet: bool = False,
     ) -> None:
-        """One access line and the request metrics: no query string (it holds CAPTCHA answers)."""
+        """One access line and the request metrics: no query string (it holds CAPTCHA answers).
+
+        quiet: the line is DEBUG unless the answer is a 5xx (forward auth: nginx logs the
+        request it guards, and formatting a line costs as much as the check itself).
+        """
         method = method_label(request.method)
         errno = errno or "-"
         seconds = request.request_time()
         request_id = request_id or "-"
+        level = logging.ERROR if status >= 500 else logging.DEBUG if quiet else logging.INFO
+        if not access_log.isEnabledFor(level):
+            self._count(route, method, errno, seconds, refusal_reason)
+            return
         access_log.log(
-            logging.INFO if status < 500 else logging.ERROR,
+            level,
             "%s %s %s errno=%s %.1fms rid=%s",
             status,
             method,
@@ -134,6 +146,11 @@ class SmsRegApplication(tornado.web.Application):
                 "request_id": request_id,
             },
         )
+        self._count(route, method, errno, seconds, refusal_reason)
+
+    def _count(
+        self, route: str, method: str, errno: str, seconds: float, refusal_reason: str | None
+    ) -> None:
         metrics = self.services.metrics
         metrics.requests.labels(route, method, errno).inc()
         metrics.request_seconds.labels(route).observe(seconds)

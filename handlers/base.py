@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import tornado.web
 
 from handlers.application import SmsRegApplication
-from handlers.errors import describe_error
+from handlers.errors import OriginRefused, describe_error
 from handlers.from_services import FromServices
 from services.accounts.sessions import Session
 from services.accounts.users import User
@@ -23,6 +23,11 @@ from services.metrics import method_label
 from services.validation import MalformedJson, parse_json
 
 log = logging.getLogger(__name__)
+SESSION_COOKIE = "session"
+# What a browser app on an allowed origin (tokens.cors_origins) may send and read.
+CORS_REQUEST_HEADERS = "Authorization, Content-Type"
+CORS_EXPOSED_HEADERS = "X-Request-Id, Retry-After, WWW-Authenticate"
+CORS_MAX_AGE = "600"
 # What Tornado passes to log_exception besides the exception (either may be None).
 ErrorType = type[BaseException] | None
 Traceback = TracebackType | None
@@ -71,6 +76,7 @@ class BaseHandler(tornado.web.RequestHandler):
     sessions = FromServices(lambda services: services.sessions)
     receipts = FromServices(lambda services: services.receipts)
     metrics = FromServices(lambda services: services.metrics)
+    tokens = FromServices(lambda services: services.tokens)
 
     @property
     def client_address(self) -> str:
@@ -127,8 +133,25 @@ class BaseHandler(tornado.web.RequestHandler):
         if getattr(self, "_counted", False):
             self.application.requests_finished()
 
+    def bearer_token(self) -> str | None:
+        """The access token of an `Authorization: Bearer` header, None without one."""
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
 
-SESSION_COOKIE = "session"
+    def session_id(self) -> str | None:
+        """The session cookie's id; None on a request with a bearer token, which alone says
+        who is asking (it skipped the XSRF check, so the cookie must not count)."""
+        if self.bearer_token() is not None:
+            return None
+        value = self.get_signed_cookie(SESSION_COOKIE, max_age_days=31)
+        return value.decode() if value else None
+
+    async def signed_in(self) -> Session | None:
+        """Who is asking: by the bearer token when there is one, else by the session cookie."""
+        token = self.bearer_token()
+        if token is not None:
+            return await self.tokens.session(token)
+        return await self.sessions.get(self.session_id())
 
 
 class ApiHandler(BaseHandler):
@@ -142,6 +165,32 @@ class ApiHandler(BaseHandler):
         super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
+        origin = self.request.headers.get("Origin")
+        if origin and origin in self.application.cors_origins:
+            # No Allow-Credentials: another origin's app authenticates with a bearer token;
+            # a browser never sends it our cookies.
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
+            self.set_header("Vary", "Origin")
+
+    def check_xsrf_cookie(self) -> None:
+        """A request with a bearer token needs no XSRF token: a cross-site form cannot send
+        an Authorization header, and a script on another origin only after a CORS preflight
+        that tokens.cors_origins allowed. The cookie is then ignored (session_id)."""
+        if self.bearer_token() is None:
+            super().check_xsrf_cookie()
+
+    async def options(self, *args: str) -> None:
+        """A CORS preflight: allowed for the origins of tokens.cors_origins, else 403."""
+        origin = self.request.headers.get("Origin")
+        if not origin or origin not in self.application.cors_origins:
+            raise OriginRefused()
+        self.set_header("Access-Control-Allow-Methods", ", ".join(self.allowed_methods()))
+        self.set_header("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS)
+        self.set_header("Access-Control-Max-Age", CORS_MAX_AGE)
+        self.set_status(204)
+        self.errno = Ret.OK.code
+        self.finish()
 
     def prepare(self) -> None:
         super().prepare()
@@ -174,13 +223,16 @@ class ApiHandler(BaseHandler):
             body["data"] = outcome.data
         return body
 
-    async def log_in(self, user: User, persistent: bool = True) -> None:
+    async def log_in(self, user: User, persistent: bool = True) -> dict[str, object]:
         """Start a session for user, ending the one this browser had (session rotation).
 
         A session id planted or seen before the login (e.g. on a shared computer) must not
         become, or stay, a logged-in session. Not persistent: a browser-session cookie
-        (meiduo's login without "remember me").
+        (meiduo's login without "remember me"). An API client (bearer token) gets a new token
+        pair instead, returned for the answer's data (its old family may have just ended).
         """
+        if self.bearer_token() is not None:
+            return {"tokens": (await self.tokens.issue(user)).as_dict()}
         sessions = self.sessions
         await sessions.delete(self.session_id())
         session_id = await sessions.create(user)
@@ -194,20 +246,26 @@ class ApiHandler(BaseHandler):
             samesite="Lax",
             secure=security.secure_cookies,
         )
+        return {}
 
     async def log_out(self) -> None:
-        """End this browser's session, on the server and in its cookie."""
+        """End this browser's session, on the server and in its cookie; with a bearer token,
+        revoke the token's refresh family instead."""
+        token = self.bearer_token()
+        if token is not None:  # the cookie does not count (it skipped XSRF): leave it be
+            claims = self.tokens.verify(token)
+            if claims is not None:
+                await self.tokens.log_out(claims)
+            return
         await self.sessions.delete(self.session_id())
         self.clear_cookie(SESSION_COOKIE)
 
-    def session_id(self) -> str | None:
-        value = self.get_signed_cookie(SESSION_COOKIE, max_age_days=31)
-        return value.decode() if value else None
-
     async def current_session(self) -> Session:
-        """The logged-in session, or SESSIONERR."""
-        session = await self.sessions.get(self.session_id())
+        """The logged-in session (session cookie or bearer token), or SESSIONERR."""
+        session = await self.signed_in()
         if session is None:
+            if self.bearer_token() is not None:
+                self.set_header("WWW-Authenticate", 'Bearer error="invalid_token"')
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         return session
 
@@ -222,12 +280,13 @@ class ApiHandler(BaseHandler):
         return body
 
     def allowed_methods(self) -> list[str]:
-        """The methods this handler implements (for a 405's Allow header)."""
+        """The methods this handler implements (for a 405's Allow header and a preflight's
+        Allow-Methods); OPTIONS, the preflight every ApiHandler answers, is not listed."""
         base = tornado.web.RequestHandler
         return [
             m
             for m in self.SUPPORTED_METHODS
-            if getattr(type(self), m.lower()) is not getattr(base, m.lower())
+            if m != "OPTIONS" and getattr(type(self), m.lower()) is not getattr(base, m.lower())
         ]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

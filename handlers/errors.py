@@ -16,6 +16,15 @@ HTTP_ERROR_REPLIES = {
 }
 
 
+class OriginRefused(ServiceError):
+    """A CORS preflight from an origin not in tokens.cors_origins."""
+
+    http_status = 403
+
+    def __init__(self) -> None:
+        super().__init__(Ret.REQERR, "来源不被允许")
+
+
 def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, ServiceError]:
     """Map an exception (or a bare HTTP status) to (HTTP status, outcome for the client)."""
     if isinstance(exc, ServiceError):

@@ -18,6 +18,7 @@ from services.metrics import Metrics
 from services.providers.failover import FailoverSender
 from services.store.db import Database
 from services.store.redisclient import RedisClient
+from services.tokens.service import TokenService
 
 
 @dataclass(frozen=True)
@@ -38,3 +39,4 @@ class Services:
     receipts: ReceiptStore
     fraud: FraudGuard
     meiduo_pages: MeiduoPages | None  # families.meiduo_templates, if set
+    tokens: TokenService  # access and refresh tokens (server.open_tokens)

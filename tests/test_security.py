@@ -188,6 +188,8 @@ PRODUCTION_ENV = {
     "SMSREG_ALIYUN_ACCESS_KEY_ID": "LTAI5tProductionKey000001",
     "SMSREG_ALIYUN_ACCESS_KEY_SECRET": "p" * 30,
     "SMSREG_RECEIPTS_CALLBACK_TOKEN": "c" * 40,
+    # A keyring made by `python -m tools.keys new` for these tests only (its key signs nothing).
+    "SMSREG_TOKENS_KEYRING": str(ROOT / "tests" / "fixtures" / "tokens" / "keyring.json"),
 }
 
 
@@ -206,6 +208,8 @@ def test_production_settings_load():
         ("SMSREG_RONGLIAN_BASE_URL", "http://app.cloopen.com:8883", "ronglian.base_url"),
         ("SMSREG_RONGLIAN_APP_ID", "8aaf0708app0000000000000000000ab", "ronglian.app_id"),
         ("SMSREG_SECURITY_SECURE_COOKIES", "false", "security.secure_cookies"),
+        ("SMSREG_TOKENS_KEYRING", "", "tokens.keyring"),
+        ("SMSREG_TOKENS_KEYRING", "/nonexistent/keyring.json", "tokens.keyring"),
     ],
 )
 def test_production_refuses_sandbox_settings(name, value, key):

@@ -9,7 +9,7 @@ import re
 from services.accounts.login_throttle import LoginThrottle, account_key
 from services.accounts.mobiles import canonical_mobile, require_mobile
 from services.accounts.passwords import PasswordHasher
-from services.accounts.sessions import SessionStore
+from services.accounts.sessions import Session, SessionStore
 from services.accounts.users import User, UserRepository
 from services.codes.admission import Overloaded
 from services.codes.purposes import Purpose
@@ -64,6 +64,16 @@ class AccountService:
         if user is None:
             if session is not None:
                 await self._sessions.delete(session_id)
+            raise ServiceError(Ret.SESSIONERR, "用户未登录")
+        return user
+
+    async def holder(self, session: Session | None) -> User:
+        """The user of a session or access token (SessionStore.get, TokenService.session), or
+        SESSIONERR. A user deleted since ends here: every session and token family of it."""
+        user = await self._users.by_id(session["user_id"]) if session else None
+        if user is None:
+            if session is not None:
+                await self._sessions.end_all(session["user_id"])
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         return user
 

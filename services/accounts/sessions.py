@@ -1,8 +1,9 @@
 """Server-side login sessions in Redis, referenced by an opaque id in a signed cookie.
 
 A session id is "<user_id>.<random token>": the user id picks the hash slot ({user_id}) that
-holds all of that user's sessions and their index, so ending every session of a user (after a
-password change or reset) is one atomic script on one Redis node, cluster or not.
+holds all of that user's sessions and their index (and the user's refresh-token families),
+so ending every session of a user (after a password change or reset) and revoking its token
+families is one atomic script on one Redis node, cluster or not.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class SessionStore:
             )
 
     async def end_all(self, user_id: int) -> int:
-        """End every session of a user (password changed or reset); returns how many."""
-        prefix = keys.session_key(user_id, "")
-        return int(await self._end_all(keys=[keys.session_index_key(user_id)], args=[prefix]))
+        """End every session of a user (password changed or reset, mobile changed, user gone),
+        and revoke every refresh-token family of it in the same step (services/tokens/);
+        returns how many sessions ended."""
+        index_keys = [keys.session_index_key(user_id), keys.token_family_index_key(user_id)]
+        prefixes = [keys.session_key(user_id, ""), keys.token_family_key(user_id, "")]
+        return int(await self._end_all(keys=index_keys, args=prefixes))

@@ -32,6 +32,7 @@ from services.config.sections import (
     SecurityConfig,
     ServerConfig,
     SmsConfig,
+    TokensConfig,
     VoiceConfig,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "SecurityConfig",
     "ServerConfig",
     "SmsConfig",
+    "TokensConfig",
     "VoiceConfig",
     "clock_time",
     "cluster_nodes",

@@ -118,6 +118,11 @@ def _refuse_placeholders(config: Config) -> None:
         )
     for provider in config.providers:
         _refuse_sandbox_url(provider, getattr(config, provider).base_url)
+    if not config.tokens.keyring:
+        raise ConfigError(
+            "production mode refuses an empty 'tokens.keyring': access tokens need a signing "
+            "key file (python -m tools.keys --keyring PATH new); set SMSREG_TOKENS_KEYRING"
+        )
 
 
 def _refuse_sandbox_url(provider: str, base_url: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from services.clientip import parse_networks
 from services.meiduo_pages import MeiduoTemplateError, load_meiduo_pages
+from services.tokens.keyring import KeyringError, load_keyring
 
 # A rule takes the value of the setting it is declared on (any type: int, str, tuple ...).
 Rule = Callable[[Any], str | None]
@@ -26,6 +27,8 @@ PROVIDER_NAMES = ("ronglian", "aliyun")
 # WebOTP's origin-bound line "@<host> #<code>": a host name, nothing else.
 HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 WEBOTP_DOMAIN_RE = re.compile(rf"(?=.{{1,253}}$)(?:{HOST_LABEL}\.)*{HOST_LABEL}")
+# A web origin as browsers send it: scheme, host, optional port; no path, no trailing slash.
+WEB_ORIGIN_RE = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def positive(value: float) -> str | None:
@@ -176,4 +179,32 @@ def meiduo_templates_or_empty(value: str) -> str | None:
         load_meiduo_pages(value)
     except MeiduoTemplateError as exc:
         return ": " + " ".join(str(exc).split())  # one line, whatever the template said
+    return None
+
+
+def non_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def web_origins(value: str) -> str | None:
+    """A comma-separated list of origins ("https://app.example.com"), or empty."""
+    for origin in filter(None, (part.strip() for part in value.split(","))):
+        if not WEB_ORIGIN_RE.fullmatch(origin):
+            return f"must list origins such as https://app.example.com, got {origin!r}"
+    return None
+
+
+def origin_list(value: str) -> frozenset[str]:
+    """The origins of a web_origins setting."""
+    return frozenset(filter(None, (part.strip() for part in value.split(","))))
+
+
+def keyring_or_empty(value: str) -> str | None:
+    """A keyring file (python -m tools.keys) that loads and names one active key, or empty."""
+    if not value:
+        return None
+    try:
+        load_keyring(Path(value))
+    except KeyringError as exc:
+        return f": {exc}"
     return None

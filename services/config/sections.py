@@ -17,10 +17,12 @@ from services.config.rules import (
     host_name_or_empty,
     host_port_list,
     host_ports_or_empty,
+    keyring_or_empty,
     listen_hosts,
     log_level,
     meiduo_templates_or_empty,
     networks,
+    non_empty,
     one_of,
     parsed_by,
     positive,
@@ -28,6 +30,7 @@ from services.config.rules import (
     spoken_alphabet,
     time_zone,
     url_token,
+    web_origins,
 )
 
 T = TypeVar("T")
@@ -230,6 +233,19 @@ class FraudConfig:
 
 
 @dataclass(frozen=True)
+class TokensConfig:
+    # The keyring (python -m tools.keys): a JSON file naming the signing keys' PEM files.
+    # Empty: development signs with a key derived from security.cookie_secret; production
+    # refuses to start (checks._refuse_placeholders).
+    keyring: str = setting("", keyring_or_empty)
+    issuer: str = setting("smsreg", non_empty)
+    audience: str = setting("smsreg-api", non_empty)
+    access_ttl: int = setting(900, between(30, 900, "between 30 and 900 (15 minutes)"))
+    refresh_ttl: int = setting(2592000, positive)
+    cors_origins: str = setting("", web_origins)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting("INFO", log_level)
     format: str = setting("text", one_of("text", "json"))
@@ -255,6 +271,7 @@ class Config:
     receipts: ReceiptsConfig = field(default_factory=ReceiptsConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def replace(self, **sections: dict[str, object]) -> Config:

@@ -136,6 +136,20 @@ def session_index_key(user_id: int) -> str:
     return f"session:{{{user_id}}}:index"
 
 
+def token_family_key(user_id: int, family_id: str) -> str:
+    """A refresh-token family: its user, the digest of its current token, those it replaced.
+
+    Shares the {user_id} hash tag with the user's sessions, so that ending every session of a
+    user revokes every family of it in the same script, on one slot.
+    """
+    return f"tokens:{{{user_id}}}:family:{family_id}"
+
+
+def token_family_index_key(user_id: int) -> str:
+    """Hash of one user's refresh-token families: family id -> expiry (Unix s)."""
+    return f"tokens:{{{user_id}}}:index"
+
+
 def send_record_key(send_id: str) -> str:
     """One send's delivery record (provider, message id, channel, status, timestamps)."""
     return f"sms:send:{{{send_id}}}"

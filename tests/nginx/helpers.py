@@ -28,10 +28,13 @@ IP_LIMIT = 3  # SMS per client IP per hour on both instances, to reach the limit
 class Nginx:
     """nginx in the foreground with docs/deploy/nginx.conf, everything under `directory`."""
 
-    def __init__(self, directory: Path, upstreams: list[str]) -> None:
+    def __init__(
+        self, directory: Path, upstreams: list[str], other_app: str = "127.0.0.1:9"
+    ) -> None:
         self.directory = Path(directory)
         self.port = free_port()
         self.upstreams = upstreams
+        self.other_app = other_app  # the app behind forward auth (/app/); discard port: none
         self.process: subprocess.Popen | None = None
 
     @property
@@ -54,6 +57,7 @@ class Nginx:
             "__UPSTREAM_A__": self.upstreams[0],
             "__UPSTREAM_B__": self.upstreams[1],
             "__LOG_DIR__": str(self.directory),
+            "__OTHER_APP__": self.other_app,
         }
         assert set(PLACEHOLDER.findall(site)) == set(values)
         for placeholder, value in values.items():
