@@ -41,6 +41,10 @@ class ReceiptCallbackHandler(ApiHandler):
     def check_xsrf_cookie(self) -> None:
         """Providers hold no cookie: the path's secret token authenticates instead."""
 
+    async def options(self, *args: str) -> None:
+        """No browser app calls a provider's callback: no CORS preflight here."""
+        self.answer_error(405, "method not allowed")
+
     async def post(self, token: str, kind: str) -> None:
         receipts = self.receipts
         if not receipts.authorized(token, self.client_ip):
