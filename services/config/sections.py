@@ -106,7 +106,7 @@ class LimitsConfig:
 class AdmissionConfig:
     max_sends_in_flight: int = setting(100, positive)
     min_sends_in_flight: int = setting(16, positive)
-    max_loop_lag: float = setting(0.005, at_least(0, "0 (off) or more"))
+    max_loop_lag: float = setting(0.0, at_least(0, "0 (off) or more"))
     retry_after: int = setting(2, positive)
     shed_delay: float = setting(1.0, at_least(0, "0 (answer at once) or more"))
 
