@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from services.accounts.users import UserRepository
 from services.captcha.pow import ProofOfWork
 from services.captcha.service import CaptchaService
 from services.codes.admission import Gate, SendGate
+from services.codes.costs import SmsPricing
 from services.codes.fraud import FraudGuard
 from services.codes.receipts import ReceiptStore
 from services.codes.sms import SmsCodeService
@@ -47,11 +48,11 @@ from services.errors import STORAGE_ERRORS
 from services.logs import configure_logging
 from services.meiduo_pages import load_meiduo_pages
 from services.metrics import Metrics
+from services.ops.console import OpsConsole
+from services.ops.history import SendHistory
 from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
-from services.providers.aliyun import AliyunProvider
-from services.providers.base import CodeSender
-from services.providers.failover import CircuitBreaker, FailoverSender
-from services.providers.ronglian import RonglianClient, RonglianProvider, VoiceSettings
+from services.providers.configured import configured_sender
+from services.providers.ronglian import RonglianClient
 from services.store.db import SCHEMA_PATH, Database
 from services.store.limits import RateLimiter
 from services.store.redisclient import RedisClient, redis_client
@@ -81,6 +82,8 @@ class Clients:
     http: CurlAsyncHTTPClient
     metrics: Metrics
     limiter: RateLimiter
+    pricing: SmsPricing
+    history: SendHistory  # the console's per-minute counts, flushed in the background
 
 
 @contextlib.asynccontextmanager
@@ -91,7 +94,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         users = UserRepository(clients.db)
         # One Ronglian client per process: the provider's sends and calls, and the notices.
         ronglian = RonglianClient(clients.http, config.ronglian, clients.metrics)
-        sender = provider_sender(config, clients.http, ronglian, clients.metrics)
+        sender = configured_sender(
+            config, clients.http, ronglian, clients.metrics, clients.pricing, clients.history
+        )
         captchas = start_captchas(config, clients, stack)
         fraud = fraud_guard(config, clients)
         receipts = receipt_store(config, clients)
@@ -136,6 +141,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             fraud,
             meiduo_pages,
             tokens,
+            clients.history,
+            OpsConsole(config, clients.redis, fraud, sender, receipts, clients.history),
         )
 
 
@@ -155,7 +162,16 @@ async def open_clients(config: Config, stack: contextlib.AsyncExitStack) -> Clie
     http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
     stack.callback(http.close)
     await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
-    return Clients(password_threads, redis, db, http, metrics, RateLimiter(redis))
+    pricing = SmsPricing(
+        config.costs,
+        aliyun_sign=config.aliyun.sign_name,
+        webotp_domain=config.sms.webotp_domain,
+        ttl_minutes=max(1, config.sms.code_ttl // 60),
+    )
+    history = SendHistory(redis, config.ops.history_hours)
+    history.start()
+    stack.push_async_callback(history.close)
+    return Clients(password_threads, redis, db, http, metrics, RateLimiter(redis), pricing, history)
 
 
 def start_captchas(
@@ -200,6 +216,8 @@ def receipt_store(config: Config, clients: Clients) -> ReceiptStore:
         clients.metrics,
         receipts.callback_token,
         receipts.allowed_sources,
+        pricing=clients.pricing,
+        history=clients.history,
     )
 
 
@@ -243,33 +261,6 @@ def account_service(
     return AccountService(
         users, hasher, sms, clients.limiter, throttle, sessions, config.accounts, config.limits
     )
-
-
-def provider_sender(
-    config: Config, http: CurlAsyncHTTPClient, ronglian: RonglianClient, metrics: Metrics
-) -> FailoverSender:
-    """The configured providers, in order, each behind its own circuit breaker."""
-    available: dict[str, Callable[[], CodeSender]] = {
-        "ronglian": lambda: RonglianProvider(
-            ronglian,
-            config.sms.template_id,
-            VoiceSettings(
-                config.voice.play_times,
-                config.voice.display_num,
-                config.voice.lang,
-                f"{config.receipts.public_base_url.rstrip('/')}/callbacks/"
-                f"{config.receipts.callback_token}/ronglian/voice",
-            ),
-            config.sms.webotp_domain,
-        ),
-        "aliyun": lambda: AliyunProvider(http, config.aliyun),
-    }
-    providers = [available[name]() for name in config.providers]
-    breakers = {
-        p.name: CircuitBreaker(config.failover.breaker_failures, config.failover.breaker_cooldown)
-        for p in providers
-    }
-    return FailoverSender(providers, breakers, metrics)
 
 
 def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserver.HTTPServer:

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 access_log = logging.getLogger("smsreg.access")
 # (URL pattern, handler class): every handler module's ROUTES (handlers/routes.py).
 Route = tuple[str, type[tornado.web.RequestHandler]]
+# The routes that send codes: their refusals and sheds are charted by the console.
+SMS_ROUTES = frozenset({"sms_codes", "meiduo_sms_codes", "news_sms_code"})
 
 
 class SmsRegApplication(tornado.web.Application):
@@ -156,3 +158,6 @@ class SmsRegApplication(tornado.web.Application):
         metrics.request_seconds.labels(route).observe(seconds)
         if refusal_reason:
             metrics.refusals.labels(refusal_reason).inc()
+            if route in SMS_ROUTES:
+                shed = refusal_reason == "overloaded"
+                self.services.history.add("shed" if shed else "refused")

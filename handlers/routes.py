@@ -1,6 +1,6 @@
 """The URL table: each API family's handler module contributes its ROUTES."""
 
-from handlers import accounts, callbacks, codes, meiduo, news, ops, pages, tokens
+from handlers import accounts, callbacks, codes, console, meiduo, news, ops, pages, tokens
 from handlers.application import Route, SmsRegApplication
 from handlers.base import JsonNotFoundHandler
 from services.composition import Services
@@ -9,7 +9,7 @@ from services.errors import ServiceError, Success
 
 
 def all_routes(families: FamiliesConfig) -> list[Route]:
-    routes: list[Route] = [*ops.ROUTES, *callbacks.ROUTES, *tokens.IDENTITY_ROUTES]
+    routes: list[Route] = [*ops.ROUTES, *console.ROUTES, *callbacks.ROUTES, *tokens.IDENTITY_ROUTES]
     if families.ihome:
         routes += [*codes.ROUTES, *accounts.ROUTES, *tokens.ROUTES, *pages.ROUTES]
     if families.meiduo:

@@ -15,6 +15,8 @@ from services.codes.sms import SmsCodeService
 from services.config import Config
 from services.meiduo_pages import MeiduoPages
 from services.metrics import Metrics
+from services.ops.console import OpsConsole
+from services.ops.history import SendHistory
 from services.providers.failover import FailoverSender
 from services.store.db import Database
 from services.store.redisclient import RedisClient
@@ -40,3 +42,5 @@ class Services:
     fraud: FraudGuard
     meiduo_pages: MeiduoPages | None  # families.meiduo_templates, if set
     tokens: TokenService  # access and refresh tokens (server.open_tokens)
+    history: SendHistory  # the console's per-minute counts
+    console: OpsConsole  # the operator console at /ops

@@ -75,6 +75,12 @@ class Metrics:
             "send's final status; duplicate and unmatched receipts change nothing",
             *("provider", "channel", "status"),
         )
+        self.sms_cost = counter(
+            "smsreg_sms_cost_yuan",
+            "What accepted sends cost in CNY at the configured prices (costs.*), by provider and "
+            "channel: an SMS's billed parts, a call's started minutes",
+            *("provider", "channel"),
+        )
         self.delivery_seconds = histogram(
             "smsreg_delivery_latency_seconds",
             "From the provider accepting a send to its receipt, by provider and channel",

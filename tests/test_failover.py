@@ -6,7 +6,7 @@ import pytest
 
 from devstack.processes import free_port
 from services.providers.failover import CircuitBreaker
-from tests.conftest import serving
+from tests.conftest import ROOT, serving
 from tests.flows import register
 
 BOTH = ("ronglian", "aliyun")
@@ -205,6 +205,7 @@ def test_providers_setting_is_checked_at_start():
         "SMSREG_RONGLIAN_APP_ID": "b" * 32,
         "SMSREG_RONGLIAN_BASE_URL": "https://app.cloopen.com:8883",
         "SMSREG_SECURITY_SECURE_COOKIES": "true",
+        "SMSREG_TOKENS_KEYRING": str(ROOT / "tests" / "fixtures" / "tokens" / "keyring.json"),
     }
     with pytest.raises(ConfigError, match=r"aliyun\.access_key_secret"):
         load_config(None, environ=production)

@@ -35,7 +35,7 @@ def rule_expressions() -> list[str]:
 def test_rules_pass_promtool_check():
     result = promtool("check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 16 rules found" in result.stdout
+    assert "SUCCESS: 18 rules found" in result.stdout
 
 
 def test_rules_pass_their_promtool_unit_tests():
@@ -125,7 +125,7 @@ def test_prometheus_scrapes_a_live_server_and_records_the_rules(live_server, pro
     # Every rule was evaluated without an error against the real series.
     health = wait_until(
         lambda: rules_health(prometheus),
-        lambda rules: len(rules) == 16 and "unknown" not in rules.values(),
+        lambda rules: len(rules) == 18 and "unknown" not in rules.values(),
         what="every rule evaluated",
         patience=60,
     )

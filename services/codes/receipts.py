@@ -26,8 +26,10 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 
 from services.clientip import address_in, parse_networks
+from services.codes.costs import SmsPricing, call_minutes, to_units
 from services.errors import Ret, ServiceError
 from services.metrics import Metrics
+from services.ops.history import SendHistory
 from services.providers.base import Delivery
 from services.providers.pushes import Receipt
 from services.store import keys, redis_scripts
@@ -38,6 +40,7 @@ RedisPipeline = Pipeline | ClusterPipeline
 
 log = logging.getLogger(__name__)
 
+RECENT_SENDS = 10  # send ids kept per mobile for the console's lookup
 SEND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -55,8 +58,13 @@ class ReceiptStore:
         ttl: int,
         metrics: Metrics,
         callback_token: str,
-        allowed_sources: str = "",
+        allowed_sources: str,
+        *,
+        pricing: SmsPricing,
+        history: SendHistory,
     ) -> None:
+        self._pricing = pricing
+        self._history = history
         self._redis = redis
         self._ttl = ttl
         self._metrics = metrics
@@ -105,6 +113,11 @@ class ReceiptStore:
         pipe.expire(record, self._ttl)
         index = keys.provider_message_key(delivery.provider, delivery.message_id)
         pipe.set(index, send_id, ex=self._ttl)
+        if mobile:  # the console's lookup by number: the last few sends, as long as they live
+            sends = keys.sms_sends_of_key(mobile)
+            pipe.lpush(sends, send_id)
+            pipe.ltrim(sends, 0, RECENT_SENDS - 1)
+            pipe.expire(sends, self._ttl)
 
     async def apply(self, receipts: list[Receipt], channel_hint: str = "sms") -> None:
         """Apply each receipt once; unknown or repeated ones change nothing (and are counted)."""
@@ -131,6 +144,9 @@ class ReceiptStore:
                 if receipt.frees_mobile and mobile and guard_token:
                     await self._free_mobile(mobile, guard_token, send_id)
                 self._metrics.receipts.labels(receipt.provider, channel, status).inc()
+                self._history.add("delivered" if receipt.delivered else "undelivered")
+                if channel == "voice":
+                    self._bill_call(receipt)
                 self._metrics.delivery_seconds.labels(receipt.provider, channel).observe(
                     max(0.0, time.time() - created_at)
                 )
@@ -145,6 +161,14 @@ class ReceiptStore:
                 kind = "duplicate" if outcome[0] == 1 else "unmatched"
                 self._metrics.receipts.labels(receipt.provider, channel_hint, kind).inc()
 
+    def _bill_call(self, receipt: Receipt) -> None:
+        """A call was priced at one minute when it was placed: add its further minutes."""
+        extra = call_minutes(receipt.duration) - 1
+        if extra > 0:
+            cost = extra * self._pricing.per_minute(receipt.provider)
+            self._metrics.sms_cost.labels(receipt.provider, "voice").inc(cost)
+            self._history.add("cost", to_units(cost))
+
     async def _free_mobile(self, mobile: str, guard_token: str, send_id: str) -> None:
         """Lift the send's resend guard, unless a receipt has freed this mobile within the
         code lifetime already: one atomic step in the mobile's slot, so concurrent receipts
@@ -155,6 +179,29 @@ class ReceiptStore:
         )
         if lifted == 2:
             log.info("send %s… failed; its mobile was freed early already: guard kept", send_id[:6])
+
+    async def sends_of(self, mobile: str) -> list[dict[str, str]]:
+        """The mobile's recent sends still on record, newest first: provider, channel,
+        status, reason, created_at and updated_at (Unix seconds), and the send id's first
+        characters (for the operator console; never the code)."""
+        send_ids = [
+            decoded(s) for s in await self._redis.lrange(keys.sms_sends_of_key(mobile), 0, -1)
+        ]
+        if not send_ids:
+            return []
+        names = ["provider", "channel", "status", "reason", "created_at", "updated_at"]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for send_id in send_ids:
+                pipe.hmget(keys.send_record_key(send_id), names)
+            records = await pipe.execute()
+        return [
+            {
+                "send": f"{send_id[:6]}…",
+                **{n: decoded(v) for n, v in zip(names, record, strict=True)},
+            }
+            for send_id, record in zip(send_ids, records, strict=True)
+            if record[0] is not None
+        ]
 
     async def send_status(self, send_id: object) -> dict[str, str]:
         """{status, channel, updated_at} of one send (no mobile, no code), or a refusal."""

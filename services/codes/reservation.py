@@ -30,6 +30,7 @@ from typing import cast
 
 from services.accounts.mobiles import mask_mobile
 from services.captcha.service import CaptchaService
+from services.codes.costs import to_units
 from services.config import LimitsConfig, SmsConfig
 from services.errors import ServiceError
 from services.store import keys, redis_scripts
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 HOUR = 3600
 DAY = 86400
 BUDGET_MESSAGE = "短信服务繁忙，请{seconds}秒后重试"
-BUDGET_REASONS = ("global_hourly", "budget_shed")
+BUDGET_REASONS = ("global_hourly", "global_yuan_hourly", "budget_shed")
+GLOBAL_REASONS = ("global_hourly", "global_yuan_hourly")
 
 
 @dataclass
@@ -54,8 +56,17 @@ class Reservation:
     mac: str  # the new code's HMAC
     ip_limit: Limit
     budget: Limit
+    # The yuan budget (limits.sms_global_yuan_per_hour), if set: this send's price in UNITS.
+    spend: Limit | None = None
     # The code this send's code replaced (mac, tries, expiry ms), to put back on release.
     replaced_code: list[ScriptArg] = field(default_factory=list)
+
+    @property
+    def counts(self) -> tuple[Limit, ...]:
+        """The counters taken in one script (one slot): the address, the budget(s)."""
+        if self.spend is None:
+            return (self.ip_limit, self.budget)
+        return (self.ip_limit, self.budget, self.spend)
 
 
 class SmsReservations:
@@ -97,6 +108,17 @@ class SmsReservations:
             return Limit(keys.sms_global_hourly_key(), limit, HOUR, "budget_shed", BUDGET_MESSAGE)
         return Limit(keys.sms_global_hourly_key(), budget, HOUR, "global_hourly", BUDGET_MESSAGE)
 
+    def spend(self, price_units: int, share: float = 1.0) -> Limit | None:
+        """The yuan budget for a send of this price (UNITS), or the `share` of it a fraud tier
+        may use; None when limits.sms_global_yuan_per_hour is 0 (no yuan budget)."""
+        yuan = self._limits.sms_global_yuan_per_hour
+        if yuan <= 0:
+            return None
+        units = max(1, to_units(yuan * min(share, 1.0)))
+        reason = "budget_shed" if share < 1 else "global_yuan_hourly"
+        key = keys.sms_global_spend_key()
+        return Limit(key, units, HOUR, reason, BUDGET_MESSAGE, cost=max(0, price_units))
+
     def mobile_limits(self, mobile: str) -> tuple[Limit, Limit, Limit]:
         """The resend guard, the hourly and the daily cap of one mobile."""
         return (
@@ -127,7 +149,7 @@ class SmsReservations:
         """Use up the CAPTCHA, then take every limit of the send, or raise the refusal (and
         take nothing)."""
         await self._captchas.consume(captcha_id, answer)
-        counts = self._limiter.take_call(send.ip_limit, send.budget)
+        counts = self._limiter.take_call(*send.counts)
         try:
             replies = await redis_scripts.run_together(
                 self._redis, [counts, self._reserve_call(send)]
@@ -141,7 +163,7 @@ class SmsReservations:
         if isinstance(counts_reply, BaseException):
             counts_failure: BaseException | None = counts_reply
         else:
-            counts_failure = self._limiter.refusal(counts_reply, send.ip_limit, send.budget)
+            counts_failure = self._limiter.refusal(counts_reply, *send.counts)
         if isinstance(mobile_reply, BaseException):
             mobile_failure: BaseException | None = mobile_reply
         else:
@@ -151,7 +173,7 @@ class SmsReservations:
             return
         taken = []
         if counts_failure is None:
-            taken.append(self._limiter.refund_call(send.ip_limit, send.budget))
+            taken.append(self._limiter.refund_call(*send.counts))
         if mobile_failure is None:
             taken.append(self._release_call(send))
         if taken:
@@ -160,7 +182,7 @@ class SmsReservations:
         # counts script checks the address before the budget, so only a budget refusal goes
         # after the mobile's (a stable sort).
         failures.sort(key=lambda failure: _reason(failure) in BUDGET_REASONS)
-        if _reason(failures[0]) == "global_hourly":
+        if _reason(failures[0]) in GLOBAL_REASONS:
             self._budget_alarm(cast("ServiceError", failures[0]))
         raise failures[0]
 
@@ -168,7 +190,7 @@ class SmsReservations:
         """Give back everything a reservation took (its SMS was not sent)."""
         await self._give_back(
             send,
-            [self._limiter.refund_call(send.ip_limit, send.budget), self._release_call(send)],
+            [self._limiter.refund_call(*send.counts), self._release_call(send)],
         )
 
     def _reserve_call(self, send: Reservation) -> ScriptCall:
@@ -214,9 +236,13 @@ class SmsReservations:
         now = time.monotonic()
         if now >= self._budget_alarm_until:
             self._budget_alarm_until = now + (refusal.retry_after or HOUR)
+            limits = self._limits
             log.error(
-                "global SMS budget of %d per hour is spent: sending stopped for everyone for %s s",
-                self._limits.sms_global_per_hour,
+                "global SMS budget of %d per hour (%s yuan) is spent (%s): sending stopped for "
+                "everyone for %s s",
+                limits.sms_global_per_hour,
+                limits.sms_global_yuan_per_hour or "no limit in",
+                _reason(refusal),
                 refusal.retry_after,
             )
 

@@ -19,6 +19,7 @@ from services.accounts.mobiles import mask_mobile, require_mobile
 from services.accounts.users import UserRepository
 from services.captcha.service import CaptchaService, check_captcha_params
 from services.codes.admission import Overloaded, SendGate
+from services.codes.costs import to_units
 from services.codes.fraud import FraudGuard, SegmentVerdict
 from services.codes.purposes import Purpose
 from services.codes.receipts import ReceiptStore
@@ -178,12 +179,16 @@ class SmsCodeService:
         # proof of work can repeat itself with the same CAPTCHA); given back if a later limit
         # refuses or the send fails.
         verdict = await self._judge_segments(canonical, purpose, client_ip, altcha)
+        share = self._fraud.budget_share(verdict.tier)
+        # Priced before anyone knows which provider takes it: at the dearest that could.
+        price = to_units(self._sender.pricing.most_expensive(self._sender.names(via), via))
         send = Reservation(
             canonical,
             secrets.token_hex(8),
             self._mac(canonical, purpose, code),
             self._reservations.ip_limit(client_ip),
-            self._reservations.budget(self._fraud.budget_share(verdict.tier)),
+            self._reservations.budget(share),
+            self._reservations.spend(price, share),
         )
         try:
             await self._reservations.reserve(send, image_code_id, image_code)

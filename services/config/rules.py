@@ -127,6 +127,26 @@ def provider_list(value: Sequence[str]) -> str | None:
 networks = parsed_by(parse_networks)
 
 
+def operator_list(spec: str) -> tuple[frozenset[int], frozenset[str]]:
+    """(user ids, canonical mobiles) of `ops.operators`: comma-separated entries, each a user id
+    (up to 10 digits) or a mainland mobile in any spelling; ValueError names a bad entry."""
+    from services.accounts.mobiles import canonical_mobile  # phonenumbers: only when used
+
+    user_ids: set[int] = set()
+    mobiles: set[str] = set()
+    for entry in (part.strip() for part in spec.split(",")):
+        if not entry:
+            continue
+        mobile = canonical_mobile(entry)
+        if mobile is not None:
+            mobiles.add(mobile)
+        elif entry.isascii() and entry.isdigit() and len(entry) <= 10 and int(entry) > 0:
+            user_ids.add(int(entry))
+        else:
+            raise ValueError(f"{entry[:20]!r} is neither a user id nor a mainland mobile")
+    return frozenset(user_ids), frozenset(mobiles)
+
+
 def clock_time(value: str) -> datetime.time:
     """'22:00' -> time(22, 0) (ValueError otherwise)."""
     return datetime.datetime.strptime(value, "%H:%M").time()

@@ -24,6 +24,7 @@ from services.config.rules import (
     networks,
     non_empty,
     one_of,
+    operator_list,
     parsed_by,
     positive,
     provider_list,
@@ -97,6 +98,8 @@ class LimitsConfig:
     sms_per_mobile_day: int = setting(10, positive)
     sms_per_ip_hour: int = setting(20, positive)
     sms_global_per_hour: int = setting(1000, positive)
+    # The same budget in yuan (costs.*): 0 = none. Checked with the count, before the send.
+    sms_global_yuan_per_hour: float = setting(0.0, at_least(0, "0 (no budget in yuan) or more"))
     captcha_per_ip_minute: int = setting(60, positive)
     count_per_ip_minute: int = setting(30, positive)
     audio_captcha_cost: int = setting(3, positive)
@@ -195,6 +198,27 @@ class FailoverConfig:
 
 
 @dataclass(frozen=True)
+class CostsConfig:
+    # CNY per billed unit: an SMS part (70 characters, 67 per part of a long one), a call minute.
+    ronglian_sms: float = setting(0.05, at_least(0, "0 or more"))
+    ronglian_voice: float = setting(0.12, at_least(0, "0 or more"))
+    aliyun_sms: float = setting(0.045, at_least(0, "0 or more"))
+    # The templates' wording as registered with each provider (their billed length).
+    ronglian_sms_text: str = (
+        "【云通讯】您使用的是云通讯短信模板，您的验证码是{1}，请于{2}分钟内正确输入"
+    )
+    aliyun_sms_text: str = "您的验证码为：${code}，请勿泄露于他人！"
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    # Who may open /ops: user ids or mobiles, comma-separated; empty = nobody.
+    operators: str = setting("", parsed_by(operator_list))
+    allow: str = setting("127.0.0.0/8, ::1/128", networks)
+    history_hours: int = setting(6, between(1, 48, "between 1 and 48"))
+
+
+@dataclass(frozen=True)
 class VoiceConfig:
     play_times: int = setting(2, between(1, 3, "1, 2 or 3"))
     display_num: str = ""
@@ -272,6 +296,8 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    costs: CostsConfig = field(default_factory=CostsConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def replace(self, **sections: dict[str, object]) -> Config:

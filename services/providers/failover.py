@@ -13,8 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from services.accounts.mobiles import mask_mobile
+from services.codes.costs import SmsPricing, to_units
 from services.metrics import Metrics
+from services.ops.history import SendHistory
 from services.providers.base import (
+    Channel,
     CodeMessage,
     CodeSender,
     Delivery,
@@ -42,6 +45,11 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+
+    @property
+    def failures(self) -> int:
+        """Failures in a row so far (0 after a success)."""
+        return self._failures
 
     @property
     def state(self) -> str:
@@ -89,13 +97,36 @@ class FailoverSender:
         providers: Sequence[CodeSender],
         breakers: dict[str, CircuitBreaker],
         metrics: Metrics,
+        pricing: SmsPricing,
+        history: SendHistory,
     ) -> None:
         self.providers = list(providers)
         self.breakers = breakers
         self._metrics = metrics
+        self.pricing = pricing
+        self._history = history
+
+    def names(self, channel: Channel) -> list[str]:
+        """The providers that serve channel, in order."""
+        return [p.name for p in self.providers if channel in p.channels]
 
     async def send(self, message: CodeMessage) -> Delivery:
-        """Deliver through the first provider that takes it; raise the deciding ProviderError."""
+        """Deliver through the first provider that takes it; raise the deciding ProviderError.
+
+        An accepted send is priced (smsreg_sms_cost_yuan_total) and, like every send's end,
+        counted in the console's history."""
+        try:
+            delivery = await self._send(message)
+        except ProviderError as error:
+            self._history.add(error.outcome.value)
+            raise
+        cost = self.pricing.send_cost(delivery.provider, delivery.channel)
+        self._metrics.sms_cost.labels(delivery.provider, delivery.channel.value).inc(cost)
+        self._history.add("sent")
+        self._history.add("cost", to_units(cost))
+        return delivery
+
+    async def _send(self, message: CodeMessage) -> Delivery:
         last_error: ProviderError | None = None
         candidates = [p for p in self.providers if message.channel in p.channels]
         for provider in candidates:

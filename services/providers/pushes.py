@@ -37,6 +37,7 @@ class Receipt:
     delivered: bool
     reason: str
     frees_mobile: bool
+    duration: int | None = None  # a call's seconds, as the provider bills it (voice only)
 
 
 def valid_message_id(value: object) -> str:

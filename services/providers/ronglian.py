@@ -304,4 +304,7 @@ def parse_ronglian_voice(body: bytes) -> list[Receipt]:
         raise MalformedReceipt("state must be 0, 1 or 2")
     call_sid = valid_message_id(fields.get("callSid"))
     frees = state in VOICE_STATES_FREEING
-    return [Receipt("ronglian", call_sid, state == "0", VOICE_STATES[state], frees)]
+    seconds = fields.get("duration", "")
+    billed = seconds.isascii() and seconds.isdigit() and len(seconds) < 7
+    duration = int(seconds) if billed else None
+    return [Receipt("ronglian", call_sid, state == "0", VOICE_STATES[state], frees, duration)]

@@ -158,3 +158,21 @@ def send_record_key(send_id: str) -> str:
 def provider_message_key(provider: str, message_id: str) -> str:
     """Index from a provider's message id to our send id, for matching its receipts."""
     return f"sms:msg:{provider}:{message_id}"
+
+
+def sms_sends_of_key(mobile: str) -> str:
+    """The send ids of the mobile's recent sends, newest first (the console's lookup)."""
+    return f"sms:{{{mobile}}}:sends"
+
+
+def sms_global_spend_key() -> str:
+    """Yuan (in costs.UNITS) the whole deployment reserved for sends in the current hour
+    window (limits.sms_global_yuan_per_hour). Tagged like the per-IP keys: the budget's slot,
+    so one script takes the address's count, the budget and the spend together."""
+    return f"sms:spend:{{{GLOBAL_HOURLY}}}:hourly"
+
+
+def ops_minute_key(minute: int) -> str:
+    """What happened to sends in one minute (Unix time // 60), for the operator console: a
+    hash of counts. One hash tag for all of them: the console reads hours of them at once."""
+    return f"ops:{{ops}}:{minute}"
