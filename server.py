@@ -28,6 +28,8 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
+from services.accounts.consent import ConsentPolicy
+from services.accounts.deletion import DeletionService
 from services.accounts.login_throttle import LoginFailureRate, LoginThrottle
 from services.accounts.mobile_change import MobileChangeService
 from services.accounts.mobiles import canonical_mobile
@@ -143,6 +145,17 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             tokens,
             clients.history,
             OpsConsole(config, clients.redis, fraud, sender, receipts, clients.history),
+            ConsentPolicy(config.consent),
+            DeletionService(
+                clients.db,
+                users,
+                accounts.hasher,
+                sms,
+                accounts.throttle,
+                sessions,
+                config.deletion,
+                config.accounts,
+            ),
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.base import ApiHandler
+from handlers.base import LOGIN_CANCELLED_DELETION, SESSION_COOKIE, ApiHandler
 from services.accounts.users import User
 from services.errors import Ret, ServiceError
 
@@ -32,15 +32,22 @@ async def checked_login(handler: ApiHandler, body: dict[str, object]) -> User:
 
 
 class IhomeRegisterApiHandler(ApiHandler):
-    """POST /api/v1.0/users {mobile, sms_code, password, password2}: register and log in."""
+    """POST /api/v1.0/users {mobile, sms_code, password, password2[, agree]}: register and
+    log in. Our pages send agree (must be true); ihome's front-end sends none
+    (consent.require_from_ihome decides: services/accounts/consent.py)."""
 
     route_name = "users"
 
     async def post(self) -> None:
-        """Create the user, then start a session for it."""
+        """Create the user with its consent, then start a session for it."""
         body = self.json_body()
+        consent = self.consent.require(body.get("agree"), "ihome", self.client_address)
         user = await self.accounts.register(
-            body.get("mobile"), body.get("sms_code"), body.get("password"), body.get("password2")
+            body.get("mobile"),
+            body.get("sms_code"),
+            body.get("password"),
+            body.get("password2"),
+            consent=consent,
         )
         await self.log_in(user)
         self.reply("注册成功")
@@ -54,7 +61,10 @@ class IhomeLoginApiHandler(ApiHandler):
     async def post(self) -> None:
         """Check the password or the SMS login code, then start a session."""
         user = await checked_login(self, self.json_body())
-        await self.log_in(user)
+        data = await self.log_in(user)
+        if data.get("deletion_cancelled"):  # a login within the cooling-off period of a 注销
+            self.reply(LOGIN_CANCELLED_DELETION, data)
+            return
         self.reply("登录成功")
 
 
@@ -69,7 +79,10 @@ class IhomePasswordResetApiHandler(ApiHandler):
         user = await self.accounts.reset_password(
             body.get("mobile"), body.get("sms_code"), body.get("password"), body.get("password2")
         )
-        await self.log_in(user)
+        data = await self.log_in(user)
+        if data.get("deletion_cancelled"):
+            self.reply("密码已重置，账号注销申请已取消", data)
+            return
         self.reply("密码已重置")
 
 
@@ -117,13 +130,30 @@ class IhomeLoginStateApiHandler(ApiHandler):
 
 
 class IhomeProfileApiHandler(ApiHandler):
-    """GET /api/v1.0/user: the logged-in user's profile."""
+    """GET /api/v1.0/user: the logged-in user's profile. DELETE {sms_code, password[,
+    image_code, image_code_id]}: ask for the account's deletion (注销)."""
 
     route_name = "user"
 
     async def get(self) -> None:
         user = await self.accounts.holder(await self.signed_in())
         self.reply("OK", user.profile())
+
+    async def delete(self) -> None:
+        """Record the deletion (completed after deletion.cooling_off_days by the purge); every
+        session of the user ends, this browser's cookie too."""
+        session = await self.current_session()
+        body = self.json_body()
+        pending = await self.deletions.request(
+            session["user_id"],
+            body.get("sms_code"),
+            body.get("password"),
+            self.client_ip,
+            image_code_id=body.get("image_code_id"),
+            image_code=body.get("image_code"),
+        )
+        self.clear_cookie(SESSION_COOKIE)
+        self.reply("注销申请已提交", pending.describe())
 
 
 ROUTES = [

@@ -24,6 +24,8 @@ from services.validation import MalformedJson, parse_json
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "session"
+# A login within the cooling-off period of a deletion cancels it, and its answer says so.
+LOGIN_CANCELLED_DELETION = "登录成功，账号注销申请已取消"
 # What a browser app on an allowed origin (tokens.cors_origins) may send and read.
 CORS_REQUEST_HEADERS = "Authorization, Content-Type"
 CORS_EXPOSED_HEADERS = "X-Request-Id, Retry-After, WWW-Authenticate"
@@ -77,6 +79,8 @@ class BaseHandler(tornado.web.RequestHandler):
     receipts = FromServices(lambda services: services.receipts)
     metrics = FromServices(lambda services: services.metrics)
     tokens = FromServices(lambda services: services.tokens)
+    consent = FromServices(lambda services: services.consent)
+    deletions = FromServices(lambda services: services.deletions)
 
     @property
     def client_address(self) -> str:
@@ -229,13 +233,26 @@ class ApiHandler(BaseHandler):
         A session id planted or seen before the login (e.g. on a shared computer) must not
         become, or stay, a logged-in session. Not persistent: a browser-session cookie
         (meiduo's login without "remember me"). An API client (bearer token) gets a new token
-        pair instead, returned for the answer's data (its old family may have just ended).
+        pair instead, returned in the answer's data (its old family may have just ended).
+
+        The data also says `deletion_cancelled` when the login cancelled the user's pending
+        deletion (注销), which the answer should say (LOGIN_CANCELLED_DELETION). The check runs
+        once the session exists (services/accounts/deletion.py: a deletion requested meanwhile
+        ends that session); an account the purge is completing refuses the login and keeps no
+        session.
         """
         if self.bearer_token() is not None:
-            return {"tokens": (await self.tokens.issue(user)).as_dict()}
+            cancelled = await self.deletions.after_login(user.user_id)
+            data: dict[str, object] = {"tokens": (await self.tokens.issue(user)).as_dict()}
+            return {**data, "deletion_cancelled": True} if cancelled else data
         sessions = self.sessions
         await sessions.delete(self.session_id())
         session_id = await sessions.create(user)
+        try:
+            cancelled = await self.deletions.after_login(user.user_id)
+        except BaseException:
+            await sessions.delete(session_id)
+            raise
         security = self.config.security
         self.set_signed_cookie(
             SESSION_COOKIE,
@@ -246,7 +263,7 @@ class ApiHandler(BaseHandler):
             samesite="Lax",
             secure=security.secure_cookies,
         )
-        return {}
+        return {"deletion_cancelled": True} if cancelled else {}
 
     async def log_out(self) -> None:
         """End this browser's session, on the server and in its cookie; with a bearer token,

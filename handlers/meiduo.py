@@ -187,8 +187,15 @@ class MeiduoRegisterFormHandler(MeiduoFormHandler):
     async def post(self) -> None:
         form = self.form("username", "password", "password2", "mobile", "sms_code", "allow")
         check_meiduo_register_form(form)
+        # allow=on (checked above) is meiduo's consent: recorded with the user.
+        consent = self.consent.require(True, "meiduo", self.client_address)
         user = await self.accounts.register(
-            form["mobile"], form["sms_code"], form["password"], form["password2"], form["username"]
+            form["mobile"],
+            form["sms_code"],
+            form["password"],
+            form["password2"],
+            form["username"],
+            consent=consent,
         )
         await self.log_in_meiduo(user)
         self.redirect("/")

@@ -5,7 +5,7 @@ Only routes and parameter names differ from ihome: every route calls the same se
 
 from __future__ import annotations
 
-from handlers.base import ApiHandler
+from handlers.base import LOGIN_CANCELLED_DELETION, ApiHandler
 from handlers.captcha import CaptchaImageHandler
 from handlers.codes import IhomeSmsCodeJsonHandler
 
@@ -26,15 +26,17 @@ class NewsSmsCodeHandler(IhomeSmsCodeJsonHandler):
 
 
 class NewsRegisterHandler(ApiHandler):
-    """POST /passport/register {mobile, smscode, password}: no confirmation field in news."""
+    """POST /passport/register {mobile, smscode, password[, agree]}: no confirmation field in
+    news; consent as on the ihome route (consent.require_from_news)."""
 
     route_name = "news_register"
 
     async def post(self) -> None:
         body = self.json_body()
+        consent = self.consent.require(body.get("agree"), "news", self.client_address)
         password = body.get("password")
         user = await self.accounts.register(
-            body.get("mobile"), body.get("smscode"), password, password
+            body.get("mobile"), body.get("smscode"), password, password, consent=consent
         )
         await self.log_in(user)
         self.reply("注册成功")
@@ -55,7 +57,10 @@ class NewsLoginHandler(ApiHandler):
             image_code_id=body.get("image_code_id"),
             image_code=body.get("image_code"),
         )
-        await self.log_in(user)
+        data = await self.log_in(user)
+        if data.get("deletion_cancelled"):  # a login within the cooling-off period of a 注销
+            self.reply(LOGIN_CANCELLED_DELETION, data)
+            return
         self.reply("登录成功")
 
 

@@ -6,6 +6,8 @@ JSON API from static/js, so a page never depends on a session or a database.
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.application import Route
 from handlers.base import BaseHandler
 
@@ -45,8 +47,32 @@ class PageHandler(BaseHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
 
+    def get_template_namespace(self) -> dict[str, Any]:
+        """Every page gets the brand and the agreements (config `brand`, `consent`)."""
+        namespace = super().get_template_namespace()
+        namespace["brand"] = self.config.brand
+        namespace["consent"] = self.config.consent
+        namespace["deletion"] = self.config.deletion
+        return namespace
+
     def get(self) -> None:
         self.render(self.template)
+
+
+class BrandStyleHandler(BaseHandler):
+    """GET /brand.css: the brand colours (config `brand`) as the stylesheet's variables; a
+    stylesheet of our origin, as the pages' CSP allows no inline style."""
+
+    route_name = "brand_css"
+
+    def get(self) -> None:
+        brand = self.config.brand  # #rrggbb, checked at start: nothing to escape
+        self.set_header("Content-Type", "text/css; charset=UTF-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.succeed(
+            f":root {{\n  --brand: {brand.colour};\n  --brand-dark: {brand.colour_dark};\n}}\n"
+        )
 
 
 ROUTES: list[Route] = [
@@ -59,6 +85,10 @@ ROUTES: list[Route] = [
     (r"/login\.html", PageHandler),
     # 忘记密码: mobile, CAPTCHA, SMS code, the new password twice.
     (r"/reset_password\.html", PageHandler),
-    # The masked mobile, 更换手机号 (code to the new number), 退出.
+    # The masked mobile, 更换手机号 (code to the new number), 退出, 注销账号.
     (r"/my\.html", PageHandler),
+    # The shipped placeholders of the 用户协议 and 隐私政策 (consent.terms_url, privacy_url).
+    (r"/terms\.html", PageHandler),
+    (r"/privacy\.html", PageHandler),
+    (r"/brand\.css", BrandStyleHandler),
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.accounts.consent import ConsentPolicy
+from services.accounts.deletion import DeletionService
 from services.accounts.mobile_change import MobileChangeService
 from services.accounts.service import AccountService
 from services.accounts.sessions import SessionStore
@@ -44,3 +46,5 @@ class Services:
     tokens: TokenService  # access and refresh tokens (server.open_tokens)
     history: SendHistory  # the console's per-minute counts
     console: OpsConsole  # the operator console at /ops
+    consent: ConsentPolicy
+    deletions: DeletionService

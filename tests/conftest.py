@@ -120,15 +120,16 @@ def config(redis_server, mariadb_server, sandbox, aliyun_sandbox) -> Config:
 
 
 def reset_state(redis_server, mariadb_server, sandbox, *more_sandboxes) -> None:
-    """Empty Redis, an empty user table, an empty inbox and no faults."""
+    """Empty Redis, empty user, consent and deletion tables, an empty inbox and no faults."""
     import redis as sync_redis
 
     with sync_redis.Redis(port=redis_server.port) as client:
         client.flushdb()
     with contextlib.closing(mariadb_server.admin_connection()) as conn, conn.cursor() as cur:
-        cur.execute("SHOW TABLES LIKE 'ih_user_profile'")
-        if cur.fetchone():
-            cur.execute("TRUNCATE TABLE ih_user_profile")
+        for table in ("ih_user_profile", "ih_user_consent", "ih_account_deletion"):
+            cur.execute(f"SHOW TABLES LIKE '{table}'")
+            if cur.fetchone():
+                cur.execute(f"TRUNCATE TABLE {table}")
     for each in (sandbox, *more_sandboxes):
         each.clear()
         each.reset_faults()

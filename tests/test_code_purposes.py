@@ -40,7 +40,8 @@ from tests.flows import (
         ("reset_password", False, False, "4104", "用户不存在"),
         ("change_mobile", False, False, "4101", "用户未登录"),
         ("change_mobile", True, True, "4003", "手机号已注册"),
-        ("delete_account", False, False, "4103", "验证码用途错误"),
+        ("delete_account", False, False, "4101", "用户未登录"),  # to a logged-in user's own
+        ("drop_account", False, False, "4103", "验证码用途错误"),
         (["login"], False, False, "4103", "验证码用途错误"),
     ],
 )

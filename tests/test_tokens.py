@@ -260,7 +260,7 @@ async def test_cors_preflight_from_an_allowed_and_a_refused_origin(make_app):
         assert allowed.code == 204
         assert allowed.headers["Access-Control-Allow-Origin"] == ALLOWED
         assert "Authorization" in allowed.headers["Access-Control-Allow-Headers"]
-        assert allowed.headers["Access-Control-Allow-Methods"] == "GET"
+        assert allowed.headers["Access-Control-Allow-Methods"] == "GET, DELETE"
         assert "Access-Control-Allow-Credentials" not in allowed.headers
         refused = await client.fetch(
             "/api/v1.0/user", "OPTIONS", headers={"Origin": "https://evil.example", **ask}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from services.accounts.consent import Consent
 from services.accounts.login_throttle import LoginThrottle, account_key
 from services.accounts.mobiles import canonical_mobile, require_mobile
 from services.accounts.passwords import PasswordHasher
@@ -84,8 +85,13 @@ class AccountService:
         password: object,
         password2: object,
         username: object = None,
+        *,
+        consent: Consent | None = None,
     ) -> User:
-        """Create a user once the SMS code checks out; named `username`, else after the mobile."""
+        """Create a user once the SMS code checks out; named `username`, else after the mobile.
+
+        `consent` (ConsentPolicy.require, checked by the caller before this) is recorded with
+        the user, in one transaction."""
         mobile, sms_code, password, password2 = required_text(mobile, sms_code, password, password2)
         mobile = require_mobile(mobile)
         self._check_new_password(password, password2)
@@ -99,7 +105,7 @@ class AccountService:
         async with self._sms.code_given_back_on_failure(verified):
             with self.hasher.place() as place:
                 password_hash = await self.hasher.hash(place, password)
-            return await self._users.create(name, mobile, password_hash)
+            return await self._users.create(name, mobile, password_hash, consent=consent)
 
     async def login_with_code(
         self,

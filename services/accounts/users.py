@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+import aiomysql
 import pymysql
 
+from services.accounts.consent import Consent, record_in
 from services.errors import Ret, ServiceError
 from services.store.db import Database
 from services.store.db_conflicts import WriteOutcomeUnknown
@@ -50,7 +52,9 @@ class UserRepository:
         )
         return row is not None
 
-    async def create(self, name: str, mobile: str, password_hash: str) -> User:
+    async def create(
+        self, name: str, mobile: str, password_hash: str, *, consent: Consent | None = None
+    ) -> User:
         """Insert a user; the UNIQUE indexes decide races (DATAEXIST, never a second row).
 
         On a Galera cluster a concurrent insert of the same mobile or name through another
@@ -58,13 +62,11 @@ class UserRepository:
         meets the other row (DATAEXIST). If the connection breaks after the INSERT was sent,
         whether it committed is unknown: the row is looked up on the next node, and a row
         with this password hash (its salt is random: no other request made it) is ours.
+        `consent` (services/accounts/consent.py) is written in the same transaction.
         """
         for _ in range(RETRIES_AFTER_UNKNOWN_OUTCOME + 1):
             try:
-                await self._db.execute(
-                    "INSERT INTO ih_user_profile (name, mobile, password_hash) VALUES (%s, %s, %s)",
-                    (name, mobile, password_hash),
-                )
+                await self._insert(name, mobile, password_hash, consent)
             except WriteOutcomeUnknown:
                 existing = await self.by_mobile(mobile)
                 if existing is None:
@@ -84,6 +86,22 @@ class UserRepository:
             assert user is not None  # just inserted, autocommit, causal reads on a cluster
             return user
         raise WriteOutcomeUnknown(2013, "the connection broke at every insert attempt")
+
+    async def _insert(
+        self, name: str, mobile: str, password_hash: str, consent: Consent | None
+    ) -> None:
+        """The user's row and, if given, its consent: one transaction, all or nothing."""
+
+        sql = "INSERT INTO ih_user_profile (name, mobile, password_hash) VALUES (%s, %s, %s)"
+        if consent is None:  # one autocommit statement: a round trip, not three
+            await self._db.execute(sql, (name, mobile, password_hash))
+            return
+
+        async def work(cur: aiomysql.Cursor) -> None:
+            await cur.execute(sql, (name, mobile, password_hash))
+            await record_in(cur, cur.lastrowid, consent)
+
+        await self._db.transaction(work)
 
     @staticmethod
     def _ours_or_taken(existing: User, password_hash: str) -> User:

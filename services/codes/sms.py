@@ -151,7 +151,7 @@ class SmsCodeService:
         `altcha` is a solved proof of work, needed only when a fraud segment of the request
         is elevated.
         """
-        if purpose is Purpose.CONFIRM_MOBILE:
+        if purpose.to_own_number:
             mobile = await self._own_mobile(mobile, user_id)
         if not (mobile and image_code and image_code_id):
             raise ServiceError(Ret.PARAMERR, "参数不完整")
@@ -233,7 +233,8 @@ class SmsCodeService:
         return SentCode(self._config.resend_interval, send_id)
 
     async def _own_mobile(self, mobile: object, user_id: int | None) -> str:
-        """The number a confirm_mobile code goes to: the logged-in user's, from the database."""
+        """The number a confirm_mobile or delete_account code goes to: the logged-in user's,
+        from the database."""
         if user_id is None:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
         if mobile is not None and mobile != "":
@@ -305,11 +306,7 @@ class SmsCodeService:
         registered = await self._users.mobile_exists(mobile)
         if registered and purpose in (Purpose.REGISTER, Purpose.CHANGE_MOBILE):
             raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
-        if not registered and purpose in (
-            Purpose.LOGIN,
-            Purpose.RESET_PASSWORD,
-            Purpose.CONFIRM_MOBILE,
-        ):
+        if not registered and purpose.to_registered_number:
             raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
 
     async def verify_code(self, mobile: str, purpose: Purpose, code: str) -> VerifiedCode:

@@ -147,6 +147,52 @@ def operator_list(spec: str) -> tuple[frozenset[int], frozenset[str]]:
     return frozenset(user_ids), frozenset(mobiles)
 
 
+HEX_COLOUR_RE = re.compile(r"#[0-9a-fA-F]{6}")
+# A relative or same-site path, or an https URL: what a page may link or load from config.
+PAGE_URL_RE = re.compile(r"(/[^\s\"'<>]*|https://[^\s\"'<>/]+(/[^\s\"'<>]*)?)")
+
+
+def white_text_colour(value: str) -> str | None:
+    """A #rrggbb colour that white text on it reads at 4.5:1 or more (WCAG 1.4.3): the
+    brand colour is the primary button's background."""
+    if not HEX_COLOUR_RE.fullmatch(value):
+        return f"must be a colour written #rrggbb, got {value!r}"
+    ratio = 1.05 / (relative_luminance(value) + 0.05)
+    if ratio < 4.5:
+        return f"must let white text on it read at 4.5:1 (WCAG AA), {value} gives {ratio:.1f}:1"
+    return None
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG 2's relative luminance of #rrggbb."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def page_url(value: str) -> str | None:
+    if PAGE_URL_RE.fullmatch(value):
+        return None
+    return f"must be a path starting with / or an https:// URL, got {value!r}"
+
+
+def site_path_or_empty(value: str) -> str | None:
+    """Empty, or a path of this site (the pages' CSP loads images from 'self' only)."""
+    if not value or (re.fullmatch(r"/[^\s\"'<>]*", value) and not value.startswith("//")):
+        return None
+    return f"must be a path of this site starting with / (or empty), got {value!r}"
+
+
+def non_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def version_label(value: str) -> str | None:
+    if re.fullmatch(r"[0-9A-Za-z._-]{1,32}", value):
+        return None
+    return "must be 1-32 letters, digits, '.', '_' or '-'"
+
+
 def clock_time(value: str) -> datetime.time:
     """'22:00' -> time(22, 0) (ValueError otherwise)."""
     return datetime.datetime.strptime(value, "%H:%M").time()
@@ -200,10 +246,6 @@ def meiduo_templates_or_empty(value: str) -> str | None:
     except MeiduoTemplateError as exc:
         return ": " + " ".join(str(exc).split())  # one line, whatever the template said
     return None
-
-
-def non_empty(value: str) -> str | None:
-    return None if value.strip() else "must not be empty"
 
 
 def web_origins(value: str) -> str | None:

@@ -25,13 +25,17 @@ from services.config.rules import (
     non_empty,
     one_of,
     operator_list,
+    page_url,
     parsed_by,
     positive,
     provider_list,
+    site_path_or_empty,
     spoken_alphabet,
     time_zone,
     url_token,
+    version_label,
     web_origins,
+    white_text_colour,
 )
 
 T = TypeVar("T")
@@ -270,6 +274,40 @@ class TokensConfig:
 
 
 @dataclass(frozen=True)
+class BrandConfig:
+    """Who the pages say they are (docs/CONFIGURATION.md, "brand")."""
+
+    site_name: str = setting("爱家租房", non_empty)
+    logo_url: str = setting("", site_path_or_empty)  # empty: site_name's first character
+    colour: str = setting("#c2410c", white_text_colour)
+    colour_dark: str = setting("#9a3412", white_text_colour)
+    support_phone: str = ""
+    support_email: str = ""
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    """The agreements a user accepts on sign-up (docs/SECURITY.md, "Consent")."""
+
+    terms_url: str = setting("/terms.html", page_url)
+    terms_version: str = setting("2026-01-01", version_label)
+    privacy_url: str = setting("/privacy.html", page_url)
+    privacy_version: str = setting("2026-01-01", version_label)
+    # The tutorial front-ends send no `agree`: must their sign-ups carry one anyway?
+    require_from_ihome: bool = False
+    require_from_news: bool = False
+
+
+@dataclass(frozen=True)
+class DeletionConfig:
+    """Account deletion (注销): the cooling-off period and the purge (docs/SECURITY.md)."""
+
+    cooling_off_days: int = setting(15, at_least(0, "0 (purged at the next run) or more"))
+    claim_lease: int = setting(3600, positive)
+    purge_batch: int = setting(100, positive)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting("INFO", log_level)
     format: str = setting("text", one_of("text", "json"))
@@ -299,6 +337,9 @@ class Config:
     costs: CostsConfig = field(default_factory=CostsConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    brand: BrandConfig = field(default_factory=BrandConfig)
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
+    deletion: DeletionConfig = field(default_factory=DeletionConfig)
 
     def replace(self, **sections: dict[str, object]) -> Config:
         """Return a copy with some settings changed, e.g. replace(redis={"url": ...})."""

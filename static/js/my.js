@@ -33,6 +33,8 @@
     form.hidden = false;
     logoutButton.hidden = false;
     status.textContent = "";
+    // The 注销 section (delete_account.js) appears with the profile.
+    document.dispatchEvent(new CustomEvent("ihome-profile", { detail: user }));
   }
 
   async function loadProfile() {

@@ -1,5 +1,5 @@
 /* register.html: the SMS-code fields (static/js/smscode.js: CAPTCHA, countdown, receipt, voice
-   offer, proof of work) and registration. */
+   offer, proof of work), the consent checkbox (templates/consent_field.html) and registration. */
 "use strict";
 
 (() => {
@@ -16,6 +16,7 @@
     "phonecode",
     "password",
     "password2",
+    "agree",
   ]);
   const sms = Ihome.smsCode.attach({
     errors,
@@ -38,11 +39,13 @@
       phonecode: SMS_CODE_RE.test(values.sms_code) ? "" : "请输入6位数字短信验证码",
       password: passwordError,
       password2: password2Error,
+      agree: values.agree ? "" : "请阅读并同意用户协议和隐私政策",
     };
   }
 
   // Which field a PARAMERR of the users endpoint is about, from its message.
   function registerParamField(errmsg) {
+    if (errmsg.includes("协议")) return "agree";
     if (errmsg.includes("两次密码")) return "password2";
     if (errmsg.includes("密码")) return "password";
     if (errmsg.includes("手机号")) return "mobile";
@@ -61,7 +64,12 @@
 
   Ihome.onSubmit(form, submit, formError, async () => {
     const password = byId("password").value;
-    const values = { ...sms.values(), password, password2: byId("password2").value };
+    const values = {
+      ...sms.values(),
+      password,
+      password2: byId("password2").value,
+      agree: byId("agree").checked, // our page always sends agree: the server requires true
+    };
     if (errors.show(validate(values))) return;
 
     const resp = await sms.submit(submit, "POST", "/api/v1.0/users", values);

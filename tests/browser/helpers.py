@@ -155,6 +155,7 @@ def register_on_page(page: Page, redis_client, sandbox, mobile: str) -> None:
     page.fill("#phonecode", last_sms_code(sandbox, mobile))
     page.fill("#password", PASSWORD)
     page.fill("#password2", PASSWORD)
+    page.check("#agree")  # the consent (templates/consent_field.html)
     page.click("#register-submit")
     expect(page.locator("#user-name")).to_have_text(mobile)
 
@@ -177,7 +178,8 @@ LAYOUT_PROBLEMS = """() => {
   if (document.documentElement.scrollWidth > width) problems.push('horizontal scroll');
   for (const el of document.querySelectorAll('input, button, a.btn')) {
     if (el.getClientRects().length === 0) continue; // not rendered (a hidden tab or panel)
-    const box = el.getBoundingClientRect();
+    // A checkbox is tapped through the label that holds it (templates/consent_field.html).
+    const box = (el.type === "checkbox" ? el.closest("label") || el : el).getBoundingClientRect();
     if (box.left < 0 || box.right > width) problems.push(`#${el.id} sticks out`);
     if (box.height < 44) problems.push(`#${el.id} is ${box.height}px high`);
   }

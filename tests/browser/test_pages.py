@@ -32,7 +32,16 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 # --- pages ----------------------------------------------------------------------------------
 
 
-PAGES = ["/", "/index.html", "/register.html", "/login.html", "/reset_password.html", "/my.html"]
+PAGES = [
+    "/",
+    "/index.html",
+    "/register.html",
+    "/login.html",
+    "/reset_password.html",
+    "/my.html",
+    "/terms.html",
+    "/privacy.html",
+]
 
 
 def test_page_headers_and_cookies(new_context):
@@ -60,7 +69,9 @@ def test_assets_are_local_and_scripts_external(page, live_server):
         for selector in ["script[src]", "link[href]"]:
             urls = page.eval_on_selector_all(selector, "els => els.map(e => e.src || e.href)")
             for url in urls:
-                assert url.startswith(f"{live_server.base_url}/static/"), url
+                # /brand.css: the configured colours (handlers/pages.py BrandStyleHandler).
+                local = url.startswith(f"{live_server.base_url}/static/")
+                assert local or url == f"{live_server.base_url}/brand.css", url
 
 
 # --- keyboard only ------------------------------------------------------------------------------
@@ -95,6 +106,10 @@ def test_keyboard_only_registration(page, redis_client, sandbox, fresh_mobile):
     keyboard.type(PASSWORD)
     tab_to(page, "password2")
     keyboard.type(PASSWORD)
+    # The consent box, unchecked: Space ticks it (its links come next in the tab order).
+    assert tab_to(page, "agree") == ["agree"]
+    keyboard.press("Space")
+    expect(page.locator("#agree")).to_be_checked()
     keyboard.press("Enter")
 
     expect(page).to_have_url("/")

@@ -54,6 +54,7 @@ def test_page_solves_proof_of_work_when_segment_is_elevated(
     page.fill("#phonecode", sandbox.inbox(mobile)[-1]["datas"][0])
     page.fill("#password", PASSWORD)
     page.fill("#password2", PASSWORD)
+    page.check("#agree")  # the consent (templates/consent_field.html)
     page.click("#register-submit")
     expect(page).to_have_url("/")
     expect(page.locator("#user-name")).to_have_text(mobile)

@@ -56,6 +56,7 @@ def test_failed_sms_offers_a_voice_call_that_registers(
     page.fill("#phonecode", call["verifyCode"])
     page.fill("#password", "secret-123")
     page.fill("#password2", "secret-123")
+    page.check("#agree")  # the consent (templates/consent_field.html)
     page.click("#register-submit")
     expect(page).to_have_url("/")
     expect(page.locator("#user-name")).to_have_text(mobile)

@@ -49,6 +49,7 @@ def test_register_logout_login_journey(page, redis_client, sandbox, fresh_mobile
     page.fill("#phonecode", last_sms_code(sandbox, mobile))
     page.fill("#password", PASSWORD)
     page.fill("#password2", PASSWORD)
+    page.check("#agree")  # the consent (templates/consent_field.html)
     page.click("#register-submit")
 
     expect(page).to_have_url("/")
@@ -212,6 +213,7 @@ def test_each_field_shows_its_own_error(page, redis_client, sandbox, fresh_mobil
     page.fill("#phonecode", wrong)
     page.fill("#password", PASSWORD)
     page.fill("#password2", PASSWORD)
+    page.check("#agree")  # the consent (templates/consent_field.html)
     page.click("#register-submit")
     expect(page.locator("#phone-code-err")).to_contain_text("短信验证码错误")
     expect(page.locator("#phonecode")).to_be_focused()
