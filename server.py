@@ -34,6 +34,7 @@ from services.accounts.login_throttle import LoginFailureRate, LoginThrottle
 from services.accounts.mobile_change import MobileChangeService
 from services.accounts.mobiles import canonical_mobile
 from services.accounts.passwords import HASHING_BUSY, PasswordHasher
+from services.accounts.reauth import Reauthentication
 from services.accounts.service import AccountService
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
@@ -121,9 +122,8 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
         )
         sessions = SessionStore(clients.redis, config.security.session_ttl)
         accounts = account_service(config, clients, users, sms, captchas, sessions)
-        mobile_changes = MobileChangeService(
-            users, accounts.hasher, sms, accounts.throttle, sessions, config.accounts
-        )
+        reauth = Reauthentication(accounts.hasher, accounts.throttle, config.accounts)
+        mobile_changes = MobileChangeService(users, reauth, sms, sessions)
         templates = config.families.meiduo_templates
         meiduo_pages = load_meiduo_pages(templates) if templates else None  # checked at start
         tokens = await stack.enter_async_context(open_tokens(config, clients.redis))
@@ -146,16 +146,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             clients.history,
             OpsConsole(config, clients.redis, fraud, sender, receipts, clients.history),
             ConsentPolicy(config.consent),
-            DeletionService(
-                clients.db,
-                users,
-                accounts.hasher,
-                sms,
-                accounts.throttle,
-                sessions,
-                config.deletion,
-                config.accounts,
-            ),
+            DeletionService(clients.db, users, reauth, sms, sessions, config.deletion),
         )
 
 

@@ -15,22 +15,19 @@ before the request ended every session (docs/SECURITY.md, "Account deletion").
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from dataclasses import dataclass
 
 import aiomysql
 
 from services.accounts.consent import Clock, utc_now
-from services.accounts.login_throttle import LoginThrottle, account_key
-from services.accounts.passwords import PasswordHasher
-from services.accounts.service import WRONG_PASSWORD, check_sms_code_format
+from services.accounts.reauth import Reauthentication
+from services.accounts.service import check_sms_code_format
 from services.accounts.sessions import SessionStore
-from services.accounts.users import User, UserRepository
-from services.codes.admission import Overloaded
+from services.accounts.users import UserRepository
 from services.codes.purposes import Purpose
 from services.codes.sms import SmsCodeService
-from services.config import AccountsConfig, DeletionConfig
+from services.config import DeletionConfig
 from services.errors import Ret, ServiceError
 from services.store.db import Database
 from services.validation import required_text
@@ -61,22 +58,18 @@ class DeletionService:
         self,
         db: Database,
         users: UserRepository,
-        hasher: PasswordHasher,
+        reauth: Reauthentication,
         sms: SmsCodeService,
-        throttle: LoginThrottle,
         sessions: SessionStore,
         config: DeletionConfig,
-        accounts: AccountsConfig,
         clock: Clock = utc_now,
     ) -> None:
         self._db = db
         self._users = users
-        self._hasher = hasher
+        self._reauth = reauth
         self._sms = sms
-        self._throttle = throttle
         self._sessions = sessions
         self._config = config
-        self._accounts = accounts
         self._clock = clock
 
     async def request(
@@ -103,34 +96,14 @@ class DeletionService:
         user = await self._users.by_id(user_id)
         if user is None:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
-        self._hasher.refuse_if_full()  # before anything is counted, as a login
-        attempt = await self._throttle.begin(
-            account_key(user.user_id, user.mobile),
-            client_ip,
-            image_code_id,
-            image_code,
-            password=True,
-        )
-        try:
-            await self._check_password(user, password)
-        except Overloaded:
-            await asyncio.shield(self._throttle.succeeded(attempt))  # no guess was made
-            raise
-        await self._throttle.succeeded(attempt)
+        async with self._reauth.guess(user, client_ip, image_code_id, image_code, password=True):
+            await self._reauth.check_password(user, password)
         verified = await self._sms.verify_code(user.mobile, Purpose.DELETE_ACCOUNT, sms_code)
         async with self._sms.code_given_back_on_failure(verified):
             pending = await self._record_request(user.user_id)
             # After the row exists: a login that did not see it made its session before.
             await self._sessions.end_all(user.user_id)
         return pending
-
-    async def _check_password(self, user: User, password: str) -> None:
-        if len(password) > self._accounts.password_max:  # no hashing work for it (as login)
-            raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
-        with self._hasher.place() as place:
-            verdict = await self._hasher.verify(place, user.password_hash, password)
-        if not verdict.ok:
-            raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
 
     async def _record_request(self, user_id: int) -> PendingDeletion:
         """Insert the pending row, or turn a cancelled one pending again; a pending row is

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import asyncio
 
-from services.accounts.login_throttle import LoginThrottle, account_key
 from services.accounts.mobiles import require_mobile
-from services.accounts.passwords import PasswordHasher
+from services.accounts.reauth import Reauthentication
 from services.accounts.service import (
     SMS_CODE_RE,
-    WRONG_PASSWORD,
     check_sms_code_format,
 )
 from services.accounts.sessions import SessionStore
 from services.accounts.users import User, UserRepository
-from services.codes.admission import Overloaded
 from services.codes.purposes import Purpose
 from services.codes.sms import SmsCodeService, VerifiedCode
-from services.config import AccountsConfig
 from services.errors import Ret, ServiceError
 from services.validation import required_text
 
@@ -32,18 +28,14 @@ class MobileChangeService:
     def __init__(
         self,
         users: UserRepository,
-        hasher: PasswordHasher,
+        reauth: Reauthentication,
         sms: SmsCodeService,
-        throttle: LoginThrottle,
         sessions: SessionStore,
-        config: AccountsConfig,
     ) -> None:
         self._users = users
-        self._hasher = hasher
+        self._reauth = reauth
         self._sms = sms
-        self._throttle = throttle
         self._sessions = sessions
-        self._config = config
 
     async def change(
         self,
@@ -75,17 +67,11 @@ class MobileChangeService:
         user = await self._users.by_id(user_id)
         if user is None:
             raise ServiceError(Ret.SESSIONERR, "用户未登录")
-        if current_sms_code is None:
-            self._hasher.refuse_if_full()  # before anything is counted, as a login
-        attempt = await self._throttle.begin(
-            account_key(user.user_id, user.mobile), client_ip, image_code_id, image_code
+        guess = self._reauth.guess(
+            user, client_ip, image_code_id, image_code, password=current_sms_code is None
         )
-        try:
+        async with guess:
             current = await self._prove_current_factor(user, password, current_sms_code)
-        except Overloaded:
-            await self._throttle.succeeded(attempt)  # no guess was made: nothing counted
-            raise
-        await self._throttle.succeeded(attempt)
         try:
             verified = await self._sms.verify_code(new_mobile, Purpose.CHANGE_MOBILE, sms_code)
             async with self._sms.code_given_back_on_failure(verified):
@@ -120,13 +106,7 @@ class MobileChangeService:
         refusal, named after the current number."""
         if current_sms_code is None:
             assert password is not None  # _factor_input gave one of the two
-            # Too long to be anyone's password: refused without the hashing work (as login).
-            if len(password) > self._config.password_max:
-                raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
-            with self._hasher.place() as place:
-                verdict = await self._hasher.verify(place, user.password_hash, password)
-            if not verdict.ok:
-                raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
+            await self._reauth.check_password(user, password)
             return None
         try:
             return await self._sms.verify_code(

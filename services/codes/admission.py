@@ -64,6 +64,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
+from services.background import BackgroundTask
 from services.errors import Ret, ServiceError
 
 OVERLOADED_REASON = "overloaded"
@@ -181,7 +182,7 @@ class SendGate(Gate):
         self.shed_delay = shed_delay
         self._max_loop_lag = max_loop_lag
         self._lag_gauge = lag_gauge
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher = BackgroundTask()
         # Sends that paid and wait for a place, oldest first (admit_paid).
         self._waiting: deque[asyncio.Future[None]] = deque()
 
@@ -248,15 +249,11 @@ class SendGate(Gate):
     def start(self) -> None:
         """Sample the loop's lag in the background (if the bound follows it or it is shown)."""
         follows = self._max_loop_lag > 0 and self.floor < self.ceiling
-        if (follows or self._lag_gauge is not None) and self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch_lag())
+        if follows or self._lag_gauge is not None:
+            self._watcher.start(self._watch_lag)
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await self._watcher.close()
 
     async def _watch_lag(self) -> None:
         loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ import jwt
 
 from services.accounts.sessions import Session
 from services.accounts.users import User
+from services.background import BackgroundTask
 from services.config import Config, TokensConfig
 from services.errors import Ret, ServiceError
 from services.store.redisclient import RedisClient
@@ -94,7 +95,7 @@ class TokenService:
         # The wall clock of iat/exp; tests replace it to issue tokens that have expired.
         self.clock = clock
         self._verified: dict[str, AccessClaims] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher = BackgroundTask()
 
     async def issue(self, user: User) -> TokenPair:
         """A new family for a user who just proved who they are (AccountService's login)."""
@@ -197,15 +198,11 @@ class TokenService:
 
     def start(self) -> None:
         """Look at the keyring file every few seconds: a rotation needs no restart."""
-        if self._keyring_path is not None and self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch_keyring())
+        if self._keyring_path is not None:
+            self._watcher.start(self._watch_keyring)
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await self._watcher.close()
 
     async def _watch_keyring(self) -> None:
         while True:
