@@ -30,9 +30,11 @@ from handlers.application import SmsRegApplication
 from handlers.routes import build_application
 from services.accounts.consent import ConsentPolicy
 from services.accounts.deletion import DeletionService
+from services.accounts.devices import DeviceService
 from services.accounts.login_throttle import LoginFailureRate, LoginThrottle
 from services.accounts.mobile_change import MobileChangeService
 from services.accounts.mobiles import canonical_mobile
+from services.accounts.password_change import PasswordChangeService
 from services.accounts.passwords import HASHING_BUSY, PasswordHasher
 from services.accounts.reauth import Reauthentication
 from services.accounts.service import AccountService
@@ -119,6 +121,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             code_hmac_key=config.security.code_hmac_key,
             max_code_attempts=config.accounts.max_code_attempts,
             gate=gate,
+            login_signs_up=config.accounts.sms_login_signs_up,
         )
         sessions = SessionStore(clients.redis, config.security.session_ttl)
         accounts = account_service(config, clients, users, sms, captchas, sessions)
@@ -145,8 +148,12 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             tokens,
             clients.history,
             OpsConsole(config, clients.redis, fraud, sender, receipts, clients.history),
-            ConsentPolicy(config.consent),
+            accounts.consent,
             DeletionService(clients.db, users, reauth, sms, sessions, config.deletion),
+            password_changes=PasswordChangeService(
+                users, accounts.hasher, reauth, sessions, config.accounts
+            ),
+            devices=DeviceService(sessions),
         )
 
 
@@ -263,7 +270,15 @@ def account_service(
     )
     throttle = LoginThrottle(clients.limiter, captchas, accounts, rate)
     return AccountService(
-        users, hasher, sms, clients.limiter, throttle, sessions, config.accounts, config.limits
+        users,
+        hasher,
+        sms,
+        clients.limiter,
+        throttle,
+        sessions,
+        config.accounts,
+        config.limits,
+        ConsentPolicy(config.consent),
     )
 
 

@@ -1,4 +1,5 @@
-"""Handlers for registration, login, logout and the profile (ihome routes)."""
+"""Handlers for registration, login, logout, the profile, the password and the devices
+(ihome routes)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ async def checked_login(handler: ApiHandler, body: dict[str, object]) -> User:
             handler.client_ip,
             image_code_id=image_code_id,
             image_code=image_code,
+            agree=body.get("agree"),
         )
     return await accounts.login(
         body.get("mobile"),
@@ -54,7 +56,8 @@ class IhomeRegisterApiHandler(ApiHandler):
 
 
 class IhomeLoginApiHandler(ApiHandler):
-    """POST /api/v1.0/sessions {mobile, password or sms_code[, image_code, image_code_id]}."""
+    """POST /api/v1.0/sessions {mobile, password or sms_code[, image_code, image_code_id,
+    agree]}: with an SMS code, a number without an account may sign up (agree: consent)."""
 
     route_name = "sessions"
 
@@ -156,11 +159,61 @@ class IhomeProfileApiHandler(ApiHandler):
         self.reply("注销申请已提交", pending.describe())
 
 
+class IhomePasswordChangeApiHandler(ApiHandler):
+    """PUT /api/v1.0/user/password {old_password, password, password2[, image_code,
+    image_code_id]}: the logged-in user's new password."""
+
+    route_name = "user_password"
+
+    async def put(self) -> None:
+        """Replace the password; every session ends, the caller gets a new one."""
+        session = await self.current_session()
+        body = self.json_body()
+        user = await self.password_changes.change(
+            session["user_id"],
+            body.get("old_password"),
+            body.get("password"),
+            body.get("password2"),
+            self.client_ip,
+            image_code_id=body.get("image_code_id"),
+            image_code=body.get("image_code"),
+        )
+        await self.log_in(user)
+        self.reply("密码已修改")
+
+
+class IhomeDevicesApiHandler(ApiHandler):
+    """GET /api/v1.0/user/sessions (the account's sessions) and DELETE (all but this one)."""
+
+    route_name = "user_sessions"
+
+    async def get(self) -> None:
+        devices = await self.devices.devices(self.session_id())
+        self.reply("OK", {"sessions": [device.as_dict() for device in devices]})
+
+    async def delete(self) -> None:
+        ended = await self.devices.end_others(self.session_id())
+        self.reply("其他设备已退出", {"ended": ended})
+
+
+class IhomeDeviceApiHandler(ApiHandler):
+    """DELETE /api/v1.0/user/sessions/<id>: end one other session of the account."""
+
+    route_name = "user_session"
+
+    async def delete(self, handle: str) -> None:
+        await self.devices.end(self.session_id(), handle)
+        self.reply("该设备已退出")
+
+
 ROUTES = [
     (r"/api/v1\.0/users", IhomeRegisterApiHandler),
     (r"/api/v1\.0/sessions", IhomeLoginApiHandler),
     (r"/api/v1\.0/session", IhomeLoginStateApiHandler),
     (r"/api/v1\.0/user", IhomeProfileApiHandler),
     (r"/api/v1\.0/user/mobile", IhomeMobileChangeApiHandler),
+    (r"/api/v1\.0/user/password", IhomePasswordChangeApiHandler),
+    (r"/api/v1\.0/user/sessions", IhomeDevicesApiHandler),
+    (r"/api/v1\.0/user/sessions/([^/]{1,64})", IhomeDeviceApiHandler),
     (r"/api/v1\.0/password_reset", IhomePasswordResetApiHandler),
 ]

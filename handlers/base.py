@@ -15,6 +15,7 @@ import tornado.web
 from handlers.application import SmsRegApplication
 from handlers.errors import OriginRefused, describe_error
 from handlers.from_services import FromServices
+from services.accounts.devices import device_summary
 from services.accounts.sessions import Session
 from services.accounts.users import User
 from services.clientip import client_network, resolve_client_ip
@@ -75,6 +76,8 @@ class BaseHandler(tornado.web.RequestHandler):
     sms = FromServices(lambda services: services.sms)
     accounts = FromServices(lambda services: services.accounts)
     mobile_changes = FromServices(lambda services: services.mobile_changes)
+    password_changes = FromServices(lambda services: services.password_changes)
+    devices = FromServices(lambda services: services.devices)
     sessions = FromServices(lambda services: services.sessions)
     receipts = FromServices(lambda services: services.receipts)
     metrics = FromServices(lambda services: services.metrics)
@@ -155,7 +158,7 @@ class BaseHandler(tornado.web.RequestHandler):
         token = self.bearer_token()
         if token is not None:
             return await self.tokens.session(token)
-        return await self.sessions.get(self.session_id())
+        return await self.sessions.get(self.session_id(), seen_from=self.client_address)
 
 
 class ApiHandler(BaseHandler):
@@ -247,7 +250,11 @@ class ApiHandler(BaseHandler):
             return {**data, "deletion_cancelled": True} if cancelled else data
         sessions = self.sessions
         await sessions.delete(self.session_id())
-        session_id = await sessions.create(user)
+        session_id = await sessions.create(
+            user,
+            device=device_summary(self.request.headers.get("User-Agent")),
+            address=self.client_address,
+        )
         try:
             cancelled = await self.deletions.after_login(user.user_id)
         except BaseException:

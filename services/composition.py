@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from services.accounts.consent import ConsentPolicy
 from services.accounts.deletion import DeletionService
+from services.accounts.devices import DeviceService
 from services.accounts.mobile_change import MobileChangeService
+from services.accounts.password_change import PasswordChangeService
 from services.accounts.service import AccountService
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
@@ -48,3 +50,5 @@ class Services:
     console: OpsConsole  # the operator console at /ops
     consent: ConsentPolicy
     deletions: DeletionService
+    password_changes: PasswordChangeService
+    devices: DeviceService

@@ -36,7 +36,8 @@ from tests.flows import (
     [
         ("register", True, False, "4003", "手机号已注册"),
         (None, True, False, "4003", "手机号已注册"),
-        ("login", False, False, "4104", "用户不存在"),
+        # ("login", unregistered): served with accounts.sms_login_signs_up (the default), else
+        # 4104: tests/test_sms_signup.py
         ("reset_password", False, False, "4104", "用户不存在"),
         ("change_mobile", False, False, "4101", "用户未登录"),
         ("change_mobile", True, True, "4003", "手机号已注册"),

@@ -310,8 +310,8 @@ def test_documented_flow_answers_conform(api_server, api_schema, xsrf, redis_ser
     assert answer["errno"] == "0" and answer["data"] == {"mobile": NEW_MOBILE, "name": NEW_MOBILE}
     text = new_captcha("flow-7")
     ask = {"mobile": "13700000044", "image_code": text, "image_code_id": "flow-7"}
-    answer = call("/api/v1.0/sms_codes", "POST", body={**ask, "purpose": "login"}).json()
-    assert answer == {"errno": "4104", "errmsg": "用户不存在"}
+    answer = call("/api/v1.0/sms_codes", "POST", body={**ask, "purpose": "reset_password"})
+    assert answer.json() == {"errno": "4104", "errmsg": "用户不存在"}
 
     for ready in ("/healthz", "/readyz"):
         assert call(ready, "GET").status_code == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.accounts.credentials import credentials_changed
 from services.accounts.mobiles import require_mobile
 from services.accounts.reauth import Reauthentication
 from services.accounts.service import (
@@ -126,5 +127,5 @@ class MobileChangeService:
             # change that was stored but whose sessions could not be ended (Redis failed,
             # the code was given back): finish that part now.
             moved = user
-        await self._sessions.end_all(user.user_id)
+        await credentials_changed(self._sessions, user.user_id)
         return moved

@@ -27,6 +27,7 @@ from services.codes.admission import Gate
 
 WERKZEUG_PREFIX = "pbkdf2:"  # ihome / news: pbkdf2:sha256:50000$salt$hex
 DJANGO_PREFIX = "pbkdf2_sha256$"  # meiduo: pbkdf2_sha256$36000$salt$b64
+NO_PASSWORD_PREFIX = "!"  # an account without a password (services/accounts/sms_signup.py)
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
 
@@ -80,8 +81,9 @@ class PasswordHasher:
         return await self.run(place, self._argon2.hash, password)
 
     async def verify(self, place: Place, stored_hash: str | None, password: str) -> Verdict:
-        """Check password against a stored hash of any supported format (or a decoy if None)."""
-        if stored_hash is None:
+        """Check password against a stored hash of any supported format (or a decoy if None,
+        or if the account has no password: as long as a wrong password takes)."""
+        if stored_hash is None or stored_hash.startswith(NO_PASSWORD_PREFIX):
             if self._decoy_hash is None:
                 self._decoy_hash = await self.hash(place, "decoy password, never valid")
             await self.run(place, self._check, self._decoy_hash, password)

@@ -57,12 +57,14 @@ class Reauthentication:
             raise
         await self._throttle.succeeded(attempt)
 
-    async def check_password(self, user: User, password: str) -> None:
-        """PWDERR unless `password` is the user's; a password longer than any allowed is
-        refused without the hashing work (as a login)."""
+    async def check_password(
+        self, user: User, password: str, *, field: str = "password", wrong: str = WRONG_PASSWORD
+    ) -> None:
+        """PWDERR (`wrong`, on `field`) unless `password` is the user's; a password longer
+        than any allowed is refused without the hashing work (as a login)."""
         if len(password) > self._config.password_max:
-            raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
+            raise ServiceError(Ret.PWDERR, wrong, field=field)
         with self._hasher.place() as place:
             verdict = await self._hasher.verify(place, user.password_hash, password)
         if not verdict.ok:
-            raise ServiceError(Ret.PWDERR, WRONG_PASSWORD, field="password")
+            raise ServiceError(Ret.PWDERR, wrong, field=field)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import re
 
-from services.accounts.consent import Consent
+from services.accounts.consent import Consent, ConsentPolicy
+from services.accounts.credentials import credentials_changed
 from services.accounts.login_throttle import LoginThrottle, account_key
 from services.accounts.mobiles import canonical_mobile, require_mobile
 from services.accounts.passwords import PasswordHasher
 from services.accounts.sessions import Session, SessionStore
+from services.accounts.sms_signup import sign_up_by_code
 from services.accounts.users import User, UserRepository
 from services.codes.admission import Overloaded
 from services.codes.purposes import Purpose
@@ -45,8 +47,10 @@ class AccountService:
         sessions: SessionStore,
         config: AccountsConfig,
         limits: LimitsConfig,
+        consent: ConsentPolicy,
     ) -> None:
         self._users = users
+        self.consent = consent  # public: the handlers' check of a registration's consent
         self.hasher = hasher  # public: its bound is per process (tests hold places in it)
         self._sms = sms
         self._limiter = limiter
@@ -55,12 +59,12 @@ class AccountService:
         self._config = config
         self._count_per_ip_minute = limits.count_per_ip_minute
 
-    async def session_user(self, session_id: str | None) -> User:
-        """The user logged in under session_id, or SESSIONERR.
+    async def session_user(self, session_id: str | None, seen_from: str | None = None) -> User:
+        """The user logged in under session_id, or SESSIONERR (`seen_from`: SessionStore.get).
 
         A session whose user has since been deleted ends here, so it is not looked up again.
         """
-        session = await self._sessions.get(session_id)
+        session = await self._sessions.get(session_id, seen_from=seen_from)
         user = await self._users.by_id(session["user_id"]) if session else None
         if user is None:
             if session is not None:
@@ -115,10 +119,12 @@ class AccountService:
         *,
         image_code_id: object = None,
         image_code: object = None,
+        agree: object = None,
     ) -> User:
         """SMS login: a right `login` code for a registered mobile, within the login throttle
         of a password login (services/accounts/login_throttle.py, CAPTCHA past the threshold
-        included).
+        included). For a number with no account, with accounts.sms_login_signs_up the account
+        is created (consent: `agree`, services/accounts/consent.py), else USERERR.
 
         A wrong code counts as a failed login and as one of the code's tries.
         """
@@ -134,10 +140,14 @@ class AccountService:
             image_code,
         )
         verified = await self._sms.verify_code(mobile, Purpose.LOGIN, sms_code)
-        if user is None:  # no account (deleted since the code was sent)
-            raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
+        if user is None and not self._config.sms_login_signs_up:
+            raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")  # deleted since
         async with self._sms.code_given_back_on_failure(verified):
-            await self.throttle.succeeded(attempt)
+            await self.throttle.succeeded(attempt)  # the code was right: no failed guess
+            if user is None:
+                user = await sign_up_by_code(
+                    self._users, self._sms, verified, self.consent, agree, client_ip
+                )
         return user
 
     async def reset_password(
@@ -230,7 +240,7 @@ class AccountService:
         with self.hasher.place() as place:
             password_hash = await self.hasher.hash(place, password)
         await self._users.set_password_hash(user_id, password_hash)
-        await self._sessions.end_all(user_id)
+        await credentials_changed(self._sessions, user_id)
 
     async def count_mobile(self, mobile: object, client_ip: str) -> int:
         """How many users have this mobile (0 or 1), for front-ends that check as you type."""

@@ -183,3 +183,18 @@ class UserRepository:
             (password_hash, user_id),
             idempotent=True,
         )
+
+    async def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> bool:
+        """Store new_hash if old_hash is still the user's (compare and set); True if new_hash
+        is stored now. Read back rather than counted: a run repeated on another Galera node
+        matches no row but leaves the same result, and the new hash's random salt means no
+        other request stored that value."""
+        await self._db.execute(
+            "UPDATE ih_user_profile SET password_hash = %s WHERE id = %s AND password_hash = %s",
+            (new_hash, user_id, old_hash),
+            idempotent=True,
+        )
+        row = await self._db.fetch_one(
+            "SELECT password_hash FROM ih_user_profile WHERE id = %s", (user_id,)
+        )
+        return row is not None and row[0] == new_hash

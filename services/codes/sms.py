@@ -95,8 +95,10 @@ class SmsCodeService:
         code_hmac_key: str,
         max_code_attempts: int,
         gate: SendGate,
+        login_signs_up: bool = False,
     ) -> None:
         self._gate = gate
+        self._login_signs_up = login_signs_up  # accounts.sms_login_signs_up
         self._fraud = fraud
         self._users = users
         self._sender = sender
@@ -268,7 +270,10 @@ class SmsCodeService:
     async def _judge_segments(
         self, mobile: str, purpose: Purpose, client_ip: str, altcha: object
     ) -> SegmentVerdict:
-        judge_block = not purpose.to_registered_number
+        # A login code that may sign a new number up goes to any number: its block is judged
+        # as a registration's is (docs/FRAUD.md), an owner in a pumped block solves a proof.
+        signs_up = purpose is Purpose.LOGIN and self._login_signs_up
+        judge_block = signs_up or not purpose.to_registered_number
         return await self._fraud.judge(mobile, client_ip, altcha, judge_block=judge_block)
 
     async def _after_send(
@@ -301,8 +306,10 @@ class SmsCodeService:
             log.warning("could not count a conversion")
 
     async def _check_mobile_fits_purpose(self, mobile: str, purpose: Purpose) -> None:
-        """register and change_mobile need a free mobile; login, reset and confirm_mobile a
-        registered one."""
+        """register and change_mobile need a free mobile; reset and confirm_mobile a registered
+        one; login too, unless a login signs up a new number (accounts.sms_login_signs_up)."""
+        if purpose is Purpose.LOGIN and self._login_signs_up:
+            return  # any number: one answer whether it has an account or not
         registered = await self._users.mobile_exists(mobile)
         if registered and purpose in (Purpose.REGISTER, Purpose.CHANGE_MOBILE):
             raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")

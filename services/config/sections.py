@@ -85,6 +85,7 @@ class AccountsConfig:
     login_global_captcha_after: int = setting(30, at_least(0, "0 (off) or more"))
     login_global_window: int = setting(60, positive)
     max_hashes_in_flight: int = setting(8, at_least(0, "0 (no bound) or more"))
+    sms_login_signs_up: bool = True
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,19 @@ const Ihome = (() => {
   // Same rule as the server (services/validation.py), so most typos never cost a request.
   const MOBILE_RE = /^1[3-9][0-9]{9}$/;
   const SMS_CODE_RE = /^[0-9]{6}$/;
+  // What a person may type around the digits (services/accounts/mobiles.py SPELLING_RE).
+  const SPELLING_RE = /^[0-9+\-() .]{11,24}$/;
+
+  // The 11 digits of a mobile as people write it ("+86 138 1234 5678", "0086-138…",
+  // full-width digits), as the server's canonical_mobile reads it; else the text, trimmed,
+  // for MOBILE_RE to refuse (the server has the last word: it knows the numbering plan).
+  function mobileOf(text) {
+    const spelled = String(text || "").normalize("NFKC").split(/\s+/).filter(Boolean).join(" ");
+    if (!SPELLING_RE.test(spelled)) return spelled;
+    let digits = spelled.replace(/[^0-9+]/g, "").replace(/^(?:\+86|0086)/, "");
+    if (digits.length === 13 && digits.startsWith("86")) digits = digits.slice(2);
+    return MOBILE_RE.test(digits) ? digits : spelled;
+  }
 
   function getCookie(name) {
     for (const part of document.cookie.split(";")) {
@@ -170,6 +183,7 @@ const Ihome = (() => {
     RET,
     MOBILE_RE,
     SMS_CODE_RE,
+    mobileOf,
     getCookie,
     uuid4,
     api,

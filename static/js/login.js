@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { RET, MOBILE_RE, api, byId } = Ihome;
+  const { RET, MOBILE_RE, api, byId, mobileOf } = Ihome;
   const form = byId("login-form");
   const mobileInput = byId("mobile");
   const passwordInput = byId("password");
@@ -22,7 +22,7 @@
   }
 
   Ihome.onSubmit(form, submit, formError, async () => {
-    const mobile = mobileInput.value.trim();
+    const mobile = mobileOf(mobileInput.value);
     const password = passwordInput.value;
     const withCaptcha = !captchaField.hidden;
     const imageCode = imageCodeInput.value.trim();
@@ -58,9 +58,11 @@
       mobileInput.focus();
       return;
     }
-    // Wrong mobile or password is one message on purpose (no hint which one was wrong);
+    // Wrong mobile or password is one message on purpose (no hint which one was wrong),
+    // named as this form names its fields (the API says 用户名或密码错误, as ihome);
     // REQERR carries its own "retry in N seconds".
-    formError.textContent = resp.errmsg || "登录失败，请稍后重试";
+    formError.textContent =
+      resp.errno === RET.DATAERR ? "手机号或密码错误" : resp.errmsg || "登录失败，请稍后重试";
     if (resp.errno === RET.DATAERR) {
       passwordInput.value = "";
       passwordInput.focus();

@@ -28,7 +28,12 @@
   });
 
   const form = byId("sms-login-form");
-  const errors = Ihome.fieldErrors(form, ["sms-mobile", "sms-imagecode", "sms-phonecode"]);
+  const errors = Ihome.fieldErrors(form, [
+    "sms-mobile",
+    "sms-imagecode",
+    "sms-phonecode",
+    "sms-agree",
+  ]);
   const submit = Ihome.submitButton(byId("sms-login-submit"), "登录中…");
   const formError = byId("sms-form-err");
   const sms = Ihome.smsCode.attach({
@@ -39,7 +44,8 @@
   });
 
   Ihome.onSubmit(form, submit, formError, async () => {
-    const values = sms.values();
+    // A new number is registered by this login: the server asks for the consent then.
+    const values = { ...sms.values(), agree: byId("sms-agree").checked };
     const invalid = errors.show({
       "sms-mobile": MOBILE_RE.test(values.mobile) ? "" : "请输入正确的11位手机号",
       "sms-phonecode": SMS_CODE_RE.test(values.sms_code) ? "" : "请输入6位数字短信验证码",
@@ -50,6 +56,9 @@
     if (!resp) return;
     if (resp.errno === RET.OK) {
       window.location.assign("/");
+    } else if (resp.errmsg.includes("协议")) {
+      errors.set("sms-agree", resp.errmsg);
+      byId("sms-agree").focus();
     } else if (resp.errno === RET.USERERR || resp.errmsg.includes("手机号")) {
       errors.set("sms-mobile", resp.errmsg);
       byId("sms-mobile").focus();

@@ -1,5 +1,6 @@
 /* my.html: the profile with the masked mobile, 更换手机号 (code to the new number, plus the
-   current password or a code sent to the current number), 退出. */
+   current password or a code sent to the current number), 修改密码 (the old password, the new
+   one twice), 登录设备 (the account's sessions: end one, or all others), 退出. */
 "use strict";
 
 (() => {
@@ -27,10 +28,12 @@
 
   function showProfile(user) {
     currentMobile = user.mobile;
-    byId("profile-name").textContent = user.name; // textContent: data, never markup
+    // textContent: data, never markup. A name that is the mobile is masked like the mobile.
+    byId("profile-name").textContent = user.name === user.mobile ? maskMobile(user.name) : user.name;
     byId("profile-mobile").textContent = maskMobile(user.mobile);
     byId("profile").hidden = false;
     form.hidden = false;
+    Ihome.myAccount.show();
     logoutButton.hidden = false;
     status.textContent = "";
     // The 注销 section (delete_account.js) appears with the profile.
@@ -149,8 +152,10 @@
     if (resp.errno === RET.OK) {
       submit.reset();
       form.reset();
+      sms.clear(); // the "sent to …" of the number just used is stale now
       useCurrentCode(false);
       showProfile(resp.data);
+      Ihome.myAccount.refreshDevices(); // every other session ended, this one is new
       status.textContent = `手机号已更换为 ${maskMobile(resp.data.mobile)}`;
       status.focus();
     } else {

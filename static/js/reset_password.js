@@ -1,4 +1,5 @@
-/* reset_password.html: a reset_password code, a new password twice → logged in, the index. */
+/* reset_password.html: a reset_password code, a new password twice → logged in, and told so
+   on this page (where to go next: the index or 我的账号). */
 "use strict";
 
 (() => {
@@ -28,7 +29,10 @@
     const resp = await sms.submit(submit, "POST", "/api/v1.0/password_reset", values);
     if (!resp) return;
     if (resp.errno === RET.OK) {
-      window.location.assign("/");
+      form.hidden = true;
+      byId("reset-switch").hidden = true;
+      byId("reset-done").hidden = false;
+      byId("reset-done-msg").focus();
     } else if (resp.errno === RET.USERERR || resp.errmsg.includes("手机号")) {
       errors.set("mobile", resp.errmsg);
       byId("mobile").focus();

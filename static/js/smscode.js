@@ -55,7 +55,7 @@ Ihome.captcha = (prefix, errors) => {
 };
 
 Ihome.smsCode = (() => {
-  const { RET, MOBILE_RE, api, byId, maskMobile } = Ihome;
+  const { RET, MOBILE_RE, api, byId, maskMobile, mobileOf } = Ihome;
   // {mobile, until (ms since epoch)} from the server's retry_after, per tab (sessionStorage).
   // One key for every page and purpose: the server has one resend guard per mobile.
   const COUNTDOWN_KEY = "ihome.smsCountdown";
@@ -135,8 +135,8 @@ Ihome.smsCode = (() => {
         countdown = null;
         saveCountdown(null);
       }
-      const counting = countdown !== null && countdown.mobile === el.mobile.value.trim();
-      el.voiceOffer.hidden = !(smsSentTo === el.mobile.value.trim() && (!counting || smsFailed));
+      const counting = countdown !== null && countdown.mobile === mobileOf(el.mobile.value);
+      el.voiceOffer.hidden = !(smsSentTo === mobileOf(el.mobile.value) && (!counting || smsFailed));
       if (counting) {
         el.smsButton.disabled = true;
         const left = secondsLeft();
@@ -202,7 +202,7 @@ Ihome.smsCode = (() => {
     async function send(channel = "sms") {
       const voice = channel === "voice";
       if (sending || (!voice && el.smsButton.disabled)) return;
-      const mobile = el.mobile.value.trim();
+      const mobile = mobileOf(el.mobile.value);
       const imageCode = el.imageCode.value.trim();
       errors.set(fields.phonecode, "");
       el.smsStatus.textContent = "";
@@ -312,9 +312,20 @@ Ihome.smsCode = (() => {
     });
 
     return {
+      // After the code was used and the form reset: no message about the last send stays
+      // (its "sent to …", delivery, voice offer), the button shows what the field now holds.
+      clear() {
+        clearTimeout(deliveryPoll);
+        smsSentTo = null;
+        smsFailed = false;
+        el.smsStatus.textContent = "";
+        delete el.smsStatus.dataset.delivery;
+        errors.set(fields.phonecode, "");
+        render();
+      },
       // The mobile and the code as typed, for the request that uses the code.
       values() {
-        return { mobile: el.mobile.value.trim(), sms_code: el.phoneCode.value.trim() };
+        return { mobile: mobileOf(el.mobile.value), sms_code: el.phoneCode.value.trim() };
       },
       /* The request that uses the code, with `submit` (Ihome.submitButton) busy meanwhile.
          Accepted: the code is used up (no countdown to resume), the button stays busy for the

@@ -54,9 +54,9 @@ def new_context(browser, live_server, browser_log):
     """Opens browser contexts on the live server; afterwards: no foreign requests, no errors."""
     contexts = []
 
-    def open_context(viewport=DESKTOP):
+    def open_context(viewport=DESKTOP, **options):
         context = browser.new_context(
-            base_url=live_server.base_url, viewport=viewport, locale="zh-CN"
+            base_url=live_server.base_url, viewport=viewport, locale="zh-CN", **options
         )
         context.set_default_timeout(10_000)
         browser_log.watch(context)

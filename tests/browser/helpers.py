@@ -36,6 +36,8 @@ CLOCK_START = datetime.datetime(2026, 1, 5, 10, 0, 0, tzinfo=datetime.UTC)
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 COUNTDOWN_RE = re.compile(r"^(\d+)秒$")
+# axe-core, vendored from npm (scripts/vendor-axe.sh): the accessibility check of the pages.
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 
 
 def launch(playwright: Playwright) -> Browser:
@@ -220,3 +222,26 @@ def elevate_localhost(server, redis_client) -> None:
             f"{server.base_url}/api/v1.0/sms_codes/{BLOCK}000{i}?{query}", timeout=10
         ).json()
         assert answer["errno"] == "0", answer
+
+
+# --- accessibility: axe-core ------------------------------------------------------------------
+
+
+def with_axe(context: BrowserContext) -> BrowserContext:
+    """axe-core in every page of the context: an init script, which the pages' CSP (script-src
+    'self') does not apply to, unlike a script tag."""
+    context.add_init_script(path=str(AXE))
+    return context
+
+
+def axe_violations(page: Page) -> list[str]:
+    """What axe-core finds wrong with the page as it is now (WCAG 2.x A/AA and best practice):
+    "rule: selectors" per violation, [] when nothing."""
+    found = page.evaluate(
+        """async () => {
+          const result = await axe.run(document, { resultTypes: ["violations"] });
+          return result.violations.map(
+            (v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+        }"""
+    )
+    return list(found)

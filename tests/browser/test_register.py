@@ -239,7 +239,7 @@ def test_registered_mobile_and_wrong_login(page, redis_client, sandbox, fresh_mo
     page.fill("#mobile", mobile)
     page.fill("#password", "wrong-password")
     page.press("#password", "Enter")
-    expect(page.locator("#form-err")).to_have_text("用户名或密码错误")
+    expect(page.locator("#form-err")).to_have_text("手机号或密码错误")
     expect(page.locator("#password")).to_be_focused()
     expect(page).to_have_url("/login.html")
 
