@@ -104,6 +104,14 @@ def valid_block(rng: random.Random) -> str:
             return block
 
 
+def solve_by(challenge: dict, deadline: float) -> str:
+    """Solve a proof of work, giving up at `deadline` (time.monotonic()): TimeoutError."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("proof of work given up: out of time")
+    return solve(challenge, left)
+
+
 class Population:
     """Addresses and numbers of attackers and legitimate users (deterministic per seed)."""
 
@@ -178,10 +186,11 @@ class SimClient:
         return response
 
     async def request_code(
-        self, mobile: str, solve_pow: bool, pool: ThreadPoolExecutor, deadline: float = 90.0
+        self, mobile: str, solve_pow: bool, pool: ThreadPoolExecutor, deadline: float
     ) -> tuple[dict, bool]:
         """CAPTCHA (answer read from Redis), then the SMS request; (answer, solved a PoW).
-        The proof of work is solved on `pool` within `deadline` seconds (TimeoutError)."""
+        The proof of work is solved on `pool` by `deadline` (time.monotonic(); TimeoutError),
+        however long it waited for a thread."""
         captcha_id = f"sim{next(self.sim.ids)}"
         await self.fetch(f"/api/v1.0/image_codes/{captcha_id}")
         text = await self.sim.redis.get(keys.captcha_key(captcha_id))
@@ -191,7 +200,7 @@ class SimClient:
         if solve_pow and data.get("reason") == "pow_required":
             loop = asyncio.get_running_loop()
             challenge = data["challenge"]
-            query["altcha"] = await loop.run_in_executor(pool, solve, challenge, deadline)
+            query["altcha"] = await loop.run_in_executor(pool, solve_by, challenge, deadline)
             return await self.sms(mobile, query), True
         return answer, False
 
@@ -268,9 +277,9 @@ class Simulation:
         async with self.gate:
             self.result.attacker_attempts += 1
             # The attack lasts the simulated hour: a proof of work not found by then is given up.
-            left = self.cfg.sim_seconds / self.cfg.factor - (time.monotonic() - self.start)
+            hour_over = self.start + self.cfg.sim_seconds / self.cfg.factor
             answer, solved = await SimClient(self, address).request_code(
-                mobile, self.cfg.attackers_solve_pow, self.bot_cpu, max(0.1, left)
+                mobile, self.cfg.attackers_solve_pow, self.bot_cpu, hour_over
             )
         self.result.attacker_pow += solved
         if answer.get("errno") == "0":
@@ -287,7 +296,9 @@ class Simulation:
         address, mobile = self.population.legit(behind_nat, index)
         client = SimClient(self, address)
         async with self.user_gate:
-            answer, solved = await client.request_code(mobile, True, self.user_cpu, 600.0)
+            answer, solved = await client.request_code(
+                mobile, True, self.user_cpu, time.monotonic() + 600
+            )
         self.result.legit_pow += solved
         if answer.get("errno") != "0":
             reason = (answer.get("data") or {}).get("reason") or answer.get("errno")
