@@ -155,7 +155,7 @@ def table(results: dict, cfg: SimConfig) -> str:
         f"Simulated hour in {cfg.real_seconds:.0f} s; {cfg.attack_attempts} attacker requests "
         f"from {cfg.attacker_addresses} addresses ({cfg.attacker_v4_nets} IPv4 /24s, "
         f"{cfg.attacker_v6_nets} IPv6 /64s) to {cfg.attacker_blocks} number blocks, attackers "
-        f"solve every CAPTCHA and every proof of work; {cfg.legit_users} legitimate users over "
+        f"solve every CAPTCHA and every proof of work they find before the hour is over; {cfg.legit_users} legitimate users over "
         f"{cfg.legit_blocks} blocks, {100 * cfg.legit_share_behind_attacker_nat:.0f} % of them "
         f"behind the attackers' busiest /24s, each registering within {cfg.verify_within:.0f} s; "
         f"budget `limits.sms_global_per_hour` = {BUDGET}. Attacker SMS counted by the server's "
