@@ -308,7 +308,7 @@ def test_purpose_parse_defaults_to_register(value, purpose):
     assert Purpose.parse(value) is purpose
 
 
-@pytest.mark.parametrize("value", ["delete_account", ["login"], 1])
+@pytest.mark.parametrize("value", ["delete_everything", ["login"], 1])
 def test_purpose_parse_refuses_anything_else(value):
     with pytest.raises(ServiceError) as caught:
         Purpose.parse(value)
