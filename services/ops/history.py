@@ -12,12 +12,12 @@ the counts of that flush (logged), never a request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.background import BackgroundTask
 from services.store import keys
 from services.store.redisclient import RedisClient, decoded
 
@@ -62,7 +62,7 @@ class SendHistory:
         self._ttl = hours * 3600 + 120
         self._clock = clock
         self._pending: dict[tuple[int, str], int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = BackgroundTask()
 
     def add(self, field: str, amount: int = 1) -> None:
         """Count `amount` of `field` in the current minute (no I/O)."""
@@ -87,14 +87,10 @@ class SendHistory:
             log.warning("console history: %d counts not written: %r", len(pending), exc)
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self._flusher.start(self._run)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._flusher.close()
         await self.flush()
 
     async def _run(self) -> None:
