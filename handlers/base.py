@@ -19,7 +19,7 @@ from services.accounts.devices import device_summary
 from services.accounts.sessions import Session
 from services.accounts.users import User
 from services.clientip import client_network, resolve_client_ip
-from services.errors import STORAGE_ERRORS, Ret, ServiceError, Success
+from services.errors import Ret, ServiceError, Success, is_storage_failure
 from services.metrics import method_label
 from services.validation import MalformedJson, parse_json
 
@@ -328,7 +328,7 @@ class ApiHandler(BaseHandler):
     def log_exception(self, typ: ErrorType, value: BaseException | None, tb: Traceback) -> None:
         if isinstance(value, ServiceError):
             return  # an ordinary business outcome, logged by the access line
-        if isinstance(value, STORAGE_ERRORS):
+        if is_storage_failure(value):
             log.warning("storage unavailable on %s: %r", self._request_summary(), value)
             return
         super().log_exception(typ, value, tb)

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from handlers.base import ApiHandler, BaseHandler
-from services.errors import STORAGE_ERRORS
+from services.errors import is_storage_failure
 from services.providers.aliyun import parse_aliyun_sms
 from services.providers.pushes import MalformedReceipt
 from services.providers.ronglian import parse_ronglian_sms, parse_ronglian_voice
@@ -74,7 +74,7 @@ class ReceiptCallbackHandler(ApiHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, STORAGE_ERRORS):
+        if is_storage_failure(exc):
             # A 5xx makes the provider push again later, when Redis is back.
             self.answer_error(503, "temporarily unavailable")
         elif 400 <= status_code < 500:  # Tornado's own: undecodable request, 404, 405, 413

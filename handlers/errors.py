@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tornado.web
 
-from services.errors import DBERR_MESSAGE, STORAGE_ERRORS, Ret, ServiceError
+from services.errors import DBERR_MESSAGE, Ret, ServiceError, is_storage_failure
 
 # Answers for Tornado's own HTTP errors (bad route, method, oversized body, XSRF ...).
 HTTP_ERROR_REPLIES = {
@@ -29,7 +29,7 @@ def describe_error(status_code: int, exc: BaseException | None) -> tuple[int, Se
     """Map an exception (or a bare HTTP status) to (HTTP status, outcome for the client)."""
     if isinstance(exc, ServiceError):
         return exc.http_status, exc
-    if isinstance(exc, STORAGE_ERRORS):
+    if is_storage_failure(exc):
         return 200, ServiceError(Ret.DBERR, DBERR_MESSAGE)
     if isinstance(exc, tornado.web.HTTPError) or exc is None:
         ret, errmsg = HTTP_ERROR_REPLIES.get(status_code, (Ret.SERVERERR, Ret.SERVERERR.message))

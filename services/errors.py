@@ -95,3 +95,25 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 DBERR_MESSAGE = "数据库暂时不可用，请稍后重试"
+
+# The client libraries whose own failures are storage failures too.
+STORAGE_CLIENT_MODULES = ("redis.", "aiomysql.", "pymysql.")
+
+
+def is_storage_failure(exc: BaseException | None) -> bool:
+    """A failure of Redis or MySQL: one of STORAGE_ERRORS, or any exception raised inside
+    their client libraries. Under load redis-py's cluster client can tear down a connection
+    that another command is writing to, which surfaces as an AttributeError from its own
+    code; that is the store failing, not our code, and answers DBERR (503 for a callback,
+    which the provider retries), never a 500."""
+    if exc is None:
+        return False
+    if isinstance(exc, STORAGE_ERRORS):
+        return True
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module.startswith(STORAGE_CLIENT_MODULES)
