@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -33,9 +32,8 @@ from services.accounts.deletion import DeletionService
 from services.accounts.devices import DeviceService
 from services.accounts.login_throttle import LoginFailureRate, LoginThrottle
 from services.accounts.mobile_change import MobileChangeService
-from services.accounts.mobiles import canonical_mobile
 from services.accounts.password_change import PasswordChangeService
-from services.accounts.passwords import HASHING_BUSY, PasswordHasher
+from services.accounts.passwords import HASHING_BUSY, PASSWORD_SCHEMES, PasswordHasher
 from services.accounts.reauth import Reauthentication
 from services.accounts.service import AccountService
 from services.accounts.sessions import SessionStore
@@ -50,12 +48,18 @@ from services.codes.sms import SmsCodeService
 from services.composition import Services
 from services.config import Config, ConfigError, listen_hosts, load_config
 from services.errors import STORAGE_ERRORS
+from services.hostapp import setup as hostapp
 from services.logs import configure_logging
 from services.meiduo_pages import load_meiduo_pages
 from services.metrics import Metrics
 from services.ops.console import OpsConsole
 from services.ops.history import SendHistory
-from services.processes import STARTUP_FAILED, prepare_multiprocess_metrics, supervise
+from services.processes import (
+    STARTUP_FAILED,
+    prepare_multiprocess_metrics,
+    settle_garbage_collector,
+    supervise,
+)
 from services.providers.configured import configured_sender
 from services.providers.ronglian import RonglianClient
 from services.store.db import SCHEMA_PATH, Database
@@ -96,7 +100,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     """Open every client the services need and close them all on exit."""
     async with contextlib.AsyncExitStack() as stack:
         clients = await open_clients(config, stack)
-        users = UserRepository(clients.db)
+        users = UserRepository(clients.db, await hostapp.user_table(config, clients.db))
         # One Ronglian client per process: the provider's sends and calls, and the notices.
         ronglian = RonglianClient(clients.http, config.ronglian, clients.metrics)
         sender = configured_sender(
@@ -124,6 +128,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             login_signs_up=config.accounts.sms_login_signs_up,
         )
         sessions = SessionStore(clients.redis, config.security.session_ttl)
+        host = await hostapp.open_host_bridge(config, users, sessions, stack)
         accounts = account_service(config, clients, users, sms, captchas, sessions)
         reauth = Reauthentication(accounts.hasher, accounts.throttle, config.accounts)
         mobile_changes = MobileChangeService(users, reauth, sms, sessions)
@@ -154,6 +159,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
                 users, accounts.hasher, reauth, sessions, config.accounts
             ),
             devices=DeviceService(sessions),
+            host=host,
         )
 
 
@@ -172,7 +178,7 @@ async def open_clients(config: Config, stack: contextlib.AsyncExitStack) -> Clie
     stack.push_async_callback(db.close)
     http = CurlAsyncHTTPClient(force_instance=True, max_clients=config.ronglian.max_clients)
     stack.callback(http.close)
-    await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+    await db.apply_schema(hostapp.schema_for(config, SCHEMA_PATH.read_text(encoding="utf-8")))
     pricing = SmsPricing(
         config.costs,
         aliyun_sign=config.aliyun.sign_name,
@@ -263,7 +269,12 @@ def account_service(
     and all of them asked for a CAPTCHA while failures everywhere spike."""
     bound = config.accounts.max_hashes_in_flight
     hashing = Gate(bound, config.admission.retry_after, message=HASHING_BUSY) if bound else None
-    hasher = PasswordHasher(clients.password_threads, hashing)
+    hasher = PasswordHasher(
+        clients.password_threads,
+        hashing,
+        scheme=PASSWORD_SCHEMES[config.host_app.kind],
+        werkzeug_iterations=config.host_app.werkzeug_iterations,
+    )
     accounts = config.accounts
     rate = LoginFailureRate(
         clients.redis, accounts.login_global_captcha_after, accounts.login_global_window
@@ -292,25 +303,6 @@ def make_http_server(app: SmsRegApplication, config: Config) -> tornado.httpserv
         idle_connection_timeout=config.server.idle_connection_timeout,
         body_timeout=config.server.body_timeout,
     )
-
-
-GC_YOUNG_THRESHOLD = 10_000  # net allocations between two young collections (default 700)
-
-
-def settle_garbage_collector() -> None:
-    """Take what the ready process holds out of garbage collection, and collect less often.
-
-    A collection of the oldest generation walks every object the process holds, and with
-    everything loaded (phonenumbers' metadata, the pools, the routes) that stalls the event
-    loop for tens of ms, which every request in flight feels (bench: pauses up to 30-38 ms
-    during a send flood). What exists once the process is ready lives until it stops: frozen,
-    it is never walked again. The youngest generation is collected every GC_YOUNG_THRESHOLD
-    net allocations instead of 700: a request allocates hundreds of short-lived objects.
-    """
-    canonical_mobile("13800138000")  # phonenumbers loads China's metadata now, not mid-request
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 async def serve(config: Config, sockets: list[socket.socket], stop: asyncio.Event) -> None:
@@ -371,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.processes is not None:
         config = config.replace(server={"processes": args.processes})
     configure_logging(config.logging.level, config.logging.format)
+    problem = asyncio.run(hostapp.table_problem(config))  # before any worker starts
+    if problem is not None:
+        print(problem.line, file=sys.stderr)
+        return problem.exit_code
     try:
         # Bound before forking, so every worker accepts on the same sockets.
         sockets = [

@@ -1,4 +1,5 @@
-"""Garbage-collector pauses during an SMS flood, with and without server.settle_garbage_collector.
+"""Garbage-collector pauses during an SMS flood, with and without
+services.processes.settle_garbage_collector.
 
     .venv/bin/python -m bench.gc_pauses [--rounds 3] [--sends 6000]
 
@@ -30,8 +31,9 @@ MODES = ("default", "settled")
 
 
 async def flood(urls: list[str], mode: str, sends: int) -> dict[str, object]:
-    from server import open_services, settle_garbage_collector
+    from server import open_services
     from services import keys
+    from services.processes import settle_garbage_collector
 
     redis_url, mysql_port, sandbox_url = urls
     config = flood_config(redis_url, int(mysql_port), sandbox_url)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from handlers.base import LOGIN_CANCELLED_DELETION, SESSION_COOKIE, ApiHandler
+from handlers.base import LOGIN_CANCELLED_DELETION, ApiHandler
 from services.accounts.users import User
 from services.errors import Ret, ServiceError
 
@@ -155,7 +155,7 @@ class IhomeProfileApiHandler(ApiHandler):
             image_code_id=body.get("image_code_id"),
             image_code=body.get("image_code"),
         )
-        self.clear_cookie(SESSION_COOKIE)
+        self.clear_cookie(self.session_cookie)
         self.reply("注销申请已提交", pending.describe())
 
 

@@ -12,19 +12,22 @@ from typing import Any, ClassVar
 
 import tornado.web
 
+from handlers import signin
 from handlers.application import SmsRegApplication
 from handlers.errors import OriginRefused, describe_error
 from handlers.from_services import FromServices
-from services.accounts.devices import device_summary
 from services.accounts.sessions import Session
 from services.accounts.users import User
 from services.clientip import client_network, resolve_client_ip
 from services.errors import Ret, ServiceError, Success, is_storage_failure
+from services.hostapp.framework import CookieOut
 from services.metrics import method_label
 from services.validation import MalformedJson, parse_json
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "session"
+# With a host app our cookie takes another name: Flask's session cookie is `session` too.
+HOST_MODE_SESSION_COOKIE = "smsreg_session"
 # A login within the cooling-off period of a deletion cancels it, and its answer says so.
 LOGIN_CANCELLED_DELETION = "登录成功，账号注销申请已取消"
 # What a browser app on an allowed origin (tokens.cors_origins) may send and read.
@@ -84,6 +87,35 @@ class BaseHandler(tornado.web.RequestHandler):
     tokens = FromServices(lambda services: services.tokens)
     consent = FromServices(lambda services: services.consent)
     deletions = FromServices(lambda services: services.deletions)
+    host = FromServices(lambda services: services.host)  # None: standalone
+    # A CSRF token Tornado refused, to check as the host app's in prepare() (it needs the
+    # host's session, which check_xsrf_cookie, being synchronous, cannot read).
+    host_xsrf_token: str | None = None
+
+    @property
+    def session_cookie(self) -> str:
+        """Our session cookie's name (another with a host app, whose cookie is `session`)."""
+        return SESSION_COOKIE if self.host is None else HOST_MODE_SESSION_COOKIE
+
+    def request_cookies(self) -> dict[str, str]:
+        """The request's cookies, name -> value, for the host app's bridge."""
+        return {name: morsel.value for name, morsel in self.request.cookies.items()}
+
+    def apply_cookies(self, cookies: list[CookieOut]) -> None:
+        """Set or clear the host app's cookies as the bridge asks."""
+        for cookie in cookies:
+            if cookie.value is None:
+                self.clear_cookie(cookie.name)
+                continue
+            self.set_cookie(
+                cookie.name,
+                cookie.value,
+                expires_days=None,
+                max_age=cookie.max_age,
+                httponly=cookie.httponly,
+                samesite="Lax",
+                secure=self.config.security.secure_cookies,
+            )
 
     @property
     def client_address(self) -> str:
@@ -124,11 +156,20 @@ class BaseHandler(tornado.web.RequestHandler):
         self.errno = Ret.OK.code
         self.finish(body)
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         self.application.requests_started()
         self._counted = True
-        if self.request.method == "GET" and not self.get_cookie("csrf_token"):
-            self.mirror_xsrf_cookie()
+        host = self.host
+        if host is None:
+            if self.request.method == "GET" and not self.get_cookie("csrf_token"):
+                self.mirror_xsrf_cookie()
+            return
+        # With a host app the CSRF token in the cookies the front-ends read is the host's.
+        if self.host_xsrf_token is not None:
+            if not await host.framework.csrf_valid(self.request_cookies(), self.host_xsrf_token):
+                raise tornado.web.HTTPError(403)
+        elif self.request.method == "GET":
+            self.apply_cookies(await host.framework.csrf_cookies(self.request_cookies()))
 
     def mirror_xsrf_cookie(self) -> None:
         """Set Tornado's _xsrf cookie and a copy named csrf_token, which ihome's JS reads."""
@@ -150,14 +191,19 @@ class BaseHandler(tornado.web.RequestHandler):
         who is asking (it skipped the XSRF check, so the cookie must not count)."""
         if self.bearer_token() is not None:
             return None
-        value = self.get_signed_cookie(SESSION_COOKIE, max_age_days=31)
+        value = self.get_signed_cookie(self.session_cookie, max_age_days=31)
         return value.decode() if value else None
 
     async def signed_in(self) -> Session | None:
-        """Who is asking: by the bearer token when there is one, else by the session cookie."""
+        """Who is asking: by the bearer token when there is one, else by the session cookie
+        (with a host app: by its session, services/hostapp/bridge.py)."""
         token = self.bearer_token()
         if token is not None:
             return await self.tokens.session(token)
+        if self.host is not None:
+            return await self.host.signed_in(
+                self.session_id(), self.request_cookies(), seen_from=self.client_address
+            )
         return await self.sessions.get(self.session_id(), seen_from=self.client_address)
 
 
@@ -183,9 +229,30 @@ class ApiHandler(BaseHandler):
     def check_xsrf_cookie(self) -> None:
         """A request with a bearer token needs no XSRF token: a cross-site form cannot send
         an Authorization header, and a script on another origin only after a CORS preflight
-        that tokens.cors_origins allowed. The cookie is then ignored (session_id)."""
-        if self.bearer_token() is None:
+        that tokens.cors_origins allowed. The cookie is then ignored (session_id).
+
+        With a host app, a token Tornado refuses may be the host's (Flask-WTF's, Django's):
+        prepare() checks it against the host's session or cookie."""
+        if self.bearer_token() is not None:
+            return
+        try:
             super().check_xsrf_cookie()
+        except tornado.web.HTTPError:
+            if self.host is None:
+                raise
+            self.host_xsrf_token = self.submitted_xsrf_token()
+
+    def submitted_xsrf_token(self) -> str:
+        """The CSRF token a request carries, in a header or a form field ("" without one)."""
+        headers = self.request.headers
+        for name in ("X-Xsrftoken", "X-Csrftoken"):
+            if headers.get(name):
+                return headers[name]
+        for field in ("_xsrf", "csrfmiddlewaretoken", "csrf_token"):
+            value = self.get_body_argument(field, None)
+            if value:
+                return value
+        return ""
 
     async def options(self, *args: str) -> None:
         """A CORS preflight: allowed for the origins of tokens.cors_origins, else 403."""
@@ -199,8 +266,8 @@ class ApiHandler(BaseHandler):
         self.errno = Ret.OK.code
         self.finish()
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         if len(self.request.body) > self.config.server.max_body_size:
             raise tornado.web.HTTPError(413)
 
@@ -231,58 +298,12 @@ class ApiHandler(BaseHandler):
         return body
 
     async def log_in(self, user: User, persistent: bool = True) -> dict[str, object]:
-        """Start a session for user, ending the one this browser had (session rotation).
-
-        A session id planted or seen before the login (e.g. on a shared computer) must not
-        become, or stay, a logged-in session. Not persistent: a browser-session cookie
-        (meiduo's login without "remember me"). An API client (bearer token) gets a new token
-        pair instead, returned in the answer's data (its old family may have just ended).
-
-        The data also says `deletion_cancelled` when the login cancelled the user's pending
-        deletion (注销), which the answer should say (LOGIN_CANCELLED_DELETION). The check runs
-        once the session exists (services/accounts/deletion.py: a deletion requested meanwhile
-        ends that session); an account the purge is completing refuses the login and keeps no
-        session.
-        """
-        if self.bearer_token() is not None:
-            cancelled = await self.deletions.after_login(user.user_id)
-            data: dict[str, object] = {"tokens": (await self.tokens.issue(user)).as_dict()}
-            return {**data, "deletion_cancelled": True} if cancelled else data
-        sessions = self.sessions
-        await sessions.delete(self.session_id())
-        session_id = await sessions.create(
-            user,
-            device=device_summary(self.request.headers.get("User-Agent")),
-            address=self.client_address,
-        )
-        try:
-            cancelled = await self.deletions.after_login(user.user_id)
-        except BaseException:
-            await sessions.delete(session_id)
-            raise
-        security = self.config.security
-        self.set_signed_cookie(
-            SESSION_COOKIE,
-            session_id,
-            expires_days=None,
-            max_age=security.session_ttl if persistent else None,
-            httponly=True,
-            samesite="Lax",
-            secure=security.secure_cookies,
-        )
-        return {"deletion_cancelled": True} if cancelled else {}
+        """Start a session for user, ending this browser's (handlers/signin.py)."""
+        return await signin.log_in(self, user, persistent)
 
     async def log_out(self) -> None:
-        """End this browser's session, on the server and in its cookie; with a bearer token,
-        revoke the token's refresh family instead."""
-        token = self.bearer_token()
-        if token is not None:  # the cookie does not count (it skipped XSRF): leave it be
-            claims = self.tokens.verify(token)
-            if claims is not None:
-                await self.tokens.log_out(claims)
-            return
-        await self.sessions.delete(self.session_id())
-        self.clear_cookie(SESSION_COOKIE)
+        """End this browser's session, or revoke a bearer token's family (handlers/signin.py)."""
+        await signin.log_out(self)
 
     async def current_session(self) -> Session:
         """The logged-in session (session cookie or bearer token), or SESSIONERR."""
@@ -339,6 +360,6 @@ class JsonNotFoundHandler(ApiHandler):
 
     route_name = "not_found"  # one metrics label for every unknown URL
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         raise tornado.web.HTTPError(404)

@@ -33,8 +33,8 @@ class ReceiptCallbackHandler(ApiHandler):
     # the connection-level server.max_request_size still bounds it.
     MAX_BODY = 512 * 1024
 
-    def prepare(self) -> None:
-        BaseHandler.prepare(self)  # not ApiHandler's max_body_size: that is for browsers
+    async def prepare(self) -> None:
+        await BaseHandler.prepare(self)  # not ApiHandler's max_body_size: that is for browsers
         if len(self.request.body) > self.MAX_BODY:
             self.answer_error(413, "body too large")
 

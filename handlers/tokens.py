@@ -38,6 +38,7 @@ class IhomeTokensApiHandler(TokenApiHandler):
     async def post(self) -> None:
         """The session login's checks (throttle, CAPTCHA), then a new refresh family."""
         user = await checked_login(self, self.json_body())
+        await self.accounts.admit(user)
         self.reply_tokens(await self.tokens.issue(user))
 
     async def delete(self) -> None:
@@ -64,7 +65,7 @@ class JwksHandler(BaseHandler):
 
     route_name = "jwks"
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         self.application.requests_started()
         self._counted = True  # no XSRF cookie: verifiers are services, not browsers
 
@@ -83,7 +84,7 @@ class ForwardAuthHandler(BaseHandler):
     route_name = "auth_verify"
     quiet_access_line = True  # DEBUG: nginx logs the request this check guards
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         self.application.requests_started()
         self._counted = True  # no XSRF cookie: nginx's subrequest answer goes to no browser
 

@@ -17,6 +17,7 @@ from services.codes.fraud import FraudGuard
 from services.codes.receipts import ReceiptStore
 from services.codes.sms import SmsCodeService
 from services.config import Config
+from services.hostapp.bridge import HostBridge
 from services.meiduo_pages import MeiduoPages
 from services.metrics import Metrics
 from services.ops.console import OpsConsole
@@ -52,3 +53,4 @@ class Services:
     deletions: DeletionService
     password_changes: PasswordChangeService
     devices: DeviceService
+    host: HostBridge | None = None  # the host app's sessions (host_app.kind), if not standalone

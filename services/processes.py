@@ -8,6 +8,7 @@ SIGINT/SIGTERM and restarts a worker that crashed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import tempfile
 from collections.abc import Callable
 
+from services.accounts.mobiles import canonical_mobile
 from services.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
@@ -81,3 +83,22 @@ def supervise(count: int, worker: Callable[[], int]) -> int:
             restarts += 1
             start(slot)
     return 0 if stopping else worst
+
+
+GC_YOUNG_THRESHOLD = 10_000  # net allocations between two young collections (default 700)
+
+
+def settle_garbage_collector() -> None:
+    """Take what the ready process holds out of garbage collection, and collect less often.
+
+    A collection of the oldest generation walks every object the process holds, and with
+    everything loaded (phonenumbers' metadata, the pools, the routes) that stalls the event
+    loop for tens of ms, which every request in flight feels (bench: pauses up to 30-38 ms
+    during a send flood). What exists once the process is ready lives until it stops: frozen,
+    it is never walked again. The youngest generation is collected every GC_YOUNG_THRESHOLD
+    net allocations instead of 700: a request allocates hundreds of short-lived objects.
+    """
+    canonical_mobile("13800138000")  # phonenumbers loads China's metadata now, not mid-request
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

@@ -31,6 +31,7 @@ from server import make_http_server, open_services
 from services.config import Config, load_config
 from services.store import keys
 from tests.cluster_helpers import LocalRedisCluster
+from tests.hostapps.harness import HostApp
 from tests.sandbox_helpers import AliyunSandboxProcess, SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,3 +318,35 @@ def live_server(config, clean_state, tmp_path):
     server = LiveServer(config, tmp_path / "server.log").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def start_host_app(redis_server, mariadb_server, tmp_path):
+    """Starts a tutorial host app as a subprocess: start_host_app(kind, secret_key=None) with
+    kind "ihome", "news" or "meiduo" (tests/hostapps/README.md). Each starts afresh (its Redis
+    db and its database's tables empty) and is stopped after the test."""
+    apps: list[HostApp] = []
+
+    def start(kind: str, secret_key: str | None = None) -> HostApp:
+        log_path = tmp_path / f"host-{kind}-{len(apps)}.log"
+        apps.append(HostApp(kind, redis_server, mariadb_server, log_path, secret_key))
+        return apps[-1].start()
+
+    yield start
+    for app in apps:
+        app.stop()
+
+
+@pytest.fixture
+def ihome_host(start_host_app) -> HostApp:
+    return start_host_app("ihome")
+
+
+@pytest.fixture
+def news_host(start_host_app) -> HostApp:
+    return start_host_app("news")
+
+
+@pytest.fixture
+def meiduo_host(start_host_app) -> HostApp:
+    return start_host_app("meiduo")

@@ -29,6 +29,7 @@ import aiomysql
 from services.accounts.consent import Clock, utc_now
 from services.accounts.sessions import SessionStore
 from services.config import DeletionConfig
+from services.hostapp.tables import IHOME, UserTable
 from services.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,10 @@ class DeletionPurger:
         sessions: SessionStore,
         config: DeletionConfig,
         clock: Clock = utc_now,
+        table: UserTable = IHOME,
     ) -> None:
         self._db = db
+        self._table = table
         self._sessions = sessions
         self._config = config
         self._clock = clock
@@ -115,9 +118,11 @@ class DeletionPurger:
             )
             if cur.rowcount != 1:
                 return 0  # retaken by another run after the lease: it completes it
+            table = self._table
+            cleared = "".join(f", {column} = {value}" for column, value in table.cleared)
             await cur.execute(
-                "UPDATE ih_user_profile SET name = %s, mobile = %s, password_hash = '!',"
-                " real_name = NULL, id_card = NULL, avatar_url = NULL WHERE id = %s",
+                f"UPDATE {table.table} SET {table.name_column} = %s, mobile = %s,"
+                f" {table.password_column} = '!'{cleared} WHERE id = %s",
                 (
                     DELETED_NAME.format(user_id=user_id),
                     DELETED_MOBILE.format(user_id=user_id),

@@ -1,5 +1,11 @@
 """Password hashing: argon2id for new hashes; Werkzeug and Django PBKDF2 hashes still verify.
 
+With a host app (services/hostapp/), new hashes are in a format the host framework verifies
+itself, so its own login and admin accept users created here: Werkzeug's
+`pbkdf2:sha256:<rounds>$salt$hex` for ihome and news, Django's `argon2$argon2id$...` for
+meiduo. A hash the host already verifies is never rewritten on login: for Django, a new
+hash would change the session auth hash and end the user's sessions in the host app.
+
 Hashing costs tens of milliseconds of CPU by design (argon2id: ~0.12 s here), so every call
 runs in the executor, and within a bound: with `accounts.max_hashes_in_flight` hashes in flight
 in this process, a request that would hash is refused at once (Overloaded, HTTP 503 with
@@ -21,12 +27,25 @@ from typing import TypeVar, TypeVarTuple
 
 import argon2
 from passlib.hash import django_pbkdf2_sha256
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from services.codes.admission import Gate
 
-WERKZEUG_PREFIX = "pbkdf2:"  # ihome / news: pbkdf2:sha256:50000$salt$hex
+WERKZEUG_PREFIXES = ("pbkdf2:", "scrypt:")  # ihome / news: pbkdf2:sha256:50000$salt$hex
 DJANGO_PREFIX = "pbkdf2_sha256$"  # meiduo: pbkdf2_sha256$36000$salt$b64
+DJANGO_ARGON2_PREFIX = "argon2$"  # Django's Argon2PasswordHasher: "argon2" + argon2-cffi's hash
+# The hash formats each scheme writes, and the ones it keeps as they are.
+SCHEMES = ("argon2", "werkzeug", "django")
+PASSWORD_SCHEMES = {
+    "standalone": "argon2",
+    "ihome": "werkzeug",
+    "news": "werkzeug",
+    "meiduo": "django",
+}
+KEPT_FORMATS = {
+    "werkzeug": WERKZEUG_PREFIXES,
+    "django": (DJANGO_ARGON2_PREFIX, DJANGO_PREFIX),
+}
 NO_PASSWORD_PREFIX = "!"  # an account without a password (services/accounts/sms_signup.py)
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
@@ -49,9 +68,18 @@ class PasswordHasher:
     """Hashes and verifies passwords off the event loop, at most `gate.limit` requests at a time
     (no bound without a gate)."""
 
-    def __init__(self, executor: Executor, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        gate: Gate | None = None,
+        *,
+        scheme: str = "argon2",
+        werkzeug_iterations: int = 600000,
+    ) -> None:
         self._executor = executor
         self._gate = gate
+        self._scheme = scheme  # one of SCHEMES: which format new hashes take
+        self._werkzeug_method = f"pbkdf2:sha256:{werkzeug_iterations}"
         self._argon2 = argon2.PasswordHasher()  # argon2id, RFC 9106 low-memory profile
         # Checked when the mobile is unknown, so that answer takes as long as a wrong password.
         self._decoy_hash: str | None = None
@@ -77,8 +105,15 @@ class PasswordHasher:
             yield Place()
 
     async def hash(self, place: Place, password: str) -> str:
-        """A new argon2id hash of password."""
-        return await self.run(place, self._argon2.hash, password)
+        """A new hash of password in this scheme's format."""
+        return await self.run(place, self._new_hash, password)
+
+    def _new_hash(self, password: str) -> str:
+        if self._scheme == "werkzeug":
+            return generate_password_hash(password, method=self._werkzeug_method)
+        if self._scheme == "django":
+            return "argon2" + self._argon2.hash(password)  # Django's own argon2 format
+        return self._argon2.hash(password)
 
     async def verify(self, place: Place, stored_hash: str | None, password: str) -> Verdict:
         """Check password against a stored hash of any supported format (or a decoy if None,
@@ -95,18 +130,31 @@ class PasswordHasher:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _check(self, stored_hash: str, password: str) -> Verdict:
-        if stored_hash.startswith("$argon2"):
+        ok, outdated = self._matches(stored_hash, password)
+        kept = KEPT_FORMATS.get(self._scheme)
+        if kept is not None:  # a host app's: rewrite only what the host cannot verify
+            return Verdict(ok=ok, needs_rehash=ok and not stored_hash.startswith(kept))
+        return Verdict(ok=ok, needs_rehash=ok and outdated)
+
+    def _matches(self, stored_hash: str, password: str) -> tuple[bool, bool]:
+        """(the password matches, the hash is not a current argon2id one)."""
+        argon2_hash = stored_hash
+        if stored_hash.startswith(DJANGO_ARGON2_PREFIX):
+            argon2_hash = stored_hash[len("argon2") :]
+        if argon2_hash.startswith("$argon2"):
             try:
-                self._argon2.verify(stored_hash, password)
+                self._argon2.verify(argon2_hash, password)
             except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
-                return Verdict(ok=False)
-            return Verdict(ok=True, needs_rehash=self._argon2.check_needs_rehash(stored_hash))
-        if stored_hash.startswith(WERKZEUG_PREFIX):
-            return Verdict(ok=check_password_hash(stored_hash, password), needs_rehash=True)
+                return False, False
+            return True, argon2_hash != stored_hash or self._argon2.check_needs_rehash(argon2_hash)
+        if stored_hash.startswith(WERKZEUG_PREFIXES):
+            try:
+                return check_password_hash(stored_hash, password), True
+            except ValueError:  # malformed hash in the table
+                return False, True
         if stored_hash.startswith(DJANGO_PREFIX):
             try:
-                ok = django_pbkdf2_sha256.verify(password, stored_hash)
+                return django_pbkdf2_sha256.verify(password, stored_hash), True
             except ValueError:  # malformed hash in the table
-                return Verdict(ok=False)
-            return Verdict(ok=ok, needs_rehash=True)
-        return Verdict(ok=False)
+                return False, True
+        return False, False

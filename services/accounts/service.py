@@ -227,6 +227,14 @@ class AccountService:
             raise
         return user
 
+    async def admit(self, user: User) -> None:
+        """Before any login starts a session: an account its host app deactivated (Django's
+        is_active) is refused as the host's own login refuses it; else the login is noted
+        where the host's login notes it (last_login). Nothing to do when standalone."""
+        if not await self._users.can_log_in(user):
+            raise ServiceError(Ret.USERERR, "用户不存在或未激活")
+        await self._users.note_login(user)
+
     async def change_password(self, user_id: int, password: object) -> None:
         """Set a new password and end every session of the user (change or reset).
 

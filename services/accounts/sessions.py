@@ -17,6 +17,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import NotRequired, TypedDict
 
 from services.accounts.users import User
@@ -35,6 +36,11 @@ class Session(TypedDict):
     address: NotRequired[str]  # the client address it was last used from
     created: NotRequired[int]  # Unix s
     seen: NotRequired[int]  # Unix s, last use (noted at most once per SEEN_EVERY)
+    host: NotRequired[str]  # with a host app: the digest of its session (services/hostapp/)
+
+
+# Ends a user's host-app sessions but the one with the given digest (HostBridge.end_user).
+HostSweep = Callable[[int, str | None], Awaitable[int]]
 
 
 SEEN_EVERY = 60  # seconds: a session's last use is written at most this often
@@ -76,10 +82,13 @@ class SessionStore:
         self._list = redis_scripts.register(redis, "session_list")
         self._touch = redis_scripts.register(redis, "session_touch")
         self.clock = time.time  # tests move it
+        self.host_sweep: HostSweep | None = None  # set by a host app's bridge
 
-    async def create(self, user: User, *, device: str = "", address: str = "") -> str:
+    async def create(
+        self, user: User, *, device: str = "", address: str = "", host: str = ""
+    ) -> str:
         """Start a session for user and return its id (the cookie value); `device` and
-        `address` say where (for the device list)."""
+        `address` say where (for the device list); `host`: its host-app session's digest."""
         session_id = f"{user.user_id}.{secrets.token_urlsafe(32)}"
         digest = _digest(session_id)
         now = int(self.clock())
@@ -92,6 +101,8 @@ class SessionStore:
             created=now,
             seen=now,
         )
+        if host:
+            data["host"] = host
         await self._create(
             keys=[keys.session_key(user.user_id, digest), keys.session_index_key(user.user_id)],
             args=[json.dumps(data), self._ttl, digest],
@@ -139,12 +150,20 @@ class SessionStore:
         )
 
     async def end_others(self, user_id: int, keep: str) -> int:
-        """End every session of the user but the one with digest `keep`; returns how many."""
-        return int(
+        """End every session of the user but the one with digest `keep` (and the host-app
+        sessions but its own); returns how many of ours."""
+        kept_host = None
+        if self.host_sweep is not None:
+            raw = await self._redis.get(keys.session_key(user_id, keep))
+            kept_host = json.loads(raw).get("host") if raw else None
+        ended = int(
             await self._end_others(
                 keys=[keys.session_index_key(user_id)], args=[keys.session_key(user_id, ""), keep]
             )
         )
+        if self.host_sweep is not None:
+            await self.host_sweep(user_id, kept_host)
+        return ended
 
     async def delete(self, session_id: str | None) -> None:
         """End one session (logout, or the one a new login replaces)."""
@@ -162,4 +181,7 @@ class SessionStore:
         change (services/accounts/credentials.py), and by account deletion."""
         index_keys = [keys.session_index_key(user_id), keys.token_family_index_key(user_id)]
         prefixes = [keys.session_key(user_id, ""), keys.token_family_key(user_id, "")]
-        return int(await self._end_all(keys=index_keys, args=prefixes))
+        ended = int(await self._end_all(keys=index_keys, args=prefixes))
+        if self.host_sweep is not None:
+            await self.host_sweep(user_id, None)  # and in the host app
+        return ended

@@ -1,4 +1,5 @@
-"""The user table (ih_user_profile): the queries the flows need, nothing else."""
+"""The user table (ih_user_profile, or the host app's: services/hostapp/tables.py): the
+queries the flows need, nothing else."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pymysql
 
 from services.accounts.consent import Consent, record_in
 from services.errors import Ret, ServiceError
+from services.hostapp.tables import IHOME, UserTable
 from services.store.db import Database
 from services.store.db_conflicts import WriteOutcomeUnknown
 
 DUPLICATE_ENTRY = 1062
 # Inserts sent again after the connection broke mid-INSERT and the row was not found.
 RETRIES_AFTER_UNKNOWN_OUTCOME = 1
-USER_COLUMNS = "id, name, mobile, password_hash, avatar_url, create_time"
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,46 @@ class User:
 
 
 class UserRepository:
-    """Reads and writes ih_user_profile."""
+    """Reads and writes the user table (`table`: ours, or the host app's)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, table: UserTable = IHOME) -> None:
         self._db = db
+        self.table = table
+        self._select = f"SELECT {table.select_list()} FROM {table.table}"
+        columns = [table.name_column, "mobile", table.password_column]
+        columns += [column for column, _ in table.defaults]
+        values = ["%s", "%s", "%s"] + [value for _, value in table.defaults]
+        self._insert_sql = (
+            f"INSERT INTO {table.table} ({', '.join(columns)}) VALUES ({', '.join(values)})"
+        )
 
     async def mobile_exists(self, mobile: str) -> bool:
         """True if a user is registered with this mobile."""
         row = await self._db.fetch_one(
-            "SELECT 1 FROM ih_user_profile WHERE mobile = %s LIMIT 1", (mobile,)
+            f"SELECT 1 FROM {self.table.table} WHERE mobile = %s LIMIT 1", (mobile,)
         )
         return row is not None
+
+    async def can_log_in(self, user: User) -> bool:
+        """False for an account its host app deactivated (Django's is_active = 0), which
+        Django's own login refuses too."""
+        if self.table.active_column is None:
+            return True
+        row = await self._db.fetch_one(
+            f"SELECT {self.table.active_column} FROM {self.table.table} WHERE id = %s",
+            (user.user_id,),
+        )
+        return row is not None and bool(row[0])
+
+    async def note_login(self, user: User) -> None:
+        """Record the login where the host app's own login does (last_login), if it does."""
+        if self.table.last_login_column is not None:
+            await self._db.execute(
+                f"UPDATE {self.table.table} SET {self.table.last_login_column} = {self.table.now}"
+                " WHERE id = %s",
+                (user.user_id,),
+                idempotent=True,
+            )
 
     async def create(
         self, name: str, mobile: str, password_hash: str, *, consent: Consent | None = None
@@ -79,7 +109,7 @@ class UserRepository:
                 if existing is not None:
                     # Our own earlier attempt may have committed before its connection broke.
                     return self._ours_or_taken(existing, password_hash)
-                if "uq_ih_user_profile_name" in str(exc.args[-1]) and name != mobile:
+                if name != mobile and await self.by_name(name) is not None:
                     raise ServiceError(Ret.DATAEXIST, "用户名已存在", field="username") from None
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile") from None
             user = await self.by_mobile(mobile)
@@ -92,7 +122,7 @@ class UserRepository:
     ) -> None:
         """The user's row and, if given, its consent: one transaction, all or nothing."""
 
-        sql = "INSERT INTO ih_user_profile (name, mobile, password_hash) VALUES (%s, %s, %s)"
+        sql = self._insert_sql
         if consent is None:  # one autocommit statement: a round trip, not three
             await self._db.execute(sql, (name, mobile, password_hash))
             return
@@ -137,7 +167,8 @@ class UserRepository:
         try:
             await self._db.execute(
                 # WHERE mobile = old: of two concurrent changes of one user only one applies.
-                "UPDATE ih_user_profile SET mobile = %s, name = %s WHERE id = %s AND mobile = %s",
+                f"UPDATE {self.table.table} SET mobile = %s, {self.table.name_column} = %s"
+                " WHERE id = %s AND mobile = %s",
                 (new_mobile, name, user.user_id, user.mobile),
                 # Applied twice (a retry on another Galera node) the second run matches no
                 # row and changes nothing; move_to_mobile then reads the result.
@@ -145,41 +176,37 @@ class UserRepository:
             )
         except pymysql.err.IntegrityError as exc:
             if exc.args and exc.args[0] == DUPLICATE_ENTRY:
-                if "uq_ih_user_profile_name" in str(exc.args[-1]):
+                if await self.by_mobile(new_mobile) is None:  # then the new name was taken
                     raise ServiceError(Ret.DATAEXIST, "用户名已存在", field="username") from None
                 raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile") from None
             raise
 
     async def by_mobile(self, mobile: str) -> User | None:
-        row = await self._db.fetch_one(
-            f"SELECT {USER_COLUMNS} FROM ih_user_profile WHERE mobile = %s", (mobile,)
-        )
+        row = await self._db.fetch_one(f"{self._select} WHERE mobile = %s", (mobile,))
         return User(*row) if row else None
 
     async def by_name(self, name: str) -> User | None:
         row = await self._db.fetch_one(
-            f"SELECT {USER_COLUMNS} FROM ih_user_profile WHERE name = %s", (name,)
+            f"{self._select} WHERE {self.table.name_column} = %s", (name,)
         )
         return User(*row) if row else None
 
     async def count(self, *, mobile: str | None = None, name: str | None = None) -> int:
         """Users with this mobile or this name (0 or 1: both are unique)."""
-        column, value = ("mobile", mobile) if mobile is not None else ("name", name)
+        column, value = ("mobile", mobile) if mobile is not None else (self.table.name_column, name)
         row = await self._db.fetch_one(
-            f"SELECT COUNT(*) FROM ih_user_profile WHERE {column} = %s", (value,)
+            f"SELECT COUNT(*) FROM {self.table.table} WHERE {column} = %s", (value,)
         )
         return int(row[0]) if row else 0
 
     async def by_id(self, user_id: int) -> User | None:
-        row = await self._db.fetch_one(
-            f"SELECT {USER_COLUMNS} FROM ih_user_profile WHERE id = %s", (user_id,)
-        )
+        row = await self._db.fetch_one(f"{self._select} WHERE id = %s", (user_id,))
         return User(*row) if row else None
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
         # Setting a value twice changes nothing: safe to repeat on another node.
         await self._db.execute(
-            "UPDATE ih_user_profile SET password_hash = %s WHERE id = %s",
+            f"UPDATE {self.table.table} SET {self.table.password_column} = %s WHERE id = %s",
             (password_hash, user_id),
             idempotent=True,
         )
@@ -190,11 +217,13 @@ class UserRepository:
         matches no row but leaves the same result, and the new hash's random salt means no
         other request stored that value."""
         await self._db.execute(
-            "UPDATE ih_user_profile SET password_hash = %s WHERE id = %s AND password_hash = %s",
+            f"UPDATE {self.table.table} SET {self.table.password_column} = %s"
+            f" WHERE id = %s AND {self.table.password_column} = %s",
             (new_hash, user_id, old_hash),
             idempotent=True,
         )
         row = await self._db.fetch_one(
-            "SELECT password_hash FROM ih_user_profile WHERE id = %s", (user_id,)
+            f"SELECT {self.table.password_column} FROM {self.table.table} WHERE id = %s",
+            (user_id,),
         )
         return row is not None and row[0] == new_hash

@@ -71,6 +71,11 @@ def _between_settings(config: Config) -> Iterator[tuple[str, str]]:
             yield "redis.cluster_nodes", f": {exc}"
     if config.fraud.window < config.fraud.buckets:
         yield "fraud.window", "must be at least 'fraud.buckets' seconds"
+    host = config.host_app
+    if not host.standalone:
+        for name in ("redis_url", "secret_key"):
+            if not getattr(host, name):
+                yield f"host_app.{name}", f"must be set when 'host_app.kind' is {host.kind}"
     if config.mysql.pool_min > config.mysql.pool_max:
         yield "mysql.pool_min", "must not exceed 'mysql.pool_max'"
     if config.limits.audio_captcha_cost > config.limits.captcha_per_ip_minute:

@@ -275,6 +275,33 @@ class TokensConfig:
 
 
 @dataclass(frozen=True)
+class HostAppConfig:
+    """The tutorial app this server is a drop-in for (docs/INTEGRATION.md, "Host apps"):
+    its user table, its password hash format, its framework's sessions and CSRF tokens."""
+
+    kind: str = setting("standalone", one_of("standalone", "ihome", "meiduo", "news"))
+    redis_url: str = ""  # the host app's session Redis (checked unless standalone)
+    secret_key: str = ""  # the host app's SECRET_KEY (checked unless standalone)
+    serialization: str = setting("pickle", one_of("pickle", "msgpack", "json"))
+    session_lifetime: int = setting(86400, positive)
+    permanent_session: bool = True
+    use_signer: bool = True
+    session_key_prefix: str = "session:"
+    django_auth_backend: str = setting("users.utils.UsernameMobileAuthBackend", non_empty)
+    django_hash_algorithm: str = setting("sha256", one_of("sha256", "sha1"))
+    werkzeug_iterations: int = setting(600000, at_least(50000, "50000 or more"))
+
+    @property
+    def standalone(self) -> bool:
+        return self.kind == "standalone"
+
+    @property
+    def flask(self) -> bool:
+        """ihome and news: Flask, Flask-Session, Flask-WTF, Werkzeug hashes."""
+        return self.kind in ("ihome", "news")
+
+
+@dataclass(frozen=True)
 class BrandConfig:
     """Who the pages say they are (docs/CONFIGURATION.md, "brand")."""
 
@@ -335,6 +362,7 @@ class Config:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
+    host_app: HostAppConfig = field(default_factory=HostAppConfig)
     costs: CostsConfig = field(default_factory=CostsConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

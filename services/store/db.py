@@ -104,6 +104,15 @@ class Database:
 
         return await self._on_a_node(first_row, repeatable=True)
 
+    async def fetch_all(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
+        """Run a read query and return all its rows (reads are repeated on another node)."""
+
+        async def all_rows(cur: aiomysql.Cursor) -> list[Row]:
+            await cur.execute(sql, args)
+            return list(await cur.fetchall())
+
+        return await self._on_a_node(all_rows, repeatable=True)
+
     async def execute(
         self, sql: str, args: Sequence[object] = (), *, idempotent: bool = False
     ) -> int:
