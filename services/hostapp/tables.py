@@ -128,9 +128,7 @@ async def fitted_table(db: Database, table: UserTable) -> UserTable:
     return dataclasses.replace(
         table,
         avatar_column=table.avatar_column if table.avatar_column in columns else None,
-        last_login_column=table.last_login_column
-        if table.last_login_column in columns
-        else None,
+        last_login_column=table.last_login_column if table.last_login_column in columns else None,
         active_column=table.active_column if table.active_column in columns else None,
         defaults=tuple((c, v) for c, v in table.defaults if c in columns),
         cleared=tuple((c, v) for c, v in table.cleared if c in columns),
