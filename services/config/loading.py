@@ -59,8 +59,10 @@ def _apply_environment(raw: dict[str, object], environ: Mapping[str, str]) -> No
         if key in sections and not dataclasses.is_dataclass(sections[key].type):
             raw[key] = value
             continue
-        section, _, setting = key.partition("_")
-        if section not in sections or not setting:
+        # The longest section the name starts with: `host_app` holds an underscore itself.
+        section = max((s for s in sections if key.startswith(s + "_")), key=len, default="")
+        setting = key[len(section) + 1 :]
+        if not section or not setting:
             raise ConfigError(f"unknown environment setting {name}")
         target = raw.setdefault(section, {})
         if not isinstance(target, dict):

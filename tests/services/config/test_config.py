@@ -131,3 +131,14 @@ def test_environment_overrides_the_file_with_yaml_scalars(tmp_path):
 def test_missing_file_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "absent.yml", environ={})
+
+
+def test_a_section_whose_name_holds_an_underscore_is_set_from_the_environment():
+    environ = {"SMSREG_HOST_APP_KIND": "news", "SMSREG_HOST_APP_SECRET_KEY": "k" * 40}
+    environ["SMSREG_HOST_APP_REDIS_URL"] = "redis://127.0.0.1:6379/3"
+    config = load_config(SHIPPED, environ=environ)
+    assert (config.host_app.kind, config.host_app.secret_key) == ("news", "k" * 40)
+    with pytest.raises(
+        ConfigError, match="'host_app.redis_url' must be set when 'host_app.kind' is ihome"
+    ):
+        load_config(SHIPPED, environ={"SMSREG_HOST_APP_KIND": "ihome"})
