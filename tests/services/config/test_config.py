@@ -139,6 +139,6 @@ def test_a_section_whose_name_holds_an_underscore_is_set_from_the_environment():
     config = load_config(SHIPPED, environ=environ)
     assert (config.host_app.kind, config.host_app.secret_key) == ("news", "k" * 40)
     with pytest.raises(
-        ConfigError, match="'host_app.redis_url' must be set when 'host_app.kind' is ihome"
+        ConfigError, match=r"'host_app\.redis_url' must be set when 'host_app\.kind' is ihome"
     ):
         load_config(SHIPPED, environ={"SMSREG_HOST_APP_KIND": "ihome"})
