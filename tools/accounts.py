@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import sys
 
@@ -19,7 +20,9 @@ from server import DEFAULT_CONFIG
 from services.accounts.consent import Clock, utc_now
 from services.accounts.deletion_purge import DeletionPurger
 from services.accounts.sessions import SessionStore
+from services.accounts.users import UserRepository
 from services.config import ConfigError, load_config
+from services.hostapp import setup as hostapp
 from services.store.db import SCHEMA_PATH, Database
 from services.store.redisclient import redis_client
 
@@ -52,29 +55,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    redis = redis_client(config)
-    db = await Database.connect(config.mysql)
-    try:
-        await db.apply_schema(SCHEMA_PATH.read_text(encoding="utf-8"))  # as the server does
+    async with contextlib.AsyncExitStack() as stack:
+        redis = redis_client(config)
+        stack.push_async_callback(redis.aclose)
+        db = await Database.connect(config.mysql)
+        stack.push_async_callback(db.close)
+        # As the server does: our tables, the host app's user table and its sessions.
+        await db.apply_schema(hostapp.schema_for(config, SCHEMA_PATH.read_text(encoding="utf-8")))
+        table = await hostapp.user_table(config, db)
+        sessions = SessionStore(redis, config.security.session_ttl)
+        await hostapp.open_host_bridge(config, UserRepository(db, table), sessions, stack)
         purger = DeletionPurger(
             db,
-            SessionStore(redis, config.security.session_ttl),
+            sessions,
             config.deletion,
             clock=fixed_clock(args.now) if args.now is not None else utc_now,
+            table=table,
         )
         report = await purger.purge()
         print(f"purged {report.completed} account(s)")
         return 0
-    finally:
-        await db.close()
-        await redis.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return asyncio.run(run(args))
-    except ConfigError as exc:
+    except (ConfigError, hostapp.HostTableError) as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
 
