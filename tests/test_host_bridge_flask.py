@@ -162,3 +162,22 @@ def test_a_login_here_racing_a_logout_in_the_host_app_leaves_no_half_session(
             browser.keep_cookies_of(host.logout(in_flight))  # its Set-Cookie wins
         ours, theirs = browser.logged_in_as(), browser.host_sees()
         assert (ours is None) == (theirs is None), (logout_answers_last, ours, theirs)
+
+
+def test_the_tutorial_eras_pickled_records_and_todays_msgpack_both_work(
+    config, clean_state, host, sandbox, fresh_mobile, tmp_path
+):
+    """host_app.serialization pickle, as Flask-Session 0.3 stores sessions: today's
+    Flask-Session still reads the pickles we write, and we read the msgpack it writes back."""
+    with our_server(config, host, tmp_path, SMSREG_HOST_APP_SERIALIZATION="pickle") as ours:
+        browser = Browser(host, ours, config, sandbox)
+        mobile = fresh_mobile()
+        assert browser.register(mobile)["errno"] == "0"
+        key = host.session_store_key(browser.cookie("session"))
+        with host.redis() as redis:
+            assert redis.get(key).startswith(b"\x80\x02")  # a pickle, protocol 2
+        assert browser.host_sees()["mobile"] == mobile
+        assert browser.logged_in_as() == mobile
+        host.logout(browser.http)
+        assert host.login(browser.http, mobile, PASSWORD).ok  # the host writes msgpack now
+        assert browser.logged_in_as() == mobile

@@ -24,14 +24,14 @@ MAX_DEPTH = 16
 def _latin1_bytes(text: str, encoding: str) -> bytes:
     """How pickle protocols 0-2 spell bytes (`_codecs.encode(text, "latin1")`), nothing else."""
     if not isinstance(text, str) or encoding != "latin1":
-        raise NotPlainData("the record calls _codecs.encode")
+        raise NotObjects("the record calls _codecs.encode")
     return text.encode("latin1")
 
 
 def _empty_bytes(*args: object) -> bytes:
     """Protocol 2's spelling of b"" (`bytes()`); bytes(n) would allocate n bytes."""
     if args:
-        raise NotPlainData("the record calls bytes with arguments")
+        raise NotObjects("the record calls bytes with arguments")
     return b""
 
 
@@ -51,11 +51,15 @@ class NotPlainData(ValueError):
     """A host record that is not plain data, or not a dict of it."""
 
 
+class NotObjects(NotPlainData):
+    """A record that names or holds objects: refused, never made."""
+
+
 class _PlainUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in PLAIN_GLOBALS:
             return PLAIN_GLOBALS[module, name]
-        raise NotPlainData(f"the record names {module}.{name}")
+        raise NotObjects(f"the record names {module}.{name}")
 
 
 def _check_plain(value: object, depth: int = 0) -> None:
@@ -73,15 +77,34 @@ def _check_plain(value: object, depth: int = 0) -> None:
         for item in value:
             _check_plain(item, depth + 1)
         return
-    raise NotPlainData(f"the record holds a {type(value).__name__}")
+    raise NotObjects(f"the record holds a {type(value).__name__}")
+
+
+SERIALIZATIONS = ("pickle", "msgpack", "json")
 
 
 def decode(raw: bytes | str, serialization: str) -> dict[str, Any]:
-    """A host record as a dict of plain data, or NotPlainData."""
+    """A host record as a dict of plain data, or NotPlainData. Read in `serialization` first,
+    then in the others, as Flask-Session 0.7+ reads its own: a store moved from one
+    serialisation to another holds records of both while the old ones live."""
     if isinstance(raw, str):  # a client that decodes replies; ours does not
         raw = raw.encode()
     if len(raw) > MAX_RECORD_BYTES:
         raise NotPlainData("the record is too large")
+    others = [s for s in SERIALIZATIONS if s != serialization]
+    first: NotPlainData | None = None
+    for each in (serialization, *others):
+        try:
+            return _decode_as(raw, each)
+        except NotObjects:
+            raise  # it reads, and names or holds objects: refused, whatever else it reads as
+        except NotPlainData as exc:
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def _decode_as(raw: bytes, serialization: str) -> dict[str, Any]:
     try:
         if serialization == "pickle":
             value = _PlainUnpickler(io.BytesIO(raw)).load()

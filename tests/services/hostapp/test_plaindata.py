@@ -78,3 +78,21 @@ def test_a_record_cannot_make_the_loader_allocate_gigabytes():
     with pytest.raises(plaindata.NotPlainData):
         plaindata.decode(raw, "pickle")
     assert plaindata.decode(pickle.dumps({"a": b""}, protocol=2), "pickle") == {"a": b""}
+
+
+@pytest.mark.parametrize("configured", ["pickle", "msgpack", "json"])
+@pytest.mark.parametrize("written", ["pickle", "msgpack", "json"])
+def test_a_record_written_in_another_serialisation_still_reads(configured, written):
+    """Flask-Session 0.7+ writes msgpack and still reads the pickles of 0.3: a store in
+    transition holds both, and so may a host whose setting we were not told exactly."""
+    raw = plaindata.encode(FLASK_SESSION, written)
+    assert plaindata.decode(raw, configured) == FLASK_SESSION
+
+
+def test_an_object_is_refused_whatever_serialisation_is_configured(tmp_path):
+    marker = tmp_path / "ran"
+    raw = pickle.dumps({"x": RunsCode(marker)})
+    for configured in ("msgpack", "json"):
+        with pytest.raises(plaindata.NotPlainData, match="names"):
+            plaindata.decode(raw, configured)
+    assert not marker.exists()
