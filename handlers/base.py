@@ -169,7 +169,11 @@ class BaseHandler(tornado.web.RequestHandler):
             if not await host.framework.csrf_valid(self.request_cookies(), self.host_xsrf_token):
                 raise tornado.web.HTTPError(403)
         elif self.request.method == "GET":
-            self.apply_cookies(await host.framework.csrf_cookies(self.request_cookies()))
+            cookies = await host.framework.csrf_cookies(self.request_cookies())
+            if cookies is None:  # no host session to hold the host's token yet: ours
+                self.mirror_xsrf_cookie()
+            else:
+                self.apply_cookies(cookies)
 
     def mirror_xsrf_cookie(self) -> None:
         """Set Tornado's _xsrf cookie and a copy named csrf_token, which ihome's JS reads."""

@@ -181,3 +181,15 @@ def test_the_tutorial_eras_pickled_records_and_todays_msgpack_both_work(
         host.logout(browser.http)
         assert host.login(browser.http, mobile, PASSWORD).ok  # the host writes msgpack now
         assert browser.logged_in_as() == mobile
+
+
+def test_anonymous_visitors_store_nothing_in_the_host_apps_redis(browser, host):
+    """A session per anonymous GET (to hold the host's CSRF token) would let a flood of them
+    fill the host's Redis: until the host app or a login makes one, our token is stateless."""
+    for path in ("/", "/register.html", "/api/v1.0/session", "/api/v1.0/image_codes/x1"):
+        for _ in range(3):
+            browser.http.cookies.clear()
+            assert browser.get(path).status_code in (200, 404)
+    with host.redis() as redis:
+        assert redis.dbsize() == 0
+    assert browser.cookie("csrf_token")  # ours: our pages' forms still post

@@ -79,7 +79,8 @@ class HostBridge:
         old_key = framework.key_of(cookies)
         kept = await framework.load(old_key) or {}
         key, cookie_value = framework.new_key()
-        await framework.store(key, framework.login_record(user, kept, persistent))
+        record = framework.login_record(user, kept, persistent)
+        await framework.store(key, record)
         if old_key is not None:
             await framework.redis.delete(old_key)  # rotated: a planted sid never logs in
         await self._sessions.delete(session_id)
@@ -90,7 +91,7 @@ class HostBridge:
         except BaseException:
             await framework.redis.delete(key)
             raise
-        return new_id, framework.login_cookies(cookie_value, user, persistent)
+        return new_id, framework.login_cookies(cookie_value, user, record, persistent)
 
     async def log_out(self, session_id: str | None, cookies: Cookies) -> list[CookieOut]:
         """End this browser's session, ours and the host's (as the host's logout would);

@@ -92,7 +92,9 @@ class DjangoHost(HostFramework):
         value = "".join(secrets.choice(KEY_CHARS) for _ in range(KEY_LENGTH))
         return self._prefix + value, value
 
-    def login_cookies(self, cookie_value: str, user: User, persistent: bool) -> list[CookieOut]:
+    def login_cookies(
+        self, cookie_value: str, user: User, record: dict[str, Any], persistent: bool
+    ) -> list[CookieOut]:
         lifetime = self.config.session_lifetime if persistent else None
         return [
             CookieOut(self.session_cookie, cookie_value, lifetime),
@@ -114,7 +116,7 @@ class DjangoHost(HostFramework):
 
     # --- CSRF ----------------------------------------------------------------------------
 
-    async def csrf_cookies(self, cookies: Cookies) -> list[CookieOut]:
+    async def csrf_cookies(self, cookies: Cookies) -> list[CookieOut] | None:
         if csrf_secret(cookies.get(self.csrf_cookie, "")) is not None:
             return []
         secret = "".join(secrets.choice(CSRF_CHARS) for _ in range(CSRF_SECRET_LENGTH))

@@ -76,7 +76,11 @@ class FlaskHost(HostFramework):
         )
 
     def login_record(self, user: User, kept: dict[str, Any], persistent: bool) -> dict[str, Any]:
+        if user_id_in(kept.get("user_id")) not in (None, user.user_id):
+            kept = {CSRF_FIELD: kept.get(CSRF_FIELD)}  # another user's: nothing else of it
         record = {k: v for k, v in kept.items() if k not in self._identity_keys}
+        if not isinstance(record.get(CSRF_FIELD), str):
+            record[CSRF_FIELD] = new_raw_token()  # the host's forms need one from now on
         record["_permanent"] = self.config.permanent_session and persistent
         record["user_id"] = user.user_id
         record["mobile"] = user.mobile
@@ -88,10 +92,16 @@ class FlaskHost(HostFramework):
         value = self._signer.sign(sid).decode() if self.config.use_signer else sid
         return self.config.session_key_prefix + sid, value
 
-    def login_cookies(self, cookie_value: str, user: User, persistent: bool) -> list[CookieOut]:
+    def login_cookies(
+        self, cookie_value: str, user: User, record: dict[str, Any], persistent: bool
+    ) -> list[CookieOut]:
         permanent = self.config.permanent_session and persistent
         lifetime = self.config.session_lifetime if permanent else None
-        return [CookieOut(self.session_cookie, cookie_value, lifetime)]
+        token = self._csrf.dumps(record[CSRF_FIELD])
+        return [
+            CookieOut(self.session_cookie, cookie_value, lifetime),
+            CookieOut(self.csrf_cookie, token, None, httponly=False),
+        ]
 
     def logged_out(self, record: dict[str, Any]) -> dict[str, Any]:
         # As ihome's logout: everything but the CSRF token goes (news pops its keys).
@@ -110,23 +120,21 @@ class FlaskHost(HostFramework):
 
     # --- CSRF ----------------------------------------------------------------------------
 
-    async def csrf_cookies(self, cookies: Cookies) -> list[CookieOut]:
-        token = cookies.get(self.csrf_cookie)
+    async def csrf_cookies(self, cookies: Cookies) -> list[CookieOut] | None:
+        # Only a browser with a host session gets the host's token: making a session for
+        # each anonymous GET would let a flood of them fill the host's Redis.
         key = self.key_of(cookies)
         record = await self.load(key) if key else None
-        raw = record.get(CSRF_FIELD) if record else None
+        if key is None or record is None:
+            return None
+        raw = record.get(CSRF_FIELD)
+        token = cookies.get(self.csrf_cookie)
         if token and isinstance(raw, str) and self._token_matches(token, raw, CSRF_RENEW_AFTER):
             return []
-        out = []
-        if key is None or record is None:  # a new session for the token, as Flask-WTF makes
-            key, value = self.new_key()
-            record = {"_permanent": self.config.permanent_session}
-            out.append(CookieOut(self.session_cookie, value, self._lifetime()))
         if not isinstance(raw, str):
-            raw = hashlib.sha1(os.urandom(64)).hexdigest()  # as Flask-WTF's generate_csrf
+            raw = new_raw_token()
             await self.store(key, {**record, CSRF_FIELD: raw})
-        out.append(CookieOut(self.csrf_cookie, self._csrf.dumps(raw), None, httponly=False))
-        return out
+        return [CookieOut(self.csrf_cookie, self._csrf.dumps(raw), None, httponly=False)]
 
     async def csrf_valid(self, cookies: Cookies, token: str) -> bool:
         record = await self.load(self.key_of(cookies))
@@ -140,8 +148,10 @@ class FlaskHost(HostFramework):
             return False
         return isinstance(signed, str) and hmac.compare_digest(signed, raw)
 
-    def _lifetime(self) -> int | None:
-        return self.config.session_lifetime if self.config.permanent_session else None
+
+def new_raw_token() -> str:
+    """A raw CSRF token as Flask-WTF's generate_csrf makes one."""
+    return hashlib.sha1(os.urandom(64)).hexdigest()
 
 
 def user_id_in(value: object) -> int | None:

@@ -69,8 +69,11 @@ class HostFramework(abc.ABC):
         """(Redis key, cookie value) of a new session."""
 
     @abc.abstractmethod
-    def login_cookies(self, cookie_value: str, user: User, persistent: bool) -> list[CookieOut]:
-        """The cookies a login through us sets, as the host's own login would."""
+    def login_cookies(
+        self, cookie_value: str, user: User, record: dict[str, Any], persistent: bool
+    ) -> list[CookieOut]:
+        """The cookies a login through us sets (record: the session it wrote), as the host's
+        own login would."""
 
     @abc.abstractmethod
     def logged_out(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +95,10 @@ class HostFramework(abc.ABC):
     # --- CSRF ----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def csrf_cookies(self, cookies: Cookies) -> list[CookieOut]:
-        """The cookies a page answer sets so the host's CSRF token is there (none if it is)."""
+    async def csrf_cookies(self, cookies: Cookies) -> list[CookieOut] | None:
+        """The cookies an answer to a GET sets so the host's CSRF token is there (none if it
+        is); None if the host's token cannot be had without storing a session for it (the
+        caller hands out our own, stateless token instead)."""
 
     @abc.abstractmethod
     async def csrf_valid(self, cookies: Cookies, token: str) -> bool:
