@@ -158,7 +158,7 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
             password_changes=PasswordChangeService(
                 users, accounts.hasher, reauth, sessions, config.accounts
             ),
-            devices=DeviceService(sessions),
+            devices=DeviceService(sessions, tokens),
             host=host,
         )
 

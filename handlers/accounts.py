@@ -183,16 +183,17 @@ class IhomePasswordChangeApiHandler(ApiHandler):
 
 
 class IhomeDevicesApiHandler(ApiHandler):
-    """GET /api/v1.0/user/sessions (the account's sessions) and DELETE (all but this one)."""
+    """GET /api/v1.0/user/sessions (the account's sessions) and DELETE (every login but this
+    one: sessions and API clients' refresh-token families). Cookie or bearer token."""
 
     route_name = "user_sessions"
 
     async def get(self) -> None:
-        devices = await self.devices.devices(self.session_id())
+        devices = await self.devices.devices(self.session_id(), self.bearer_token())
         self.reply("OK", {"sessions": [device.as_dict() for device in devices]})
 
     async def delete(self) -> None:
-        ended = await self.devices.end_others(self.session_id())
+        ended = await self.devices.end_others(self.session_id(), self.bearer_token())
         self.reply("其他设备已退出", {"ended": ended})
 
 
@@ -202,7 +203,7 @@ class IhomeDeviceApiHandler(ApiHandler):
     route_name = "user_session"
 
     async def delete(self, handle: str) -> None:
-        await self.devices.end(self.session_id(), handle)
+        await self.devices.end(self.session_id(), handle, self.bearer_token())
         self.reply("该设备已退出")
 
 

@@ -12,6 +12,7 @@ import tornado.web
 from tornado import httputil
 
 from handlers.shedding import SheddingDelegate
+from handlers.signed_cookies import VerifiedCookies
 from services.clientip import parse_networks
 from services.composition import Services
 from services.config.rules import origin_list
@@ -40,6 +41,7 @@ class SmsRegApplication(tornado.web.Application):
         self.trusted_proxies = parse_networks(config.security.trusted_proxies)
         self.metrics_allow = parse_networks(config.security.metrics_allow)
         self.cors_origins = origin_list(config.tokens.cors_origins)
+        self.verified_cookies = VerifiedCookies(config.security.cookie_secret)
         self._idle = asyncio.Event()
         self._idle.set()
         super().__init__(

@@ -16,6 +16,7 @@ from handlers import signin
 from handlers.application import SmsRegApplication
 from handlers.errors import OriginRefused, describe_error
 from handlers.from_services import FromServices
+from handlers.signed_cookies import cookie_value
 from services.accounts.sessions import Session
 from services.accounts.users import User
 from services.clientip import client_network, resolve_client_ip
@@ -150,6 +151,21 @@ class BaseHandler(tornado.web.RequestHandler):
         _ = self.xsrf_token  # sets the cookie if this browser has none yet
         _, token, _ = self._get_raw_xsrf_token()
         return hashlib.sha256(token).hexdigest()[:32]
+
+    def get_signed_cookie(
+        self,
+        name: str,
+        value: str | None = None,
+        max_age_days: float = 31,
+        min_version: int | None = None,
+    ) -> bytes | None:
+        """Tornado's, with each cookie value's signature checked once per process
+        (handlers/signed_cookies.py) and the Cookie header read without a SimpleCookie."""
+        if min_version is not None:
+            return super().get_signed_cookie(name, value, max_age_days, min_version)
+        if value is None:
+            value = cookie_value(self.request.headers.get("Cookie"), name)
+        return self.application.verified_cookies.value(name, value, max_age_days)
 
     def succeed(self, body: bytes | str | None = None) -> None:
         """Finish a successful request with body as is (errno 0 in the access line)."""

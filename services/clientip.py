@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+REMEMBERED_ANSWERS = 4096  # resolve_client_ip's answers kept per process (least recent out)
+REMEMBERED_HEADERS_LENGTH = 200  # forwarding headers longer than this are resolved every time
 
 
 def parse_networks(spec: str) -> tuple[Network, ...]:
@@ -20,7 +23,22 @@ def address_in(address: str, networks: tuple[Network, ...]) -> bool:
 def resolve_client_ip(
     peer: str, forwarded_for: str | None, real_ip: str | None, trusted: tuple[Network, ...]
 ) -> str:
-    """The socket peer, unless it is a trusted proxy: then the nearest untrusted hop it reports."""
+    """The socket peer, unless it is a trusted proxy: then the nearest untrusted hop it reports.
+
+    Asked on every signed-in request (its session notes where it is used), so an answer is
+    remembered per process (parsing addresses costs 10–15 µs): a pure function of its
+    arguments, for headers of ordinary length only, so the memory it holds stays bounded.
+    """
+    if not trusted:
+        return peer  # no proxy is believed: nothing forwarded counts
+    if len(forwarded_for or "") + len(real_ip or "") > REMEMBERED_HEADERS_LENGTH:
+        return _resolve(peer, forwarded_for, real_ip, trusted)
+    return _remembered(peer, forwarded_for, real_ip, trusted)
+
+
+def _resolve(
+    peer: str, forwarded_for: str | None, real_ip: str | None, trusted: tuple[Network, ...]
+) -> str:
     if not _is_trusted(peer, trusted):
         return peer
     # X-Forwarded-For is "client, proxy1, proxy2": walk from the right (our side) and stop at
@@ -34,6 +52,9 @@ def resolve_client_ip(
     if real_ip and _valid(real_ip.strip()):
         return real_ip.strip()
     return peer
+
+
+_remembered = functools.lru_cache(maxsize=REMEMBERED_ANSWERS)(_resolve)
 
 
 def client_network(address: str, *, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:

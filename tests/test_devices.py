@@ -160,3 +160,80 @@ async def test_last_seen_is_written_at_most_once_a_minute(mode_client, fresh_mob
     assert await seen() == now
     assert (await listed(client))["data"]["sessions"][0]["last_seen"] == now
     assert 0 < await redis.ttl(key) <= ttl  # the expiry is kept, not extended
+
+
+# --- API clients (refresh-token families) are other devices too ----------------------------
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def token_login(client, mobile: str) -> dict:
+    """POST /api/v1.0/tokens as a native app (a client with no cookies)."""
+    app = another_browser(client)
+    answer = await app.json("/api/v1.0/tokens", "POST", {"mobile": mobile, "password": PASSWORD})
+    assert answer["errno"] == "0", answer
+    return answer
+
+
+async def refresh(client, refresh_token: str) -> str:
+    """POST /api/v1.0/tokens/refresh: its errno."""
+    body = {"refresh_token": refresh_token}
+    return (await another_browser(client).json("/api/v1.0/tokens/refresh", "POST", body))["errno"]
+
+
+async def verified(client, access_token: str) -> int:
+    return (await another_browser(client).fetch("/auth/verify", headers=bearer(access_token))).code
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_end_every_other_device_logs_out_api_clients_too(mode_client, fresh_mobile):
+    """The attack: a refresh token obtained before 退出其他设备 must not refresh after it."""
+    client = mode_client
+    mobile = fresh_mobile()
+    await add_user(client, mobile)
+    await login_with(client, mobile)
+    thief = await token_login(client, mobile)
+
+    ended = await end(client)
+    assert await refresh(client, thief["refresh_token"]) == "4101"
+    assert await verified(client, thief["access_token"]) == 401
+    assert await logged_in_as(client) == mobile
+    assert ended == {"errno": "0", "errmsg": "其他设备已退出", "data": {"ended": 1}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_api_client_ends_every_other_device_and_keeps_its_own(mode_client, fresh_mobile):
+    client = mode_client
+    mobile = fresh_mobile()
+    await add_user(client, mobile)
+    await login_with(client, mobile)
+    mine, other = await token_login(client, mobile), await token_login(client, mobile)
+    app = another_browser(client)  # no cookie, no XSRF token: the bearer token alone
+
+    listed_by_app = await app.json(ROUTE, headers=bearer(mine["access_token"]))
+    assert [s["current"] for s in listed_by_app["data"]["sessions"]] == [False]
+    answer = await app.json(ROUTE, "DELETE", headers=bearer(mine["access_token"]))
+    assert answer == {"errno": "0", "errmsg": "其他设备已退出", "data": {"ended": 2}}
+    assert await logged_in_as(client) is None
+    assert await refresh(client, other["refresh_token"]) == "4101"
+    assert await verified(client, mine["access_token"]) == 200
+    assert await refresh(client, mine["refresh_token"]) == "0"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_api_client_ends_a_browser_session_by_its_id(client, fresh_mobile):
+    """Ending one device by its id ends that session only: the API client's login stays."""
+    mobile = fresh_mobile()
+    await add_user(client, mobile)
+    await login_with(client, mobile, SAFARI_IPHONE)
+    mine = await token_login(client, mobile)
+    app, auth = another_browser(client), bearer(mine["access_token"])
+    [browser] = (await app.json(ROUTE, headers=auth))["data"]["sessions"]
+    assert browser["device"] == "Safari 17 · iOS" and not browser["current"]
+    path = f"{ROUTE}/{browser['id']}"
+    assert await app.json(path, "DELETE", headers=auth) == {"errno": "0", "errmsg": "该设备已退出"}
+    assert await logged_in_as(client) is None
+    assert await verified(client, mine["access_token"]) == 200
+    assert await refresh(client, mine["refresh_token"]) == "0"

@@ -193,3 +193,16 @@ def test_anonymous_visitors_store_nothing_in_the_host_apps_redis(browser, host):
     with host.redis() as redis:
         assert redis.dbsize() == 0
     assert browser.cookie("csrf_token")  # ours: our pages' forms still post
+
+
+def test_logging_out_the_other_devices_ends_their_host_sessions_not_this_one(
+    browser, host, ours, config, sandbox, fresh_mobile
+):
+    mobile = fresh_mobile()
+    assert browser.register(mobile)["errno"] == "0"
+    elsewhere = Browser(host, ours, config, sandbox)
+    assert host.login(elsewhere.http, mobile, PASSWORD).ok
+    assert browser.json("DELETE", "/api/v1.0/user/sessions")["errno"] == "0"
+    assert elsewhere.host_sees() is None
+    assert browser.host_sees()["mobile"] == mobile
+    assert browser.logged_in_as() == mobile

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from services.clientip import parse_networks, resolve_client_ip
+from services.clientip import REMEMBERED_HEADERS_LENGTH, parse_networks, resolve_client_ip
 from services.store import keys
 from tests.conftest import serving
 from tests.flows import assert_nothing_stored, assert_refusal, pass_resend_interval, send
@@ -148,3 +148,19 @@ def test_malformed_trusted_proxies_is_a_config_error():
 
     with pytest.raises(ConfigError, match="trusted_proxies"):
         load_config(None, environ={"SMSREG_SECURITY_TRUSTED_PROXIES": "10.0.0.0/33"})
+
+
+def test_without_trusted_proxies_the_peer_is_the_client_whatever_it_forwards():
+    assert resolve_client_ip("203.0.113.1", "1.2.3.4", "5.6.7.8", ()) == "203.0.113.1"
+    assert resolve_client_ip("not-an-ip", None, None, ()) == "not-an-ip"
+
+
+def test_long_and_short_forwarding_headers_resolve_alike_every_time():
+    """resolve_client_ip remembers its answers for headers of ordinary length only (a pure
+    function of its arguments); a long header is resolved anew each time, the same way."""
+    hops = ", ".join(f"10.0.{i // 250}.{i % 250}" for i in range(60))  # trusted proxies
+    long = f"6.6.6.6, 1.2.3.4, {hops}"
+    assert len(long) > REMEMBERED_HEADERS_LENGTH
+    for forwarded_for in (long, "6.6.6.6, 1.2.3.4, 10.0.0.1, 10.0.0.2"):
+        for _ in range(2):
+            assert resolve_client_ip("10.1.1.1", forwarded_for, None, TRUSTED) == "1.2.3.4"

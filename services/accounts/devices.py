@@ -5,6 +5,12 @@ of them, or every one but the caller's (退出其他设备).
 A session is named by its handle (services/accounts/sessions.py handle_of), never by anything
 that opens it, and only the caller's own sessions are searched: a handle of another user's
 session ends nothing.
+
+The caller is a browser (its session cookie) or an API client (its bearer token, whose
+refresh-token family is its login). 退出其他设备 ends every other login of both kinds, the
+API clients' refresh-token families too, and keeps the caller's own, whichever kind it is.
+Ending one device by its handle ends that session only: the list shows sessions, and no
+family belongs to a session (docs/SECURITY.md, "Devices").
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 
 from services.accounts.sessions import HANDLE_LENGTH, SessionStore, handle_of, parse_session_id
 from services.errors import Ret, ServiceError
+from services.tokens.service import TokenService
 
 HANDLE_RE = re.compile(rf"[0-9a-f]{{{HANDLE_LENGTH}}}")
 NOT_LOGGED_IN = "用户未登录"
@@ -74,22 +81,41 @@ class Device:
         }
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, and the login the request came with: a browser's session (its digest) or an
+    API client's refresh-token family; the other is ""."""
+
+    user_id: int
+    session: str = ""
+    family: str = ""
+
+
 class DeviceService:
     """Lists and ends the sessions of the logged-in user."""
 
-    def __init__(self, sessions: SessionStore) -> None:
+    def __init__(self, sessions: SessionStore, tokens: TokenService) -> None:
         self._sessions = sessions
+        self._tokens = tokens
 
-    async def _caller(self, session_id: str | None) -> tuple[int, str]:
-        """(user_id, digest) of the caller's live session, or SESSIONERR."""
+    async def _caller(self, session_id: str | None, access_token: str | None) -> Caller:
+        """The caller's live login, or SESSIONERR: its access token when the request has one
+        (the cookie does not count then, as on every route), else its session cookie."""
+        if access_token is not None:
+            claims = self._tokens.verify(access_token)
+            if claims is None or await self._tokens.session(access_token) is None:
+                raise ServiceError(Ret.SESSIONERR, NOT_LOGGED_IN)
+            return Caller(claims.user_id, family=claims.family_id)
         parsed = parse_session_id(session_id)
         if parsed is None or await self._sessions.get(session_id) is None:
             raise ServiceError(Ret.SESSIONERR, NOT_LOGGED_IN)
-        return parsed
+        return Caller(parsed[0], session=parsed[1])
 
-    async def devices(self, session_id: str | None) -> list[Device]:
+    async def devices(
+        self, session_id: str | None, access_token: str | None = None
+    ) -> list[Device]:
         """The caller's sessions: the current one first, then the most recently used."""
-        user_id, own = await self._caller(session_id)
+        caller = await self._caller(session_id, access_token)
         devices = [
             Device(
                 handle=handle,
@@ -97,27 +123,31 @@ class DeviceService:
                 address=session.get("address", ""),
                 created=session.get("created"),
                 last_seen=session.get("seen"),
-                current=digest == own,
+                current=digest == caller.session,
             )
-            for handle, digest, session in await self._sessions.of_user(user_id)
+            for handle, digest, session in await self._sessions.of_user(caller.user_id)
         ]
         devices.sort(key=lambda d: (not d.current, -(d.last_seen or 0), d.handle))
         return devices
 
-    async def end(self, session_id: str | None, handle: object) -> None:
-        """End the caller's session named `handle` (one of another device)."""
+    async def end(
+        self, session_id: str | None, handle: object, access_token: str | None = None
+    ) -> None:
+        """End the caller's session named `handle` (one of another device): that session
+        only, for no refresh-token family belongs to a session."""
         if not isinstance(handle, str) or not HANDLE_RE.fullmatch(handle):
             raise ServiceError(Ret.PARAMERR, "设备标识格式错误", field="id")
-        user_id, own = await self._caller(session_id)
-        if handle == handle_of(own):
+        caller = await self._caller(session_id, access_token)
+        if caller.session and handle == handle_of(caller.session):
             raise ServiceError(Ret.PARAMERR, "当前设备请使用“退出”", field="id")
-        ended = await self._sessions.end_by_handle(user_id, handle, own)
+        ended = await self._sessions.end_by_handle(caller.user_id, handle, caller.session)
         if ended == -1:  # cannot be: the handle was compared above
             raise ServiceError(Ret.PARAMERR, "当前设备请使用“退出”", field="id")
         if ended == 0:
             raise ServiceError(Ret.NODATA, "该设备已退出", field="id")
 
-    async def end_others(self, session_id: str | None) -> int:
-        """End every session of the caller but this one (退出其他设备); returns how many."""
-        user_id, own = await self._caller(session_id)
-        return await self._sessions.end_others(user_id, own)
+    async def end_others(self, session_id: str | None, access_token: str | None = None) -> int:
+        """End every login of the caller but this one (退出其他设备): every other session and
+        every other refresh-token family, in one step; returns how many ended."""
+        caller = await self._caller(session_id, access_token)
+        return await self._sessions.end_others(caller.user_id, caller.session, caller.family)

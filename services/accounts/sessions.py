@@ -22,6 +22,7 @@ from typing import NotRequired, TypedDict
 
 from services.accounts.users import User
 from services.store import keys, redis_scripts
+from services.store.coalesced import CoalescedReads
 from services.store.redisclient import RedisClient
 
 
@@ -74,6 +75,7 @@ class SessionStore:
     def __init__(self, redis: RedisClient, ttl: int) -> None:
         self._redis = redis
         self._ttl = ttl
+        self._reads = CoalescedReads(redis)  # a session is read on every signed-in request
         self._create = redis_scripts.register(redis, "session_create")
         self._delete = redis_scripts.register(redis, "session_delete")
         self._end_all = redis_scripts.register(redis, "session_end_all")
@@ -117,7 +119,7 @@ class SessionStore:
         if parsed is None:
             return None
         key = keys.session_key(*parsed)
-        raw = await self._redis.get(key)
+        raw = await self._reads.get(key)
         if not raw:
             return None
         session: Session = json.loads(raw)  # written by create() or the touch script
@@ -149,18 +151,23 @@ class SessionStore:
             )
         )
 
-    async def end_others(self, user_id: int, keep: str) -> int:
-        """End every session of the user but the one with digest `keep` (and the host-app
-        sessions but its own); returns how many of ours."""
+    async def end_others(self, user_id: int, keep: str, keep_family: str = "") -> int:
+        """End every login of the user but the caller's, in one step: every session but the
+        one with digest `keep` ("" for an API client) and every refresh-token family but
+        `keep_family` ("" for a browser; services/tokens/). Returns how many ended. With a
+        host app, its sessions of the user too, but the caller's own."""
         kept_host = None
-        if self.host_sweep is not None:
+        if self.host_sweep is not None and keep:
             raw = await self._redis.get(keys.session_key(user_id, keep))
             kept_host = json.loads(raw).get("host") if raw else None
-        ended = int(
-            await self._end_others(
-                keys=[keys.session_index_key(user_id)], args=[keys.session_key(user_id, ""), keep]
-            )
-        )
+        index_keys = [keys.session_index_key(user_id), keys.token_family_index_key(user_id)]
+        args = [
+            keys.session_key(user_id, ""),
+            keep,
+            keys.token_family_key(user_id, ""),
+            keep_family,
+        ]
+        ended = int(await self._end_others(keys=index_keys, args=args))
         if self.host_sweep is not None:
             await self.host_sweep(user_id, kept_host)
         return ended

@@ -4,7 +4,8 @@ A refresh token is "<user_id>.<family id>.<secret>" (the secret: 256 random bits
 SHA-256 is stored: the family's hash holds the digest of its current token and, as
 `used:<digest>`, every digest it replaced. Presenting a replaced token again revokes the family
 (reuse detection). The user id picks the hash slot ({user_id}) shared with the user's sessions:
-SessionStore.end_all revokes every family with the sessions, in one script.
+SessionStore.end_all revokes every family with the sessions, in one script, and
+SessionStore.end_others (退出其他设备) every family but the caller's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from services.accounts.sessions import Session
 from services.accounts.users import User
 from services.store import keys, redis_scripts
+from services.store.coalesced import CoalescedReads
 from services.store.redisclient import RedisClient, decoded
 
 FAMILY_ID_RE = re.compile(r"[A-Za-z0-9_-]{16}")
@@ -60,6 +62,7 @@ class RefreshFamilies:
     def __init__(self, redis: RedisClient, ttl: int) -> None:
         self._redis = redis
         self._ttl = ttl
+        self._reads = CoalescedReads(redis)  # a family is read on every bearer request
         self._create = redis_scripts.register(redis, "token_family_create")
         self._rotate = redis_scripts.register(redis, "token_rotate")
         self._revoke = redis_scripts.register(redis, "token_revoke")
@@ -97,7 +100,7 @@ class RefreshFamilies:
 
     async def holder(self, user_id: int, family_id: str) -> Session | None:
         """Who holds a live family (as a session: user id, name, mobile), None if revoked."""
-        name, mobile = await self._redis.hmget(
+        name, mobile = await self._reads.hmget(
             keys.token_family_key(user_id, family_id), ["name", "mobile"]
         )
         if name is None or mobile is None:
