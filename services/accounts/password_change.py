@@ -5,6 +5,8 @@ session for the browser that made the change (docs/SECURITY.md)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from services.accounts.credentials import credentials_changed
 from services.accounts.passwords import PasswordHasher
 from services.accounts.reauth import Reauthentication
@@ -77,4 +79,5 @@ class PasswordChangeService:
         # Should ending the sessions fail (DBERR), the password is changed already: the user
         # repeats the change with the new password as the old one, which ends them then.
         await credentials_changed(self._sessions, user.user_id)
-        return user
+        # With the new hash: a host app's session of the new login carries a digest of it.
+        return dataclasses.replace(user, password_hash=new_hash)

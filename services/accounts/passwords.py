@@ -34,6 +34,12 @@ from services.codes.admission import Gate
 WERKZEUG_PREFIXES = ("pbkdf2:", "scrypt:")  # ihome / news: pbkdf2:sha256:50000$salt$hex
 DJANGO_PREFIX = "pbkdf2_sha256$"  # meiduo: pbkdf2_sha256$36000$salt$b64
 DJANGO_ARGON2_PREFIX = "argon2$"  # Django's Argon2PasswordHasher: "argon2" + argon2-cffi's hash
+# Django's Argon2PasswordHasher parameters (Django 3.2 and later: argon2id, t=2, m=102400 KiB,
+# p=8), with a salt of 22 bytes (Django measures a salt's entropy by its length in characters,
+# and its own salts are 22). A Django that lists Argon2PasswordHasher first keeps such a hash
+# at its own login (must_update is false): no rewrite, so no new session auth hash ending the
+# user's other sessions (docs/INTEGRATION.md, "Host apps").
+DJANGO_ARGON2 = argon2.PasswordHasher(time_cost=2, memory_cost=102400, parallelism=8, salt_len=22)
 # The hash formats each scheme writes, and the ones it keeps as they are.
 SCHEMES = ("argon2", "werkzeug", "django")
 PASSWORD_SCHEMES = {
@@ -112,7 +118,7 @@ class PasswordHasher:
         if self._scheme == "werkzeug":
             return generate_password_hash(password, method=self._werkzeug_method)
         if self._scheme == "django":
-            return "argon2" + self._argon2.hash(password)  # Django's own argon2 format
+            return "argon2" + DJANGO_ARGON2.hash(password)  # Django's own argon2 format
         return self._argon2.hash(password)
 
     async def verify(self, place: Place, stored_hash: str | None, password: str) -> Verdict:

@@ -4,6 +4,7 @@ the mobile. SMS-code checks, password hashing, login throttling, sessions ended 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 
 from services.accounts.consent import Consent, ConsentPolicy
@@ -171,8 +172,9 @@ class AccountService:
                 raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
             # Should ending the sessions fail, the code is given back: the same request can
             # be repeated in full (setting the same password again is harmless).
-            await self._set_password(user.user_id, password)
-        return user
+            password_hash = await self._set_password(user.user_id, password)
+        # With the new hash: a host app's session of the new login carries a digest of it.
+        return dataclasses.replace(user, password_hash=password_hash)
 
     async def login(
         self,
@@ -244,11 +246,13 @@ class AccountService:
         self._check_password_rule(password)
         await self._set_password(user_id, password)
 
-    async def _set_password(self, user_id: int, password: str) -> None:
+    async def _set_password(self, user_id: int, password: str) -> str:
+        """Store the new password's hash and end every session; returns the hash."""
         with self.hasher.place() as place:
             password_hash = await self.hasher.hash(place, password)
         await self._users.set_password_hash(user_id, password_hash)
         await credentials_changed(self._sessions, user_id)
+        return password_hash
 
     async def count_mobile(self, mobile: object, client_ip: str) -> int:
         """How many users have this mobile (0 or 1), for front-ends that check as you type."""

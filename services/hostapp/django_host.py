@@ -67,6 +67,8 @@ class DjangoHost(HostFramework):
             return None
         if not hmac.compare_digest(stored, self.auth_hash(user.password_hash)):
             return None  # the password changed since: Django flushes such a session too
+        if not await self._users.can_log_in(user):
+            return None  # deactivated since: ModelBackend.get_user gives nobody for it too
         return Session(user_id=user.user_id, name=user.name, mobile=user.mobile)
 
     def auth_hash(self, password_hash: str) -> str:

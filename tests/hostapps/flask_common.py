@@ -46,7 +46,17 @@ def mobile_and_password(request) -> tuple[str, str]:
     return data.get("mobile", ""), data.get("password") or data.get("passport") or ""
 
 
-TEST_ENDPOINTS = {"create_user", "check_password"}
+# The routes whose answers leave no session behind (news sets no csrf_token cookie on them).
+TEST_ENDPOINTS = {"create_user", "check_password", "favicon"}
+
+
+def serve_favicon(app: Flask) -> None:
+    """/favicon.ico, as the tutorials serve static/favicon.ico (an empty one here): browsers
+    ask for it on every page, the JSON ones too."""
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204, {"Content-Type": "image/x-icon"}
 
 
 def register_test_routes(app: Flask, db, csrf, user_model, name_field: str) -> None:

@@ -1,6 +1,7 @@
 """ihome (爱家租房) as a host app: the parts of the tutorial's Flask app that a login touches,
 built as ihome builds them (seed-systems.md §1) with today's Flask-Session, Flask-WTF and
-Flask-SQLAlchemy. Every route is under /host/ so that none collides with our server's."""
+Flask-SQLAlchemy. Every route is under /host/ so that none collides with our server's, but the
+index page and the favicon (README.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.hostapps.flask_common import (
     base_config,
     mobile_and_password,
     register_test_routes,
+    serve_favicon,
 )
 
 db = SQLAlchemy()
@@ -85,6 +87,14 @@ def create_app() -> Flask:
     Session(app)
     csrf.init_app(app)
 
+    @app.get("/")
+    def index():
+        """web_html.py's /index.html (static; its index.js asks GET /api/v1.0/session, ours
+        behind nginx), with the csrf_token cookie web_html.py sets on every page."""
+        response = make_response("<!DOCTYPE html><title>爱家租房</title><h1>爱家租房</h1>")
+        response.set_cookie("csrf_token", generate_csrf())
+        return response
+
     @app.get("/host/whoami")
     @login_required
     def whoami():
@@ -142,6 +152,7 @@ def create_app() -> Flask:
         response.set_cookie("csrf_token", token)
         return response
 
+    serve_favicon(app)
     register_test_routes(app, db, csrf, User, "name")
     with app.app_context():
         db.create_all()

@@ -1,6 +1,7 @@
 """news (新经资讯, information) as a host app: the parts of the tutorial's Flask app that a login
 touches, built as info/__init__.py builds them (seed-systems.md §3) with today's Flask-Session,
-Flask-WTF and Flask-SQLAlchemy. Every route is under /host/."""
+Flask-WTF and Flask-SQLAlchemy. Every route is under /host/, but the index page with its
+register modal and the favicon (README.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from flask_session import Session
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from flask_wtf.csrf import generate_csrf
+from markupsafe import escape
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from tests.hostapps.flask_common import (
@@ -20,6 +22,7 @@ from tests.hostapps.flask_common import (
     base_config,
     mobile_and_password,
     register_test_routes,
+    serve_favicon,
 )
 
 db = SQLAlchemy()
@@ -80,6 +83,76 @@ def user_login_data(view):
     return wrapper
 
 
+# main.js's register and logout (seed-systems.md §3.5) without jQuery, which is not here: the
+# same requests, an error shown where the template has a slot instead of alert().
+MAIN_JS = """
+function getCookie(name) {
+  const pair = document.cookie.split("; ").find((item) => item.startsWith(name + "="));
+  return pair ? pair.slice(name.length + 1) : undefined;
+}
+function generateUUID() {
+  let d = new Date().getTime();
+  if (window.performance && typeof window.performance.now === "function") d += performance.now();
+  return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, (c) => {
+    const r = (d + Math.random() * 16) % 16 | 0;
+    d = Math.floor(d / 16);
+    return (c === "x" ? r : (r & 0x3) | 0x8).toString(16);
+  });
+}
+let imageCodeId = "";
+function generateImageCode() {
+  imageCodeId = generateUUID();
+  document.querySelector(".get_pic_code").src = "/passport/image_code?imageCodeId=" + imageCodeId;
+}
+async function post(url, body) {
+  const answer = await fetch(url, {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "X-CSRFToken": getCookie("csrf_token")},
+    body: JSON.stringify(body),
+  });
+  return answer.json();
+}
+function on(selector, handler) {
+  const element = document.querySelector(selector);
+  if (element) element.addEventListener("click", (event) => { event.preventDefault(); handler(); });
+}
+on(".register_btn", () => {
+  document.querySelector(".register_form_con").hidden = false;
+  generateImageCode();
+});
+on(".get_code", async () => {
+  const answer = await post("/passport/sms_code", {
+    mobile: document.getElementById("register_mobile").value,
+    image_code: document.getElementById("imagecode").value,
+    image_code_id: imageCodeId,
+  });
+  document.querySelector(".get_code").textContent = answer.errno === "0" ? "60秒" : answer.errmsg;
+});
+document.querySelector(".register_form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const answer = await post("/passport/register", {
+    mobile: document.getElementById("register_mobile").value,
+    smscode: document.getElementById("smscode").value,
+    password: document.getElementById("register_password").value,
+  });
+  if (answer.errno === "0") location.reload();
+  else document.getElementById("register-password-err").textContent = answer.errmsg;
+});
+on(".logout", async () => {
+  await fetch("/passport/logout");
+  location.reload();
+});
+"""
+REGISTER_MODAL = (
+    '<div class="register_form_con" hidden><form class="register_form">'
+    '<input id="register_mobile" placeholder="手机号">'
+    '<input id="imagecode" placeholder="图形验证码"><img class="get_pic_code" alt="图形验证码">'
+    '<input id="smscode" placeholder="短信验证码"><a class="get_code" href="#">点击获取验证码</a>'
+    '<input type="password" id="register_password" placeholder="密码">'
+    '<div id="register-password-err"></div><button type="submit">立即注册</button></form></div>'
+)
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config.update(base_config(), SESSION_PERMANENT=False, PERMANENT_SESSION_LIFETIME=86400 * 2)
@@ -90,10 +163,26 @@ def create_app() -> Flask:
     @app.after_request
     def after_request(response):
         """info/__init__.py: the csrf_token cookie on every response (but the test-only
-        routes', which leave no session behind)."""
+        routes' and the favicon's, which leave no session behind)."""
         if request.endpoint not in TEST_ENDPOINTS:
             response.set_cookie("csrf_token", generate_csrf())
         return response
+
+    @app.get("/")
+    @user_login_data
+    def index():
+        """news/index.html: base.html's header shows data.user's nick_name and 退出, or the
+        注册 and 登录 buttons; its register modal and main.js post to /passport/ (ours behind
+        nginx)."""
+        if g.user is not None:
+            header = f'<span id="nick_name">{escape(g.user.nick_name)}</span>'
+            header += '<a class="logout" href="#">退出</a>'
+        else:
+            header = '<a class="register_btn" href="#">注册</a>'
+        return (
+            f"<!DOCTYPE html><title>新经资讯</title><div class='header'>{header}</div>"
+            f"{REGISTER_MODAL}<script>{MAIN_JS}</script>"
+        )
 
     @app.get("/host/whoami")
     @user_login_data
@@ -150,6 +239,7 @@ def create_app() -> Flask:
             '<button type="submit">提交</button></form>'
         )
 
+    serve_favicon(app)
     register_test_routes(app, db, csrf, User, "nick_name")
     with app.app_context():
         db.create_all()

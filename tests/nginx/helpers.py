@@ -21,12 +21,15 @@ from tests.polling import async_wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SITE_CONF = ROOT / "docs" / "deploy" / "nginx.conf"
+HOST_APP_SITES = ROOT / "docs" / "deploy" / "host-apps"  # ihome.conf, meiduo.conf, news.conf
 PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 IP_LIMIT = 3  # SMS per client IP per hour on both instances, to reach the limit quickly
 
 
 class Nginx:
     """nginx in the foreground with docs/deploy/nginx.conf, everything under `directory`."""
+
+    site = SITE_CONF  # the site file rendered, with site_values() for its placeholders
 
     def __init__(
         self, directory: Path, upstreams: list[str], other_app: str = "127.0.0.1:9"
@@ -49,16 +52,20 @@ class Nginx:
     def error_log(self) -> Path:
         return self.directory / "error.log"
 
-    def render(self) -> Path:
-        """Write the site file with this test's values and a minimal main config around it."""
-        site = SITE_CONF.read_text(encoding="utf-8")
-        values = {
+    def site_values(self) -> dict[str, str]:
+        """What each placeholder of the site file becomes in this test."""
+        return {
             "__LISTEN__": f"127.0.0.1:{self.port}",
             "__UPSTREAM_A__": self.upstreams[0],
             "__UPSTREAM_B__": self.upstreams[1],
             "__LOG_DIR__": str(self.directory),
             "__OTHER_APP__": self.other_app,
         }
+
+    def render(self) -> Path:
+        """Write the site file with this test's values and a minimal main config around it."""
+        site = self.site.read_text(encoding="utf-8")
+        values = self.site_values()
         assert set(PLACEHOLDER.findall(site)) == set(values)
         for placeholder, value in values.items():
             site = site.replace(placeholder, value)
@@ -129,6 +136,23 @@ class Nginx:
             return self.log_lines()
 
         return await async_wait_until(lines, done, what=what)
+
+
+class HostAppNginx(Nginx):
+    """nginx with docs/deploy/host-apps/<kind>.conf: one smsreg instance and the host app."""
+
+    def __init__(self, directory: Path, kind: str, smsreg: str, host_app: str) -> None:
+        super().__init__(directory, [smsreg])
+        self.site = HOST_APP_SITES / f"{kind}.conf"
+        self.host_app = host_app
+
+    def site_values(self) -> dict[str, str]:
+        return {
+            "__LISTEN__": f"127.0.0.1:{self.port}",
+            "__SMSREG__": self.upstreams[0],
+            "__HOST_APP__": self.host_app,
+            "__LOG_DIR__": str(self.directory),
+        }
 
 
 class SourceClient(Client):

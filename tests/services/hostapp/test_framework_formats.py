@@ -19,7 +19,11 @@ if not settings.configured:
     settings.configure(SECRET_KEY=SECRET, USE_TZ=True)  # Django's default PASSWORD_HASHERS
     django.setup()
 
-from django.contrib.auth.hashers import check_password, make_password  # noqa: E402
+from django.contrib.auth.hashers import (  # noqa: E402
+    Argon2PasswordHasher,
+    check_password,
+    make_password,
+)
 from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret  # noqa: E402
 from django.utils.crypto import salted_hmac  # noqa: E402
 
@@ -49,6 +53,15 @@ def test_a_hash_we_write_for_meiduo_is_one_django_checks_out_of_the_box():
     assert stored.startswith("argon2$argon2id$")
     assert check_password("s3cret-pass", stored)
     assert not check_password("wrong-pass", stored)
+
+
+def test_a_django_that_lists_argon2_first_keeps_the_hashes_we_write_for_meiduo():
+    """Django's login rewrites a hash whose hasher is not PASSWORD_HASHERS[0] or whose
+    parameters are not that hasher's (must_update): ours are Argon2PasswordHasher's own."""
+    stored = hash_with("django", "s3cret-pass")
+    argon2_first = Argon2PasswordHasher()
+    assert argon2_first.verify("s3cret-pass", stored)
+    assert not argon2_first.must_update(stored)
 
 
 def test_a_hash_we_write_for_ihome_and_news_is_one_werkzeug_checks():

@@ -28,6 +28,75 @@ def login_page(request, account_errmsg=""):
     )
 
 
+def favicon(request):
+    """meiduo's static/favicon.ico (an empty one here): browsers ask for it on every page."""
+    return http.HttpResponse(status=204, content_type="image/x-icon")
+
+
+class IndexView(View):
+    """contents:index: index.js greets the `username` cookie (seed-systems.md §2.4)."""
+
+    def get(self, request):
+        username = request.COOKIES.get("username")
+        greeting = f'欢迎您：<em id="username">{escape(username)}</em>' if username else "请登录"
+        return http.HttpResponse(f"<!DOCTYPE html><title>美多商城</title><p>{greeting}</p>")
+
+
+# register.js's requests (seed-systems.md §2.4) without Vue and axios, which are not here:
+# the CAPTCHA image of a client-made uuid, GET /sms_codes/<mobile>/ on 获取短信验证码.
+REGISTER_JS = """
+function generateUUID() {  // common.js
+  let d = new Date().getTime();
+  if (window.performance && typeof window.performance.now === "function") d += performance.now();
+  return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, (c) => {
+    const r = (d + Math.random() * 16) % 16 | 0;
+    d = Math.floor(d / 16);
+    return (c === "x" ? r : (r & 0x3) | 0x8).toString(16);
+  });
+}
+const uuid = generateUUID();
+const image = document.querySelector(".pic_code");
+image.src = "/image_codes/" + uuid + "/";
+document.querySelector(".get_msg_code").addEventListener("click", async (event) => {
+  event.preventDefault();
+  const tip = event.target;
+  const mobile = document.getElementById("phone").value;
+  const imageCode = document.getElementById("pic_code").value;
+  const query = "?image_code=" + encodeURIComponent(imageCode) + "&uuid=" + uuid;
+  const answer = await (await fetch("/sms_codes/" + mobile + "/" + query)).json();
+  tip.textContent = answer.code === "0" ? "60秒" : answer.errmsg;
+});
+"""
+
+
+class RegisterView(View):
+    """users:register's page: meiduo's register.html form, which posts back to /register/
+    (to our server behind nginx: only GET reaches this view there)."""
+
+    def get(self, request):
+        fields = "".join(
+            f'<label>{label}<input type="{kind}" name="{name}" id="{id_}"></label>'
+            for label, kind, name, id_ in (
+                ("用户名", "text", "username", "user_name"),
+                ("密码", "password", "password", "pwd"),
+                ("确认密码", "password", "password2", "cpwd"),
+                ("手机号", "text", "mobile", "phone"),
+                ("图形验证码", "text", "image_code", "pic_code"),
+            )
+        )
+        return http.HttpResponse(
+            "<!DOCTYPE html><title>美多商城-注册</title>"
+            '<form method="post" class="register_form">'
+            f'<input type="hidden" name="csrfmiddlewaretoken" value="{get_token(request)}">'
+            f'{fields}<img class="pic_code" alt="图形验证码">'
+            '<label>短信验证码<input type="text" name="sms_code" id="msg_code"></label>'
+            '<a class="get_msg_code" href="#">获取短信验证码</a>'
+            '<label><input type="checkbox" name="allow" id="allow">同意用户协议</label>'
+            '<input type="submit" value="注 册"></form>'
+            f"<script>{REGISTER_JS}</script>"
+        )
+
+
 class LoginView(View):
     def get(self, request):
         return login_page(request)
