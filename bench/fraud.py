@@ -6,7 +6,8 @@ Starts Redis, MariaDB, the Ronglian sandbox and server.py (one process, the simu
 trusted proxy), runs bench/fraud_sim.py once per configuration on a fresh Redis and inbox:
 
 - today: `fraud.enabled: false` — the fixed limits only, as on main before the fraud guard;
-- now: the shipped `fraud:` defaults of config.yml (`min_sends` 5, `elevated_sends` 3);
+- now: the shipped `fraud:` defaults of config.yml (`min_sends` 3, `elevated_sends` 3,
+  `levels_per_send` 2);
 - now-lenient: `fraud.min_sends: 20`, `fraud.elevated_sends: 10` (the issue's starting
   values: segments judged later);
 

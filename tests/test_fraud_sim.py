@@ -57,8 +57,9 @@ async def test_simulated_pumping_attack_today_vs_now(
         mariadb_server,
         sandbox,
         {
-            "min_sends": 5,
+            "min_sends": 3,
             "elevated_sends": 3,
+            "levels_per_send": 2,
             "budget_share_newcomer": 0.8,
             "budget_share_poor": 0.5,
             # The shipped proof of work: its price is what stops bots that solve it.
@@ -73,9 +74,10 @@ async def test_simulated_pumping_attack_today_vs_now(
     assert today.attacker_sms >= 0.6 * BUDGET, today.summary()
     assert today.budget_left == 0
     assert today.legit_registered < today.legit_users, today.summary()
-    # Now: nothing wider than an address is blocked, but every unconverted send raises the
-    # price of the next one in its network and number block: the bots' two threads of proof of
-    # work buy a few SMS per block, far fewer than today, and every legitimate user registers.
+    # Now: nothing wider than an address is blocked, but every unconverted send past the
+    # first three quadruples the price of the next one in its network and number block: the
+    # bots' two threads of proof of work buy a few SMS per block, far fewer than today, and
+    # every legitimate user registers.
     assert now.attacker_sms <= 0.5 * today.attacker_sms, (now.summary(), today.summary())
     assert now.legit_success >= 0.95, now.summary()
     assert now.budget_left > 0

@@ -53,7 +53,7 @@ def served(answer: dict) -> bool:
 
 @pytest.mark.gen_test(timeout=90)
 async def test_a_poisoned_number_block_still_serves_its_owners_and_newcomers(make_app, sandbox):
-    # Shipped fraud settings: min_sends 5, elevated_sends 3, cool-down 1 h.
+    # Shipped fraud settings: min_sends 3, elevated_sends 3, levels_per_send 2, cool-down 1 h.
     app = await make_app(fraud=SHIPPED_FRAUD, security=PROXY, limits=LIFTED_CAPTCHA_LIMIT)
     async with serving(app) as client:
         victim_block = "1391234"
@@ -62,7 +62,8 @@ async def test_a_poisoned_number_block_still_serves_its_owners_and_newcomers(mak
             await add_user(client, mobile)
         # The attack: 8 register sends nobody verifies, to random numbers of the block, from
         # 8 addresses on 8 networks, every proof of work solved. On the old breaker this put
-        # the whole block in segment_blocked for an hour.
+        # the whole block in segment_blocked for an hour; now it puts the block at the highest
+        # proof-of-work level (1 + 2 x 5 unverified sends past min_sends, at most 10).
         for i in range(8):
             assert served(await ask(client, number_in(victim_block), f"203.0.{i}.5"))
         # The owners get their login and reset codes without any proof of work ...
@@ -71,7 +72,8 @@ async def test_a_poisoned_number_block_still_serves_its_owners_and_newcomers(mak
         answer = await ask(client, owners[1], "192.0.2.78", purpose="reset_password")
         assert served(answer), answer
         assert sandbox.inbox(owners[0]) and sandbox.inbox(owners[1])
-        # ... and a newcomer of the block registers (paying the block's proof of work).
+        # ... and a newcomer of the block registers (paying the block's proof of work, once:
+        # its conversion takes back five unverified sends, ten levels).
         newcomer = number_in(victim_block)
         answer = await ask(client, newcomer, "192.0.2.79")
         assert served(answer), answer
@@ -90,8 +92,9 @@ async def test_a_poisoned_number_block_still_serves_its_owners_and_newcomers(mak
 async def test_one_client_cannot_block_its_network(make_app, sandbox, attacker, neighbour, network):
     app = await make_app(fraud=SHIPPED_FRAUD, security=PROXY, limits=LIFTED_CAPTCHA_LIMIT)
     async with serving(app) as client:
-        # The attack: 8 never-verified codes to 8 number blocks from one client.
-        for _ in range(8):
+        # The attack: never-verified codes to as many number blocks from one client, as many
+        # as it is served: min_sends, then one probation round (6 with the shipped values).
+        for _ in range(SHIPPED_FRAUD["min_sends"] + SHIPPED_FRAUD["elevated_sends"]):
             assert served(await ask(client, number_in(fresh_block()), attacker))
         # Only the narrowest segment, the client itself, is blocked ...
         answer = await ask(client, number_in(fresh_block()), attacker)

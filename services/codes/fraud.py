@@ -16,9 +16,9 @@ Who sends weighs more than where it goes, and only the narrowest segment can ref
               elevated: proof of work, probation rounds of `elevated_sends`; a round that
               converts too little ──> blocked for `cooldown` ──> elevated
     network, number block: never blocked. Converting too little, each asks for proof of work
-              whose level rises by one with every unconverted send past `min_sends` (each
-              level doubles the work, up to `pow_max_level`) and falls as sends convert or
-              age out. A request pays the sum of its segments' levels.
+              of level 1, rising by `levels_per_send` with every unconverted send past
+              `min_sends` (each level doubles the work, up to `pow_max_level`), and falling as
+              sends convert or age out. A request pays the sum of its segments' levels.
 
 A login or reset code goes to a registered number: its number block is not judged at all, so
 no record of a block can keep an owner from their own account.
@@ -234,6 +234,7 @@ class FraudGuard:
             self._ttl(),
             config.pow_max_level,
             config.credit_per_conversion,
+            config.levels_per_send,
         ]
         return ScriptCall(self._judge, keys_of(segments), args)
 

@@ -247,7 +247,7 @@ class FraudConfig:
     enabled: bool = True
     window: int = setting(3600, positive)
     buckets: int = setting(12, positive)
-    min_sends: int = setting(5, positive)
+    min_sends: int = setting(3, positive)
     min_conversion_percent: int = setting(20, positive, at_most(100))
     elevated_sends: int = setting(3, positive)
     cooldown: int = setting(3600, positive)
@@ -258,6 +258,7 @@ class FraudConfig:
     pow_max_counter: int = setting(2000, positive)
     pow_ttl: int = setting(300, positive)
     pow_max_level: int = setting(10, positive, at_most(20))
+    levels_per_send: int = setting(2, positive)
     credit_per_conversion: int = setting(1, positive)
 
 

@@ -10,8 +10,8 @@
 --   round converts too little -> elevated again.
 -- - every other pair (the network /24 or /48, and the number block when the purpose judges
 --   it) is never blocked: a judged segment converting too little asks for proof of work whose
---   level rises by one with every unconverted send past `min_sends`, up to `max_level` (each
---   level doubles the work), and falls as its sends convert or age out.
+--   level starts at 1 and rises by `step` with every unconverted send past `min_sends`, up
+--   to `max_level` (each level doubles the work), and falls as its sends convert or age out.
 -- The request's proof-of-work level is the sum of its segments' levels (at most max_level).
 -- Its budget tier: poor when the address or the network is elevated; good when the address
 -- has conversion credit left (each conversion of its own sends buys `credit` good sends);
@@ -20,7 +20,7 @@
 -- KEYS: counts, state of each segment, in pairs, the address first (one {fraud} hash tag).
 -- ARGV: bucket ms, buckets per window, min sends, min conversion %, sends per address round,
 -- cool-down ms, proof-of-work level solved (0 none), key ttl s, max level, credit per
--- conversion.
+-- conversion, levels per unconverted send of a network or number block.
 -- Returns {outcome, ms, level, tier, bucket, then per segment: new state or '', level, sends,
 -- conversions}: outcome 0 admitted (and counted in `bucket`), 1 proof of work of `level`
 -- required, 2 blocked (ms = the cool-down left); tier 0 good, 1 newcomer, 2 poor.
@@ -29,6 +29,7 @@ local min_sends, min_rate = tonumber(ARGV[3]), tonumber(ARGV[4])
 local round_sends, cooldown_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
 local pow_level, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
 local max_level, credit = tonumber(ARGV[9]), tonumber(ARGV[10])
+local step = tonumber(ARGV[11])
 local current = math.floor(now_ms / bucket_ms)
 
 local function is_poor(sends, conversions)
@@ -74,7 +75,8 @@ local function judge_wider(state_key, sends, conversions)
     local level = 0
     if is_poor(sends, conversions) then
         local unconverted = sends - conversions * 100 / min_rate
-        level = math.min(max_level, 1 + math.floor(math.max(0, unconverted - min_sends)))
+        local past = math.floor(math.max(0, unconverted - min_sends))
+        level = math.min(max_level, 1 + step * past)
     end
     local st = redis.call('HMGET', state_key, 'state', 'level')
     local old, old_level = st[1] or 'normal', tonumber(st[2] or '0')

@@ -17,6 +17,8 @@ from services.captcha.pow import solve
 from services.codes.fraud import segments_of
 from services.codes.purposes import Purpose
 from services.composition import Services
+from services.config import FraudConfig
+from services.errors import ServiceError
 from tests.flows import CLIENT_IP, FRAUD_FOR_TESTS, last_code, outcome, send_code
 
 FRAUD = FRAUD_FOR_TESTS  # a breaker trips in a handful of requests (tests/flows.py)
@@ -102,3 +104,46 @@ async def test_a_send_refused_later_gives_back_and_a_verified_code_converts_all_
     code = last_code(sandbox, mobile)
     assert await outcome(services.sms.verify_code(mobile, Purpose.REGISTER, code)) == "ok"
     assert await counts(services, mobile) == [(1, 1)] * 3
+
+
+async def level_asked(services: Services, mobile: str, ip: str) -> int:
+    """The proof-of-work level one send is asked for (0: none), then the send, admitted."""
+    try:
+        await services.fraud.judge(mobile, ip, None)
+    except ServiceError as refused:
+        challenge = refused.data["challenge"]
+        await services.fraud.judge(mobile, ip, solve(challenge))
+        return int(challenge["parameters"]["data"]["level"])
+    return 0
+
+
+SHIPPED = FraudConfig()  # config.yml's values (tests/services/config/test_config.py)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_pumped_number_block_grows_dear_fast_and_a_conversion_takes_back_bounded(
+    make_services, redis_mode
+):
+    """The shipped escalation of a number block: after min_sends (3) sends nobody verifies,
+    level 1, then levels_per_send (2) levels more with every unverified send (4x the work), up
+    to pow_max_level (10); a conversion takes back 100 / min_conversion_percent = 5 unconverted
+    sends. With one level per send past 5 sends, a pump had 5 free sends in every block and
+    then 9 cheap ones."""
+    assert (SHIPPED.min_sends, SHIPPED.levels_per_send, SHIPPED.pow_max_level) == (3, 2, 10)
+    ramp = {key: getattr(SHIPPED, key) for key in ("min_sends", "levels_per_send", "pow_max_level")}
+    # The shipped ramp; the test's tiny proofs of work (FRAUD_FOR_TESTS).
+    services = await make_services(**redis_mode, fraud={**FRAUD, **ramp})
+    block = "1700042"
+    # Each send from a network of its own: only the number block is judged.
+    levels = [await level_asked(services, mobile_in(block), f"203.0.{i}.5") for i in range(10)]
+    assert levels == [0, 0, 0, 1, 3, 5, 7, 9, 10, 10]
+    assert (await services.fraud.segment_status(f"blk:{block}")).level == 10
+    # One more send, and its code is verified: 11 sends, 1 conversion, so 6 unconverted, 3
+    # past min_sends.
+    mobile = mobile_in(block)
+    verdict = await services.fraud.judge(mobile, "203.0.10.5", proof(services))
+    async with services.redis.pipeline(transaction=False) as pipe:
+        services.fraud.remember_send(pipe, mobile, verdict, 300)
+        await pipe.execute()
+    await services.fraud.converted(mobile)
+    assert await level_asked(services, mobile_in(block), "203.0.11.5") == 1 + 2 * 3
