@@ -10,7 +10,7 @@ RUN_PACKAGES := redis-server mariadb-server
 # 3-node MariaDB Galera cluster (galera-4; rsync moves a joining node's data), and check the
 # Prometheus rules and dashboard with promtool and a real Prometheus (prometheus).
 TEST_PACKAGES := $(RUN_PACKAGES) chromium nginx fonts-wqy-microhei galera-4 rsync prometheus
-.PHONY: run test lint format bench bench-quick bench-fraud bench-login clean
+.PHONY: run test lint format bench bench-quick bench-attack bench-fraud bench-login clean
 
 run: $(VENV)/.installed
 	@bash scripts/install-system-deps.sh $(RUN_PACKAGES)
@@ -21,14 +21,24 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest
 
 # Side-by-side benchmark (docs/PERFORMANCE.md); installs its own extras from bench/requirements.txt.
+# Then the attack mix (bench-attack below).
 bench: $(VENV)/.installed-dev
 	@bash scripts/install-system-deps.sh $(RUN_PACKAGES)
 	$(PY) -m bench.run
+	$(PY) -m bench.attack_mix
 
-# The same, a few minutes instead of ~20: one round, 100 ms upstream only, short cells.
+# The same, a few minutes instead of ~25: one round, 100 ms upstream only, short cells; one
+# attack mix, its hour in 20 s.
 bench-quick: $(VENV)/.installed-dev
 	@bash scripts/install-system-deps.sh $(RUN_PACKAGES)
 	$(PY) -m bench.run --quick
+	$(PY) -m bench.attack_mix --quick
+
+# The same SMS-pumping mix at the same rate against ours, the naive handler (c+) and the
+# tutorials' Flask design: SMS and yuan per legitimate registration (about 8 minutes).
+bench-attack: $(VENV)/.installed-dev
+	@bash scripts/install-system-deps.sh $(RUN_PACKAGES)
+	$(PY) -m bench.attack_mix
 
 # SMS-pumping simulation, today vs now (docs/FRAUD.md): three runs of a simulated hour, about 5 min each.
 bench-fraud: $(VENV)/.installed-dev

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.stack import ROOT, CpuMeter, CpuSnapshot, Infrastructure, wait_quiet
+from bench import halfdone
+from bench.stack import ROOT, CpuMeter, CpuSnapshot, Infrastructure, cell_prefix, wait_quiet
 from bench.systems import System
 
 # A browser that loaded the page holds the csrf_token cookie; sent to every system alike.
@@ -19,25 +20,28 @@ TRIVIAL_PATH = "/api/v1.0/nothing"
 # Requests a system can complete per second at most, for sizing the pre-seeded CAPTCHAs.
 SEED_RATE = {"b": 1500}
 DEFAULT_SEED_RATE = 3500
+# What a client of these SMS cells does after a 503.
+OVERLOAD_SECTIONS = {"overload": ["--honor-retry-after"], "retry": ["--retry-at-once"]}
 
 
 def loadgen_command(port: int, section: str, connections: int, args: argparse.Namespace) -> list:
     """bench.loadgen's command line, without its data (--tuples or --prefix) and --out.
 
     The overload cells are SMS cells whose clients wait a 503's Retry-After, as the SMS
-    widget does, and then repeat the shed request.
+    widget does, and then repeat the shed request; the retry cells' clients repeat it at once,
+    ignoring Retry-After (issue 26). Both keep a ledger for bench/halfdone.py.
     """
     command = [
         sys.executable, "-m", "bench.loadgen",
         "--url", f"http://127.0.0.1:{port}",
-        "--mode", "sms" if section == "overload" else section,
+        "--mode", "sms" if section in OVERLOAD_SECTIONS else section,
         "--connections", str(connections),
         "--warmup", str(args.warmup),
         "--duration", str(args.duration),
         "--timeout", str(args.client_timeout),
         "--cookie", COOKIE,
     ]  # fmt: skip
-    return [*command, "--honor-retry-after"] if section == "overload" else command
+    return [*command, *OVERLOAD_SECTIONS.get(section, [])]
 
 
 def start_probe(port: int, warmup: float, duration: float, out: Path) -> subprocess.Popen:
@@ -101,12 +105,15 @@ def measure(
     infra.sandbox.clear_inbox()
     out, probe_out = workdir / f"{tag}.json", workdir / f"{tag}-probe.json"
     command = [*loadgen_command(proc.port, section, connections, args), "--out", str(out)]
-    if section in ("sms", "overload"):
+    ledger = workdir / f"{tag}-ledger.json" if section in OVERLOAD_SECTIONS else None
+    if section == "sms" or ledger:
         count = int(
             SEED_RATE.get(system.name, DEFAULT_SEED_RATE) * (args.warmup + args.duration + 1)
         )
         tuples = infra.seed_captchas(count, workdir / f"tuples-{tag}.txt", index)
         command += ["--tuples", str(tuples)]
+        if ledger:
+            command += ["--ledger", str(ledger)]
     else:
         command += ["--prefix", f"cap{index}"]
     probe = start_probe(proc.port, args.warmup, args.duration, probe_out)
@@ -138,6 +145,8 @@ def measure(
         "server_cpu_us_per_ok": round(1e6 * server_cpu_s / result["ok"]) if result["ok"] else None,
         "drain_wait_s": round(drained, 1),
     }
+    if ledger:
+        record["half_done"] = halfdone.check(infra, ledger, cell_prefix(index))
     print_cell(record, tag)
     return record
 
@@ -151,5 +160,7 @@ def print_cell(cell: dict, tag: str) -> None:
         f"lag99={cell['lag']['p99_ms']} cpu={cell['cpu_pct']}",
         flush=True,
     )
+    if "half_done" in cell:
+        print(f"  {json.dumps(cell['half_done'])}", flush=True)
     if cell["exhausted"]:
         print(f"  WARNING: {tag} ran out of pre-seeded CAPTCHAs", flush=True)

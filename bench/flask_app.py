@@ -11,6 +11,13 @@ and flag, then the CCP helper's TemplateSMS call made with `requests` (one Sessi
 so keep-alive to the provider; the signing is the protocol of
 services/providers/ronglian.py). Only change for the benchmark: the CAPTCHA is read
 from `image_code:<id>` (our key) so both designs share seeds.
+
+For bench/attack_mix.py, the rest of the tutorials' registration in the same style: the
+image-code view (the same `captcha` package, size and JPEG quality as ours, SETEX
+`image_code:<id>`) and the register view (GET/DELETE sms_code_<mobile>, compare, the password
+hashed as ours hashes it (argon2id, argon2-cffi's defaults) in the worker, INSERT the user, the
+login that Flask-Session makes: a session SETEX in Redis and its cookie). The mobile pattern
+takes 19x numbers too (issued since 2017; the tutorials' 1[34578] predates them).
 """
 
 from __future__ import annotations
@@ -18,13 +25,19 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import io
+import json
 import os
 import random
+import re
+import secrets
 
+import argon2
 import pymysql
 import redis
 import requests
-from flask import Flask, jsonify, request
+from captcha.image import ImageCaptcha
+from flask import Flask, jsonify, make_response, request
 from werkzeug.routing import BaseConverter
 
 ACCOUNT_SID = os.environ.get("BENCH_RONGLIAN_SID", "8aaf0708a2b3c4d5e6f7a8b9c0d1e2f3")
@@ -34,6 +47,9 @@ RONGLIAN_URL = os.environ.get("BENCH_RONGLIAN_URL", "http://127.0.0.1:8883")
 SMS_CODE_REDIS_EXPIRES = 300
 SEND_SMS_CODE_INTERVAL = 60
 CHINA_TIME = datetime.timezone(datetime.timedelta(hours=8))
+IMAGE_CODE_REDIS_EXPIRES = 180
+ALPHABET = "ACEFHJKMNPRTUVWXY34679"
+HASHER = argon2.PasswordHasher()  # what our server hashes new passwords with
 
 
 class RET:
@@ -62,6 +78,7 @@ redis_store = redis.StrictRedis.from_url(
 )
 _db: pymysql.Connection | None = None
 _http = requests.Session()
+_captcha = ImageCaptcha(width=160, height=60)
 
 
 def db() -> pymysql.Connection:
@@ -117,7 +134,7 @@ class CCP:
         return -1
 
 
-@app.route(r"/api/v1.0/sms_codes/<re(r'1[34578]\d{9}'):mobile>")
+@app.route(r"/api/v1.0/sms_codes/<re(r'1[3-9]\d{9}'):mobile>")
 def get_sms_code(mobile):
     """获取短信验证码 (seed 000)"""
     image_code = request.args.get("image_code")
@@ -172,3 +189,71 @@ def get_sms_code(mobile):
     if result == 0:
         return jsonify(errno=RET.OK, errmsg="发送成功")
     return jsonify(errno=RET.THIRDERR, errmsg="发送失败")
+
+
+@app.route("/api/v1.0/image_codes/<image_code_id>")
+def get_image_code(image_code_id):
+    """获取图片验证码"""
+    text = "".join(random.choice(ALPHABET) for _ in range(4))
+    buffer = io.BytesIO()
+    _captcha.generate_image(text).save(buffer, format="JPEG", quality=70)
+    try:
+        redis_store.setex("image_code:%s" % image_code_id, IMAGE_CODE_REDIS_EXPIRES, text)
+    except Exception as e:
+        app.logger.error(e)
+        return jsonify(errno=RET.DBERR, errmsg="保存图片验证码失败")
+    resp = make_response(buffer.getvalue())
+    resp.headers["Content-Type"] = "image/jpg"
+    return resp
+
+
+@app.route("/api/v1.0/users", methods=["POST"])
+def register():
+    """注册"""
+    req_dict = request.get_json(silent=True) or {}
+    mobile = req_dict.get("mobile")
+    sms_code = req_dict.get("sms_code")
+    password = req_dict.get("password")
+    password2 = req_dict.get("password2")
+    if not all([mobile, sms_code, password, password2]):
+        return jsonify(errno=RET.PARAMERR, errmsg="参数不完整")
+    if not re.match(r"1[3-9]\d{9}$", mobile):
+        return jsonify(errno=RET.PARAMERR, errmsg="手机号格式错误")
+    if password != password2:
+        return jsonify(errno=RET.PARAMERR, errmsg="两次密码不一致")
+    try:
+        real_sms_code = redis_store.get("sms_code_%s" % mobile)
+    except Exception as e:
+        app.logger.error(e)
+        return jsonify(errno=RET.DBERR, errmsg="读取真实短信验证码异常")
+    if real_sms_code is None:
+        return jsonify(errno=RET.NODATA, errmsg="短信验证码失效")
+    try:
+        redis_store.delete("sms_code_%s" % mobile)
+    except Exception as e:
+        app.logger.error(e)
+    if real_sms_code != sms_code:
+        return jsonify(errno=RET.DATAERR, errmsg="短信验证码错误")
+    password_hash = HASHER.hash(password)  # user.password = password
+    global _db
+    try:
+        with db().cursor() as cur:
+            cur.execute(
+                "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, %s, %s)",
+                (mobile, password_hash, mobile),
+            )
+            user_id = cur.lastrowid
+    except pymysql.err.IntegrityError as e:
+        app.logger.error(e)
+        return jsonify(errno=RET.DATAEXIST, errmsg="手机号已存在")
+    except pymysql.err.OperationalError as e:
+        app.logger.error(e)
+        _db = None
+        return jsonify(errno=RET.DBERR, errmsg="查询数据库异常")
+    # session["name"] = mobile; session["mobile"] = mobile; session["user_id"] = user.id
+    sid = secrets.token_urlsafe(24)
+    session = {"name": mobile, "mobile": mobile, "user_id": user_id}
+    redis_store.setex("session:%s" % sid, 86400, json.dumps(session))
+    resp = jsonify(errno=RET.OK, errmsg="注册成功")
+    resp.set_cookie("session", sid, httponly=True)
+    return resp

@@ -54,6 +54,9 @@ class SimConfig:
     attackers_solve_pow: bool = True
     concurrency: int = 64
     seed: int = 11
+    # A 503 with Retry-After (admission control, the password-hashing bound) to a legitimate
+    # user: repeat the request after Retry-After this many times, as the page does.
+    legit_repeats_503: int = 0
 
     @property
     def factor(self) -> float:
@@ -73,6 +76,9 @@ class SimResult:
     attacker_refusals: Counter = field(default_factory=Counter)
     legit_failures: Counter = field(default_factory=Counter)
     per_minute: dict[str, list[int]] = field(default_factory=dict)
+    # Each registered user's wait: CAPTCHA, SMS request (and proof of work), registration;
+    # not the time spent reading the SMS and typing the code (seconds).
+    legit_waits: list[float] = field(default_factory=list)
 
     @property
     def legit_success(self) -> float:
@@ -158,12 +164,23 @@ class Population:
 class SimClient:
     """One client's HTTP session (cookies), speaking through the trusted proxy."""
 
-    def __init__(self, sim: Simulation, address: str) -> None:
+    def __init__(self, sim: Simulation, address: str, repeats_503: int = 0) -> None:
         self.sim = sim
         self.address = address
         self.cookies: dict[str, str] = {}
+        self.repeats_503 = repeats_503
 
     async def fetch(self, path: str, method: str = "GET", body: dict | None = None):
+        """One request; a 503 with Retry-After repeated after it, up to repeats_503 times."""
+        for _ in range(self.repeats_503):
+            response = await self.fetch_once(path, method, body)
+            wait = response.headers.get("Retry-After") if response.code == 503 else None
+            if wait is None:
+                return response
+            await asyncio.sleep(float(wait))
+        return await self.fetch_once(path, method, body)
+
+    async def fetch_once(self, path: str, method: str = "GET", body: dict | None = None):
         headers = {"X-Forwarded-For": self.address}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -294,11 +311,13 @@ class Simulation:
         self.result.legit_users += 1
         behind_nat = index % round(1 / cfg.legit_share_behind_attacker_nat) == 0
         address, mobile = self.population.legit(behind_nat, index)
-        client = SimClient(self, address)
+        client = SimClient(self, address, cfg.legit_repeats_503)
+        started = time.monotonic()
         async with self.user_gate:
             answer, solved = await client.request_code(
                 mobile, True, self.user_cpu, time.monotonic() + 600
             )
+        waited = time.monotonic() - started
         self.result.legit_pow += solved
         if answer.get("errno") != "0":
             reason = (answer.get("data") or {}).get("reason") or answer.get("errno")
@@ -310,15 +329,20 @@ class Simulation:
         think = random.Random(index).uniform(min(10.0, cfg.verify_within), cfg.verify_within)
         await asyncio.sleep(think / cfg.factor)
         code = await self.code_of(mobile)
+        started = time.monotonic()
         async with self.user_gate:
             response = await client.fetch(
                 "/api/v1.0/users",
                 "POST",
                 {"mobile": mobile, "sms_code": code, "password": PASSWORD, "password2": PASSWORD},
             )
-        answer = json.loads(response.body)
+        try:
+            answer = json.loads(response.body)
+        except ValueError:
+            answer = {"errno": f"http_{response.code}"}
         if answer.get("errno") == "0":
             self.result.legit_registered += 1
+            self.result.legit_waits.append(waited + time.monotonic() - started)
         else:
             self.result.legit_failures[f"register:{answer.get('errno')}"] += 1
 

@@ -1,8 +1,6 @@
 """Closed-loop HTTP/1.1 load generator: N keep-alive connections, one request in flight each.
 
-Run by bench.run as its own process:
-  python -m bench.loadgen --url http://127.0.0.1:P --mode sms --connections 200 \
-      --warmup 3 --duration 12 --timeout 5 --tuples FILE --out RESULT.json
+Run by bench.run as its own process (python -m bench.loadgen --help).
 
 Why not wrk: wrk 4.1 drops every latency above its --timeout from the histogram and then
 "corrects" the histogram for coordinated omission, so the slow design's p99 would be invented.
@@ -19,7 +17,11 @@ Modes:
 A 503 (admission control shedding a send) is counted apart from errors, as `shed`, with its
 own latency percentiles. With --honor-retry-after the client then does what the SMS widget
 does: it waits the answer's Retry-After and sends the same request again (the shed request
-used nothing, so its CAPTCHA is still good); without it, the next request follows at once.
+used nothing, so its CAPTCHA is still good). With --retry-at-once it sends the same request
+again at once, ignoring Retry-After (a bot, an impatient app, a load balancer's retry); then
+`p99_to_success_ms` also times a success from its first attempt. Without either, the next
+request follows at once. --ledger FILE writes each mobile's last outcome (ok, shed, an error,
+timeout, or in flight when the run ended), for bench/halfdone.py.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Stats:
         self.ok_latencies: list[float] = []
         self.bad_latencies: list[float] = []
         self.shed_latencies: list[float] = []
+        self.to_success: list[float] = []  # --retry-at-once: from the first attempt
+        self.ledger: dict[str, str] = {}  # mobile -> its last outcome (the whole run)
         self.outcomes: dict[str, int] = {}
         self.timeouts = 0
         self.conn_errors = 0
@@ -99,10 +103,11 @@ class Generator:
             path = self.path  # get: the URL's path, every time
         return b"GET " + path.encode() + self.head_tail
 
-    def judge(self, status: int, body: bytes) -> bool:
+    def judge(self, status: int, body: bytes, request: bytes | None = None) -> bool:
         if self.args.mode == "sms":
             match = ERRNO_RE.search(body)
             errno = match.group(1).decode() if match else "none"
+            self.note(request, "ok" if status == 200 and errno == "0" else f"errno{errno}")
             if status == 200 and errno == "0":
                 return True
             self.stats.outcome(f"http{status}/errno{errno}")
@@ -113,6 +118,11 @@ class Generator:
             return True
         self.stats.outcome(f"http{status}")
         return False
+
+    def note(self, request: bytes | None, outcome: str) -> None:
+        """Keep the last outcome of the request's mobile (sms mode, for --ledger)."""
+        if request is not None and getattr(self.args, "ledger", None):
+            self.stats.ledger[request[24:35].decode()] = outcome  # GET /api/v1.0/sms_codes/
 
     async def run(self) -> dict:
         loop = asyncio.get_running_loop()
@@ -133,6 +143,8 @@ class Generator:
         self.running = False
         checker.cancel()
         for slot in self.slots:
+            if slot.pending:
+                self.note(slot.request, "in_flight_at_end")
             slot.close()
         cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
         return self.summary(elapsed, cpu)
@@ -145,6 +157,8 @@ class Generator:
                 if slot.started is not None and slot.started < deadline:
                     if self.stats.measuring:
                         self.stats.timeouts += 1
+                    self.note(slot.request, "timeout")
+                    slot.retry = False
                     slot.restart()
 
     def summary(self, elapsed: float, cpu: float) -> dict:
@@ -172,12 +186,14 @@ class Generator:
             "p99_ms": ms(percentile(ok, 99)),
             "max_ms": ms(ok[-1] if ok else None),
             "p99_all_ms": ms(percentile(everything, 99)),
+            "p99_to_success_ms": ms(percentile(sorted(s.to_success), 99)),
             "shed": len(shed),
             "shed_per_s": round(len(shed) / elapsed, 1),
             "shed_share": round(len(shed) / answered, 4) if answered else None,
             "shed_p50_ms": ms(percentile(shed, 50)),
             "shed_p99_ms": ms(percentile(shed, 99)),
             "honor_retry_after": getattr(self.args, "honor_retry_after", False),
+            "retry_at_once": getattr(self.args, "retry_at_once", False),
             "timeout_s": self.args.timeout,
             "exhausted": self.exhausted,
             "loadgen_cpu_s": round(cpu, 3),
@@ -195,6 +211,8 @@ class Slot:
         self.started: float | None = None  # when the pending request began (None: idle)
         self.request: bytes | None = None  # the request in flight (sent again after a 503)
         self.retry = False  # the next send repeats self.request (it was shed)
+        self.first: float | None = None  # when self.request was first sent
+        self.pending = False  # self.request is written and not answered yet
 
     def connect(self) -> None:
         if not self.gen.running:
@@ -219,22 +237,26 @@ class Slot:
         if not self.gen.running or self.proto is None or self.proto.transport is None:
             return
         request = self.request if self.retry else self.gen.next_request()
-        self.retry = False
+        repeat, self.retry = self.retry, False
         if request is None:
             self.started = None
             return
         self.request = request
         if not fresh_connection:
             self.started = time.perf_counter()
+        if not repeat:
+            self.first = self.started
         if self.gen.stats.measuring:
             self.gen.stats.sent += 1
+        self.pending = True
         self.proto.transport.write(request)
 
     def finished(self, status: int, body: bytes, keep_alive: bool, head: bytes = b"") -> None:
         latency = time.perf_counter() - (self.started or time.perf_counter())
-        self.started = None
+        self.started, self.pending = None, False
         gen = self.gen
         if status == SHED_STATUS:
+            gen.note(self.request, "shed")
             if gen.stats.measuring:
                 gen.stats.shed_latencies.append(latency)
             match = RETRY_AFTER_RE.search(head)
@@ -242,10 +264,13 @@ class Slot:
                 self.retry = True
                 self.loop.call_later(int(match.group(1)), self.send, False)
                 return
+            self.retry = getattr(gen.args, "retry_at_once", False)
         else:
-            ok = gen.judge(status, body)
+            ok = gen.judge(status, body, self.request)
             if gen.stats.measuring:
                 (gen.stats.ok_latencies if ok else gen.stats.bad_latencies).append(latency)
+                if ok and self.first is not None:
+                    gen.stats.to_success.append(time.perf_counter() - self.first)
         if keep_alive:
             self.send(False)
         else:
@@ -340,14 +365,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuples", help="sms mode: file of 'mobile captcha_id text' lines")
     parser.add_argument("--prefix", default="bench", help="captcha mode: id prefix")
     parser.add_argument("--cookie", default="", help="Cookie header value sent with each request")
-    parser.add_argument(
-        "--header", action="append", default=[], help="'Name: value' sent with each request"
-    )
+    parser.add_argument("--header", action="append", default=[], help="'Name: value', each request")
     parser.add_argument(
         "--honor-retry-after",
         action="store_true",
         help="after a 503, wait its Retry-After and send the same request again",
     )
+    parser.add_argument(
+        "--retry-at-once",
+        action="store_true",
+        help="after a 503, send the same request again at once (ignore Retry-After)",
+    )
+    parser.add_argument("--ledger", help="sms mode: write each mobile's last outcome here")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:
@@ -356,9 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     except ImportError:  # still correct, only hungrier
         runner = asyncio.run
-    result = runner(Generator(args).run())
+    generator = Generator(args)
+    result = runner(generator.run())
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=1)
+    if args.ledger:
+        with open(args.ledger, "w", encoding="utf-8") as fh:
+            json.dump(generator.stats.ledger, fh)
     return 0
 
 

@@ -9,6 +9,11 @@ GET /api/v1.0/sms_codes/<mobile>  GET captcha, DEL captcha, GET guard, SELECT us
 GET /api/v1.0/image_codes/<id>    renders the CAPTCHA inline on the event loop (same `captcha`
                                   package, size and JPEG quality as
                                   services/captcha/service.py), SETEX.
+POST /api/v1.0/users               the tutorials' registration, for bench/attack_mix.py: JSON
+                                  {mobile, sms_code, password, password2}; GET sms_code_<mobile>,
+                                  DEL, compare, the password hashed as ours hashes it (argon2id,
+                                  argon2-cffi's defaults) in the loop's default thread pool, INSERT
+                                  into ih_user_profile, a session SETEX and its cookie.
 anything else                     a JSON 404 (the loop-lag probe's target).
 
 --curl --uvloop make it (c+), the honest peer: the same handler with the HTTP client our server
@@ -28,19 +33,25 @@ import io
 import json
 import logging
 import random
+import re
+import secrets
 
 import aiomysql
+import argon2
+import pymysql
 import redis.asyncio as aioredis
 import tornado.web
 import uvloop
 from captcha.image import ImageCaptcha
 from tornado.httpclient import AsyncHTTPClient
+from tornado.ioloop import IOLoop
 
 ACCOUNT_SID = "8aaf0708a2b3c4d5e6f7a8b9c0d1e2f3"
 AUTH_TOKEN = "sandbox0token0000000000000000000a"
 APP_ID = "8aaf0708app0000000000000000000ab"
 CHINA_TIME = datetime.timezone(datetime.timedelta(hours=8))
 ALPHABET = "ACEFHJKMNPRTUVWXY34679"
+HASHER = argon2.PasswordHasher()  # what our server hashes new passwords with
 
 
 class Base(tornado.web.RequestHandler):
@@ -93,6 +104,42 @@ class SmsHandler(Base):
         if response.code == 200 and json.loads(response.body).get("statusCode") == "000000":
             return self.reply("0", "发送成功")
         return self.reply("4301", "发送失败")
+
+
+class RegisterHandler(Base):
+    async def post(self) -> None:
+        redis, pool = self.ctx["redis"], self.ctx["pool"]
+        try:
+            req = json.loads(self.request.body)
+        except ValueError:
+            return self.reply("4103", "参数错误")
+        mobile, sms_code = req.get("mobile"), req.get("sms_code")
+        password, password2 = req.get("password"), req.get("password2")
+        if not all([mobile, sms_code, password, password2]):
+            return self.reply("4103", "参数不完整")
+        if not re.fullmatch(r"1[3-9]\d{9}", mobile) or password != password2:
+            return self.reply("4103", "参数错误")
+        real = await redis.get(f"sms_code_{mobile}")
+        if real is None:
+            return self.reply("4002", "短信验证码失效")
+        await redis.delete(f"sms_code_{mobile}")
+        if real != sms_code:
+            return self.reply("4004", "短信验证码错误")
+        password_hash = await IOLoop.current().run_in_executor(None, HASHER.hash, password)
+        try:
+            async with pool.acquire() as conn, conn.cursor() as cur:
+                await cur.execute(
+                    "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, %s, %s)",
+                    (mobile, password_hash, mobile),
+                )
+                user_id = cur.lastrowid
+        except pymysql.err.IntegrityError:
+            return self.reply("4003", "手机号已存在")
+        sid = secrets.token_urlsafe(24)
+        session = {"user_id": user_id, "name": mobile, "mobile": mobile}
+        await redis.setex(f"session:{sid}", 86400, json.dumps(session))
+        self.set_cookie("session", sid, httponly=True)
+        self.reply("0", "注册成功")
 
 
 class InlineCaptchaHandler(Base):
@@ -154,6 +201,7 @@ async def serve(args: argparse.Namespace) -> None:
         [
             (r"/api/v1\.0/sms_codes/(1[3-9]\d{9})", SmsHandler, {"ctx": ctx}),
             (r"/api/v1\.0/image_codes/([A-Za-z0-9-]{1,64})", InlineCaptchaHandler, {"ctx": ctx}),
+            (r"/api/v1\.0/users", RegisterHandler, {"ctx": ctx}),
         ],
         default_handler_class=NotFound,
         default_handler_args={"ctx": ctx},

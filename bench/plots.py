@@ -6,7 +6,8 @@ from pathlib import Path
 
 from bench.systems import NAMES
 
-PERF = Path(__file__).resolve().parent.parent / "docs" / "perf"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PERF = DOCS / "perf"
 COLORS = {"a": "tab:green", "A": "tab:olive", "b": "tab:red", "c": "tab:blue", "c+": "tab:purple"}
 
 
@@ -26,6 +27,65 @@ def plot(results: dict) -> None:
     overload = [c for c in results["cells"] if c["section"] == "overload"]
     if overload:
         plot_overload(overload, PERF / "overload.png")
+    if any(c["section"] == "retry" for c in results["cells"]):
+        plot_goodput(results["cells"], DOCS / "overload-goodput.png")
+
+
+def plot_goodput(cells: list[dict], path: Path) -> None:
+    """Issue 26 goal 1: successful sends/s against connections, and the accepted p99."""
+    import matplotlib.pyplot as plt
+
+    from bench.report_overload import GOODPUT_SHARE, best_reference
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.4, 4))
+    lines = (
+        ("retry", "O", "tab:green", "o", "(O) shipped admission, clients repeat a 503 at once"),
+        ("overload", "O", "tab:olive", "s", "(O) shipped admission, clients wait Retry-After"),
+        ("overload", "Q", "tab:red", "^", "(Q) no admission control"),
+    )
+    for section, system, color, marker, label in lines:
+        pts = sorted(
+            (c["connections"], c)
+            for c in cells
+            if c["section"] == section and c["system"] == system and c["latency_ms"] == 100
+        )
+        if not pts:
+            continue
+        xs = [x for x, _ in pts]
+        ys = [c["ok_per_s"] for _, c in pts]
+        ax1.plot(xs, ys, marker=marker, color=color, label=label)
+        ax2.plot(xs, [c["p99_ms"] or 0 for _, c in pts], marker=marker, color=color, label=label)
+        for x, y in zip(xs, ys, strict=True):
+            ax1.annotate(f"{y:,.0f}", (x, y), fontsize=8, textcoords="offset points", xytext=(4, 4))
+    best = best_reference(cells)
+    if best:
+        floor = GOODPUT_SHARE * best["ok_per_s"]
+        ax1.axhline(floor, color="gray", ls="--", lw=1)
+        ax1.annotate(
+            f"target: {GOODPUT_SHARE:.0%} of the best without admission "
+            f"({best['ok_per_s']:,.0f}/s)",
+            (ax1.get_xlim()[0], floor),
+            fontsize=7,
+            color="gray",
+            xytext=(2, -10),
+            textcoords="offset points",
+        )
+    ax1.set_ylim(bottom=0)
+    ax2.axhline(300, color="gray", ls="--", lw=1)
+    ax2.annotate("target: 3x upstream = 300 ms", (ax2.get_xlim()[0], 300), fontsize=7, color="gray")
+    ax2.set_yscale("log")
+    ax1.set_title("successful sends / s (100 ms upstream, 1 process)")
+    ax2.set_title("accepted sends: p99 latency, ms (log)")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("concurrent connections")
+        ax.set_xscale("log")
+        ticks = sorted({c["connections"] for c in cells if c["section"] in ("retry", "overload")})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_overload(cells: list[dict], path: Path) -> None:

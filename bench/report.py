@@ -12,6 +12,10 @@ from pathlib import Path
 
 from bench.flamegraph import write_svg
 from bench.plots import PERF, plot
+from bench.report_overload import check as _check
+from bench.report_overload import fmt as _fmt
+from bench.report_overload import heading as _heading
+from bench.report_overload import overload_tables, overload_targets, retry_targets
 from bench.systems import NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,10 +93,6 @@ def _first(cells: list[dict], section: str, system: str) -> dict | None:
     return next((c for c in cells if c["section"] == section and c["system"] == system), None)
 
 
-def _check(target: str, value: float | None, passed: bool, digits: int | None = None) -> dict:
-    return {"target": target, "value": round(value, digits) if digits else value, "pass": passed}
-
-
 def targets(cells: list[dict]) -> list[dict]:
     """The issues' targets, each with the measured value and pass/fail."""
     a, b, c, c_plus = (_cell(cells, "sms", s, 100, 200) for s in ("a", "b", "c", "c+"))
@@ -113,32 +113,13 @@ def targets(cells: list[dict]) -> list[dict]:
         checks.append(_check(f"{sms} a p99 <= 150 ms", a["p99_ms"], a["p99_ms"] <= 150))
     if (v := _ratio(_cell(cells, "sms", "A", 100, 200), a, "ok_per_s")) is not None:
         checks.append(_check(f"{sms} 2 processes (A) >= 1.4x one (a)", v, v >= 1.4, 2))
-    checks += overload_targets(cells)
+    checks += overload_targets(cells) + retry_targets(cells)
     if (v := _ratio(cap_a, cap_c, "ok_per_s")) is not None:
         checks.append(_check("CAPTCHA: a >= 2x inline", v, v >= 2, 2))
     if (v := _ratio(cap_a, cap_c, "ok_per_server_cpu_s")) is not None:
         checks.append(_check("CAPTCHA: a >= 2x inline per server CPU-second", v, v >= 2, 2))
     if cap_a and (lag := cap_a["lag"]["p99_ms"]) is not None:
         checks.append(_check("CAPTCHA flood: loop lag p99 <= 10 ms", lag, lag <= 10))
-    return checks
-
-
-def overload_targets(cells: list[dict]) -> list[dict]:
-    """At the most connections measured (5x a normal 200): (O) keeps accepted sends fast."""
-    overload = [c for c in cells if c["section"] == "overload" and c["system"] == "O"]
-    if not overload:
-        return []
-    top = max(overload, key=lambda c: c["connections"])
-    where = f"overload {top['connections']} conns, 100 ms upstream:"
-    p99, shed99 = top["p99_ms"], top.get("shed_p99_ms")
-    checks = [
-        _check(
-            f"{where} accepted p99 <= 300 ms (3x upstream)", p99, p99 is not None and p99 <= 300
-        ),
-        _check(f"{where} no client timeouts", top["timeouts"], top["timeouts"] == 0),
-    ]
-    if shed99 is not None:
-        checks.append(_check(f"{where} shed 503s p99 <= 100 ms (fast)", shed99, shed99 <= 100))
     return checks
 
 
@@ -186,12 +167,6 @@ def machine_info() -> dict:
     }
 
 
-def _fmt(v, digits=0):
-    if v is None:
-        return "–"
-    return f"{v:,.{digits}f}" if isinstance(v, float | int) else str(v)
-
-
 def render_markdown(results: dict) -> str:
     cells = results["cells"]
     caps = [c for c in cells if c["section"] == "captcha"]
@@ -200,7 +175,7 @@ def render_markdown(results: dict) -> str:
         *_sms_table([c for c in cells if c["section"] == "sms"]),
         *_ratios_table(results["ratios"]),
         *(_captcha_table(caps) if caps else []),
-        *_overload_table([c for c in cells if c["section"] == "overload"]),
+        *overload_tables(cells),
         *_heading("Targets", "| target | measured | |", "|---|---:|---|"),
         *(
             f"| {t['target']} | {t['value']} | {'✅' if t['pass'] else '❌'} |"
@@ -217,32 +192,12 @@ def render_markdown(results: dict) -> str:
         lines += ["![CAPTCHA images per second and loop lag](perf/captcha.png)", ""]
     if any(c["section"] == "overload" for c in cells):
         lines += ["![Overload: accepted p99 and shed share](perf/overload.png)", ""]
+    if any(c["section"] == "retry" for c in cells):
+        lines += [
+            "![Goodput against connections, clients that retry at once](overload-goodput.png)",
+            "",
+        ]
     return "\n".join(lines)
-
-
-def _overload_table(cells: list[dict]) -> list[str]:
-    if not cells:
-        return []
-    lines = [
-        *_heading(
-            "Overload (SMS flow, 100 ms upstream; clients wait a 503's Retry-After, then repeat)",
-            "| conns | system | accepted req/s | accepted p50 / p99 ms | shed share "
-            "| shed 503 p50 / p99 ms | client timeouts | other errors | lag p99 ms "
-            "| server CPU % |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        )
-    ]
-    for c in sorted(cells, key=lambda c: (c["connections"], c["system"])):
-        share = c.get("shed_share")
-        lines.append(
-            f"| {c['connections']} | {NAMES.get(c['system'], c['system'])} "
-            f"| **{_fmt(c['ok_per_s'], 1)}** | {_fmt(c['p50_ms'], 1)} / **{_fmt(c['p99_ms'], 1)}** "
-            f"| {'–' if share is None else f'{100 * share:.1f} %'} "
-            f"| {_fmt(c.get('shed_p50_ms'), 1)} / {_fmt(c.get('shed_p99_ms'), 1)} "
-            f"| {c['timeouts']} | {c['errors'] - c['timeouts']} "
-            f"| {_fmt(c['lag']['p99_ms'], 1)} | {_fmt(c['cpu_pct']['server'])} |"
-        )
-    return lines
 
 
 def _intro(results: dict) -> list[str]:
@@ -260,10 +215,6 @@ def _intro(results: dict) -> list[str]:
         "CPU-second of the server's own processes (all 4 workers for (b)): the per-process "
         "efficiency, much less sensitive to that noise than req/s.",
     ]
-
-
-def _heading(title: str, columns: str, align: str) -> list[str]:
-    return ["", f"### {title}", "", columns, align]
 
 
 def _sms_table(sms: list[dict]) -> list[str]:

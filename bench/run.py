@@ -6,6 +6,10 @@ then the systems side by side, and measures on the same data:
 
   sms      GET /api/v1.0/sms_codes/<mobile>  for each upstream latency x connection count x
            system; every request uses a fresh mobile and a CAPTCHA pre-seeded in Redis
+  overload the same at 100 ms upstream and up to 1,000 connections, admission control as
+           shipped (O) and none (Q); clients wait a 503's Retry-After
+  retry    (O) again, its clients repeating a 503 at once (issue 26); whether anything was
+           half-done (bench/halfdone.py)
   captcha  GET /api/v1.0/image_codes/<id>    ours (rendered in the executor) vs inline
   lag      a trivial request every 20 ms during every cell (p99 = event-loop lag)
   profile  py-spy on our server during the 100 ms / 200-connection SMS flood
@@ -135,6 +139,14 @@ class Run:
                 if is_overload_system(name):
                     self.measure("overload", name, conns, 100)["round"] = round_no
 
+    def retry_round(self, round_no: int, connections: list[int]) -> None:
+        """(O) against clients that repeat a 503 at once, ignoring Retry-After (issue 26)."""
+        self.infra.sandbox.set_latency(100)
+        for conns in connections:
+            for name in self.systems:
+                if is_overload_system(name) and name != "Q":
+                    self.measure("retry", name, conns, 100)["round"] = round_no
+
     def captcha_round(self, round_no: int, connections: list[int]) -> None:
         for conns in connections:
             for name, system in self.systems.items():
@@ -189,8 +201,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--captcha-connections", default="50")
     parser.add_argument(
         "--overload-connections",
-        default="200,500,1000",
+        default="100,200,500,1000",
         help="connections of the overload cells (100 ms upstream; systems O and Q)",
+    )
+    parser.add_argument(
+        "--retry-connections",
+        default="100,200,1000",
+        help="connections of the retry cells: (O) against clients that repeat a 503 at once",
     )
     parser.add_argument(
         "--repeat", type=int, default=2, help="SMS matrix rounds; a cell's best counts"
@@ -198,7 +215,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--max-clients", type=int, default=256, help="sends in flight: a, c, c+")
-    parser.add_argument("--skip", default="", help="comma list of: sms, overload, captcha, profile")
+    parser.add_argument(
+        "--skip", default="", help="comma list of: sms, overload, retry, captcha, profile"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -248,6 +267,8 @@ def run_matrix(run: Run, args: argparse.Namespace) -> dict | None:
             run.sms_round(round_no, latencies, connections)
         if "overload" not in skip:
             run.overload_round(round_no, [int(v) for v in args.overload_connections.split(",")])
+        if "retry" not in skip:
+            run.retry_round(round_no, [int(v) for v in args.retry_connections.split(",")])
         run.infra.sandbox.set_latency(100)
         if "captcha" not in skip:
             run.captcha_round(round_no, [int(v) for v in args.captcha_connections.split(",")])

@@ -232,7 +232,7 @@ class Infrastructure:
 
         Cell `index` gets its own mobiles (13xx prefix) and CAPTCHA ids.
         """
-        prefix = f"1{3 + index // 100}{index % 100:02d}"
+        prefix = cell_prefix(index)
         rng = random.Random(index)
         pipe = self.redis_client.pipeline(transaction=False)
         with open(path, "w", encoding="ascii") as fh:
@@ -245,6 +245,11 @@ class Infrastructure:
                     pipe.execute()
         pipe.execute()
         return path
+
+
+def cell_prefix(index: int) -> str:
+    """The first 4 digits of cell `index`'s mobiles (13xx, then 14xx ...)."""
+    return f"1{3 + index // 100}{index % 100:02d}"
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 a        server.py (this repo, all protections on), 1 process
 A        server.py as shipped: 1 process per core
-O        server.py, 1 process, admission control as shipped (the overload cells)
+O        server.py, 1 process, admission control as shipped (the overload and retry cells)
 Q        server.py, 1 process, no admission control (the overload cells' contrast)
 variant  server.py of another checkout (--variant NAME=DIR[,SMSREG_X=V...])
 b        seed 000's Flask view under gunicorn with 4 sync workers (bench/flask_app.py)
@@ -143,12 +143,13 @@ def ours_specs(
         # As shipped: server.processes = 0, one worker process per core.
         label = "ours: server.py, 1 process per core (default)"
         specs.append(("A", label, {**common, **processes(0)}, ROOT))
-    # The overload cells: admission control as shipped (admission.max_sends_in_flight).
-    from services.config import AdmissionConfig
-
-    shipped = AdmissionConfig()
-    overload_env = {**common, **processes(1), **admission_overrides(shipped.max_sends_in_flight)}
-    overload_env.pop("SMSREG_ADMISSION_MAX_LOOP_LAG", None)
+    # The overload and retry cells: admission control as config.yml ships it, none of its
+    # settings overridden, nor the provider's concurrency that bounds it (ronglian.max_clients).
+    overload_env = {
+        key: value
+        for key, value in {**common, **processes(1)}.items()
+        if not key.startswith("SMSREG_ADMISSION_") and key != "SMSREG_RONGLIAN_MAX_CLIENTS"
+    }
     if "O" in wanted:
         label = "ours, 1 process, admission control as shipped"
         specs.append(("O", label, overload_env, ROOT))
