@@ -17,6 +17,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from tests.hostapps.flask_common import (
     RET,
+    WERKZEUG_METHOD,
     base_config,
     mobile_and_password,
     register_test_routes,
@@ -49,9 +50,8 @@ class User(BaseModel, db.Model):
 
     @password.setter
     def password(self, value: str) -> None:
-        # The method the tutorial's Werkzeug used by default: today's default (scrypt, 162
-        # characters) does not fit the tutorial's String(128) column.
-        self.password_hash = generate_password_hash(value, method="pbkdf2:sha256")
+        # flask_common.WERKZEUG_METHOD: the tutorials' Werkzeug default.
+        self.password_hash = generate_password_hash(value, method=WERKZEUG_METHOD)
 
     def check_password(self, value: str) -> bool:
         return check_password_hash(self.password_hash, value)
