@@ -282,6 +282,11 @@ class LiveServer:
             "SMSREG_PROVIDERS": ",".join(config.providers),
             "SMSREG_ALIYUN_BASE_URL": config.aliyun.base_url,
             "SMSREG_ADMISSION_MAX_LOOP_LAG": str(config.admission.max_loop_lag),
+            # As in-process apps (session_config): the breaker runs but never trips, unless
+            # a test sets its own fraud.* (extra_env).
+            "SMSREG_FRAUD_MIN_SENDS": str(config.fraud.min_sends),
+            "SMSREG_FRAUD_BUDGET_SHARE_NEWCOMER": str(config.fraud.budget_share_newcomer),
+            "SMSREG_FRAUD_BUDGET_SHARE_POOR": str(config.fraud.budget_share_poor),
             **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
