@@ -248,6 +248,7 @@ def start_send_gate(config: Config, metrics: Metrics, stack: contextlib.AsyncExi
         floor=admission.min_sends_in_flight,
         max_loop_lag=admission.max_loop_lag,
         shed_delay=admission.shed_delay,
+        paid_wait=admission.paid_wait,
         gauge=metrics.sends_in_flight,
         lag_gauge=metrics.loop_lag,
     )
@@ -268,7 +269,14 @@ def account_service(
     at once per process, the rest refused at once; 0: no bound), password logins throttled,
     and all of them asked for a CAPTCHA while failures everywhere spike."""
     bound = config.accounts.max_hashes_in_flight
-    hashing = Gate(bound, config.admission.retry_after, message=HASHING_BUSY) if bound else None
+    hashing = None
+    if bound:
+        hashing = Gate(
+            bound,
+            config.admission.retry_after,
+            message=HASHING_BUSY,
+            paid_wait=config.accounts.paid_hash_wait,
+        )
     hasher = PasswordHasher(
         clients.password_threads,
         hashing,

@@ -126,7 +126,8 @@ async def test_a_login_beyond_the_hash_bound_is_refused_at_once(make_app, fresh_
 
 @pytest.mark.gen_test(timeout=120)
 async def test_registration_refused_by_the_bound_keeps_its_code(make_app, sandbox, fresh_mobile):
-    app = await make_app(accounts={"max_hashes_in_flight": 1})
+    # No hashing place frees within paid_hash_wait: refused, the code given back.
+    app = await make_app(accounts={"max_hashes_in_flight": 1, "paid_hash_wait": 0.2})
     async with serving(app) as client:
         mobile = fresh_mobile()
         code = await request_code(client, sandbox, mobile)
@@ -135,6 +136,44 @@ async def test_registration_refused_by_the_bound_keeps_its_code(make_app, sandbo
             assert refused["errno"] == "4201" and refused["data"]["reason"] == "overloaded"
         # The code was not used: the same request, repeated, registers.
         assert (await register(client, mobile, code))["errno"] == "0"
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_paid_registration_waits_for_a_hashing_place_ahead_of_logins(
+    make_app, sandbox, fresh_mobile
+):
+    """Issue 26 goal 3: a registration whose code checked out has paid for an SMS. While every
+    hashing place is taken (a login flood) it waits for the next one freed instead of a 503;
+    logins meanwhile are refused at once, and a wrong code never waits."""
+    app = await make_app(**PROXY, accounts={"max_hashes_in_flight": 1})
+    assert app.services.config.accounts.paid_hash_wait == 10.0  # the shipped wait
+    async with serving(app) as client:
+        mobile, owner = fresh_mobile(), fresh_mobile()
+        await add_user(client, owner)
+        code = await request_code(client, sandbox, mobile)
+        hasher = app.services.accounts.hasher
+        with contextlib.ExitStack() as held:
+            held.enter_context(hasher.place())  # the flood's hash, in flight
+            wrong = "000000" if code != "000000" else "111111"
+            answer = await register(client, mobile, wrong)
+            assert answer["errno"] == "4004"  # a wrong code is answered at once, never queued
+            assert hasher.waiting == 0
+            paid = asyncio.ensure_future(register(client, mobile, code))
+
+            async def waiting() -> int:
+                return hasher.waiting
+
+            await async_wait_until(waiting, lambda n: n == 1, what="the registration waiting")
+            # A login now is refused at once: the paid registration goes first.
+            refused = await raw_login(
+                client, "/api/v1.0/sessions", {"mobile": owner, "password": PASSWORD}, "192.0.2.8"
+            )
+            assert_overloaded(refused, json.loads(refused.body))
+            assert not paid.done()
+        # The flood's hash ends: its place goes to the registration.
+        assert (await paid)["errno"] == "0"
+        assert hasher.in_flight == 0 and hasher.waiting == 0
+        assert (await login(client, owner, PASSWORD, "192.0.2.8"))["errno"] == "0"
 
 
 async def solved(client, captcha_id: str) -> dict:

@@ -14,13 +14,20 @@ every client times out (docs/SECURITY.md, "Login floods"). A request asks first
 (`refuse_if_full()`, before it looks anything up or counts anything) and takes its place
 (`place()`) only around its hashing, so requests refused without a hash (a CAPTCHA asked,
 a limit reached) never hold one. hash() and verify() need a place: no hash escapes the bound.
+
+A registration or a reset whose SMS code checked out has paid (an SMS, a CAPTCHA): refusing it
+would waste both and, under a login flood, turn away the very users the SMS was for. It takes a
+`paid_place()` instead: it waits, first come first served, up to `accounts.paid_hash_wait`
+seconds for the next place freed, and while one waits every new login is refused at once
+(Gate.admit_paid, services/codes/admission.py). Only a code that checked out can wait, and each
+costs an SMS within the SMS limits, so a flood cannot fill the queue cheaply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar, TypeVarTuple
@@ -95,10 +102,27 @@ class PasswordHasher:
         """Places taken now (0 without a bound)."""
         return self._gate.in_flight if self._gate is not None else 0
 
+    @property
+    def waiting(self) -> int:
+        """Paid requests waiting for a place now (paid_place)."""
+        return self._gate.waiting if self._gate is not None else 0
+
     def refuse_if_full(self) -> None:
         """Raise Overloaded now if a hash would be refused: before anything is done."""
         if self._gate is not None and self._gate.shedding():
             raise self._gate.refusal()
+
+    @contextlib.asynccontextmanager
+    async def paid_place(self) -> AsyncIterator[Place]:
+        """Hold a place for a request that already paid (its SMS code verified: a registration,
+        a reset): at once if one is free, else the next one freed within
+        accounts.paid_hash_wait seconds, ahead of any new login; else raise Overloaded (the
+        caller gives the code back)."""
+        if self._gate is None:
+            yield Place()
+            return
+        async with self._gate.admit_paid():
+            yield Place()
 
     @contextlib.contextmanager
     def place(self) -> Iterator[Place]:

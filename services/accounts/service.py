@@ -103,12 +103,12 @@ class AccountService:
         name = mobile if username is None else self._checked_username(username, mobile)
         check_sms_code_format(sms_code)
 
-        # Refused (Overloaded) before the code is used, or with the code given back, so the
-        # same request can simply be repeated (docs/SECURITY.md, "Login floods").
-        self.hasher.refuse_if_full()
+        # A right code has paid: it waits for a hashing place rather than being refused; if
+        # none frees in time (Overloaded), the code is given back, so the same request can
+        # simply be repeated (docs/SECURITY.md, "Login floods").
         verified = await self._sms.verify_code(mobile, Purpose.REGISTER, sms_code)
         async with self._sms.code_given_back_on_failure(verified):
-            with self.hasher.place() as place:
+            async with self.hasher.paid_place() as place:
                 password_hash = await self.hasher.hash(place, password)
             return await self._users.create(name, mobile, password_hash, consent=consent)
 
@@ -164,15 +164,15 @@ class AccountService:
         self._check_new_password(password, password2)
         check_sms_code_format(sms_code)
 
-        self.hasher.refuse_if_full()  # as in register()
         verified = await self._sms.verify_code(mobile, Purpose.RESET_PASSWORD, sms_code)
         async with self._sms.code_given_back_on_failure(verified):
             user = await self._users.by_mobile(mobile)
             if user is None:
                 raise ServiceError(Ret.USERERR, "用户不存在", field="mobile")
             # Should ending the sessions fail, the code is given back: the same request can
-            # be repeated in full (setting the same password again is harmless).
-            password_hash = await self._set_password(user.user_id, password)
+            # be repeated in full (setting the same password again is harmless). The code
+            # paid: it waits for a hashing place as in register().
+            password_hash = await self._set_password(user.user_id, password, paid=True)
         # With the new hash: a host app's session of the new login carries a digest of it.
         return dataclasses.replace(user, password_hash=password_hash)
 
@@ -246,10 +246,15 @@ class AccountService:
         self._check_password_rule(password)
         await self._set_password(user_id, password)
 
-    async def _set_password(self, user_id: int, password: str) -> str:
-        """Store the new password's hash and end every session; returns the hash."""
-        with self.hasher.place() as place:
-            password_hash = await self.hasher.hash(place, password)
+    async def _set_password(self, user_id: int, password: str, *, paid: bool = False) -> str:
+        """Store the new password's hash and end every session; returns the hash. `paid`: an
+        SMS code paid for it, so it may wait for a hashing place (PasswordHasher.paid_place)."""
+        if paid:
+            async with self.hasher.paid_place() as place:
+                password_hash = await self.hasher.hash(place, password)
+        else:
+            with self.hasher.place() as place:
+                password_hash = await self.hasher.hash(place, password)
         await self._users.set_password_hash(user_id, password_hash)
         await credentials_changed(self._sessions, user_id)
         return password_hash

@@ -21,11 +21,18 @@ refused limit, never holds a place, so a flood of them cannot crowd out the send
 - a send that finds the gate full only after its reservation has paid (its CAPTCHA used up,
   its limits taken): it waits, without CPU, for the next place that frees (first come, first
   served: a freed place goes to the longest waiter, and no new send passes the early check
-  while one waits), at most `admission.shed_delay` seconds; only then is it refused, giving
+  while one waits), at most `admission.paid_wait` seconds (3 s shipped: longer than
+  `shed_delay`, since a send that paid is worth serving late rather than giving back its
+  reservation; issue 26 goal 1); only then is it refused, giving
   back everything the reservation took, as after any refusal (guard, code, counts, fraud
   segments; its CAPTCHA stays used up, since the client paid with it). Without the wait, a
   flood of sends that all passed the early check at once would waste their reservations and
   CAPTCHAs on late refusals.
+
+Password hashes use the same `Gate` (services/accounts/passwords.py): a login is refused at once
+when every place is taken, while a registration or reset whose SMS code checked out has paid
+and waits, the same way, up to `accounts.paid_hash_wait` (admit_paid). At most
+MAX_WAITERS_PER_PLACE jobs per place may wait; one more is refused at once.
 
 The bound moves between two values:
 
@@ -71,6 +78,9 @@ OVERLOADED_REASON = "overloaded"
 LAG_INTERVAL = 0.05  # seconds between two samples of the event loop's lag
 SHRINK = 0.9  # the bound is multiplied by this for each lagging sample
 GROWTH = 2  # sends the bound grows by for each sample without lag
+# Jobs that paid may wait for a place, at most this many per place of the bound; beyond that
+# they are refused at once (a bound on memory and on how long the queue can take to drain).
+MAX_WAITERS_PER_PLACE = 8
 
 
 SENDS_BUSY = "短信服务繁忙，请{seconds}秒后重试"
@@ -110,16 +120,28 @@ class Gate:
         *,
         message: str = SENDS_BUSY,
         gauge: InFlightGauge | None = None,
+        paid_wait: float = 0.0,
     ) -> None:
         self.limit = limit
         self.retry_after = retry_after
         self.in_flight = 0
+        # Seconds a job that already paid waits for a place (admit_paid); 0: refused at once.
+        self.paid_wait = paid_wait
         self._message = message
         self._gauge = gauge
+        # Jobs that paid and wait for a place, oldest first (admit_paid).
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        """Jobs that paid and wait for a place now."""
+        return len(self._waiting)
 
     def shedding(self) -> bool:
-        """Would a job be refused now? (The HTTP layer asks before it builds a handler.)"""
-        return self.in_flight >= self.limit
+        """Would a job be refused now? (The HTTP layer asks before it builds a handler.) Yes
+        while the places are taken, and while jobs that already paid wait for one: they go
+        first."""
+        return self.in_flight >= self.limit or bool(self._waiting)
 
     def refusal(self) -> Overloaded:
         """The answer to a refused job."""
@@ -141,7 +163,52 @@ class Gate:
         if self._gauge is not None:
             self._gauge.inc()
 
+    @contextlib.asynccontextmanager
+    async def admit_paid(self) -> AsyncIterator[None]:
+        """Hold a place for one job that already paid (a CAPTCHA and limits used, an SMS code
+        verified) while the block runs: at once if one is free, else the next one freed
+        within `paid_wait` seconds (first come, first served), else raise Overloaded."""
+        if not self.shedding():
+            self._take_a_place()
+        else:
+            await self._wait_for_a_place()
+        try:
+            yield
+        finally:
+            self._free_a_place()
+
+    async def _wait_for_a_place(self) -> None:
+        if self.paid_wait <= 0 or len(self._waiting) >= MAX_WAITERS_PER_PLACE * self.limit:
+            raise self.refusal_after_paying()
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handed)
+        try:
+            await asyncio.wait_for(asyncio.shield(handed), self.paid_wait)
+        except (TimeoutError, asyncio.CancelledError) as stopped:
+            if handed.done():  # a place was handed over just as the wait ended: it is ours
+                if isinstance(stopped, asyncio.CancelledError):
+                    self._free_a_place()
+                    raise
+                return
+            handed.cancel()  # never handed over now; _free_a_place skips it
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(handed)
+            if isinstance(stopped, asyncio.CancelledError):
+                raise
+            raise self.refusal_after_paying() from None
+
+    def refusal_after_paying(self) -> Overloaded:
+        """The answer to a job that paid and found no place in time (answered at once)."""
+        return Overloaded(self.spread_retry_after(), self._message)
+
     def _free_a_place(self) -> None:
+        # The place goes to the longest waiter, unless the bound shrank below what is in flight.
+        if self.in_flight <= self.limit:
+            while self._waiting:
+                waiter = self._waiting.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
         self.in_flight -= 1
         if self._gauge is not None:
             self._gauge.dec()
@@ -162,7 +229,7 @@ class SendGate(Gate):
     """At most `limit` sends in flight in this process; the rest are shed (Overloaded).
 
     `limit` starts at `ceiling` and follows the loop's lag down to `floor` (observe_lag). A
-    send that already paid waits for the next place freed (admit_paid), at most `shed_delay`.
+    send that already paid waits for the next place freed (admit_paid), at most `paid_wait`.
     """
 
     def __init__(
@@ -173,67 +240,22 @@ class SendGate(Gate):
         floor: int | None = None,
         max_loop_lag: float = 0.0,
         shed_delay: float = 0.0,
+        paid_wait: float | None = None,
         gauge: InFlightGauge | None = None,
         lag_gauge: LagGauge | None = None,
     ) -> None:
-        super().__init__(ceiling, retry_after, gauge=gauge)
+        wait = shed_delay if paid_wait is None else paid_wait
+        super().__init__(ceiling, retry_after, gauge=gauge, paid_wait=wait)
         self.ceiling = ceiling
         self.floor = ceiling if floor is None else min(floor, ceiling)
         self.shed_delay = shed_delay
         self._max_loop_lag = max_loop_lag
         self._lag_gauge = lag_gauge
         self._watcher = BackgroundTask()
-        # Sends that paid and wait for a place, oldest first (admit_paid).
-        self._waiting: deque[asyncio.Future[None]] = deque()
-
-    def shedding(self) -> bool:
-        """Yes while the places are taken, and while sends that already paid wait for one."""
-        return self.in_flight >= self.limit or bool(self._waiting)
 
     def refusal(self) -> Overloaded:
         """The answer to a shed send (held `shed_delay` seconds by the HTTP layer)."""
         return Overloaded(self.spread_retry_after(), self._message, self.shed_delay)
-
-    @contextlib.asynccontextmanager
-    async def admit_paid(self) -> AsyncIterator[None]:
-        """Hold a place for one send that already paid while the block runs: at once if one
-        is free, else the next one freed within `shed_delay` seconds, else raise Overloaded."""
-        if not self.shedding():
-            self._take_a_place()
-        else:
-            await self._wait_for_a_place()
-        try:
-            yield
-        finally:
-            self._free_a_place()
-
-    async def _wait_for_a_place(self) -> None:
-        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(handed)
-        try:
-            await asyncio.wait_for(asyncio.shield(handed), self.shed_delay)
-        except (TimeoutError, asyncio.CancelledError) as stopped:
-            if handed.done():  # a place was handed over just as the wait ended: it is ours
-                if isinstance(stopped, asyncio.CancelledError):
-                    self._free_a_place()
-                    raise
-                return
-            handed.cancel()  # never handed over now; _free_a_place skips it
-            with contextlib.suppress(ValueError):
-                self._waiting.remove(handed)
-            if isinstance(stopped, asyncio.CancelledError):
-                raise
-            raise Overloaded(self.spread_retry_after(), self._message) from None
-
-    def _free_a_place(self) -> None:
-        # The place goes to the longest waiter, unless the bound shrank below what is in flight.
-        if self.in_flight <= self.limit:
-            while self._waiting:
-                waiter = self._waiting.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    return
-        super()._free_a_place()
 
     def observe_lag(self, lag: float) -> None:
         """One sample of the event loop's lag (seconds): show it, move the bound."""

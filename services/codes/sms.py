@@ -202,7 +202,7 @@ class SmsCodeService:
                 # A place in flight only now, once the CAPTCHA is used and every limit taken:
                 # a request that costs its client nothing (a wrong CAPTCHA, a refused limit)
                 # never holds one, so it cannot crowd out the sends that pay. Full by now: it
-                # waits for the next place freed, at most admission.shed_delay, then
+                # waits for the next place freed, at most admission.paid_wait, then
                 # Overloaded (503), the reservation given back below like after any refusal.
                 # (While the gate is full, handlers/shedding.py sheds a send before anything
                 # is used.)

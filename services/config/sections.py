@@ -85,6 +85,7 @@ class AccountsConfig:
     login_global_captcha_after: int = setting(30, at_least(0, "0 (off) or more"))
     login_global_window: int = setting(60, positive)
     max_hashes_in_flight: int = setting(8, at_least(0, "0 (no bound) or more"))
+    paid_hash_wait: float = setting(10.0, at_least(0, "0 (refused at once) or more"))
     sms_login_signs_up: bool = True
 
 
@@ -117,6 +118,7 @@ class AdmissionConfig:
     max_loop_lag: float = setting(0.0, at_least(0, "0 (off) or more"))
     retry_after: int = setting(2, positive)
     shed_delay: float = setting(1.0, at_least(0, "0 (answer at once) or more"))
+    paid_wait: float = setting(3.0, at_least(0, "0 (refused at once) or more"))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import contextlib
 
 import pytest
 
-from services.codes.admission import Overloaded, SendGate
+from services.codes.admission import MAX_WAITERS_PER_PLACE, Gate, Overloaded, SendGate
 from services.codes.fraud import segments_of
 from services.codes.purposes import Purpose
 from services.codes.sms import SentCode
@@ -46,7 +46,7 @@ def in_flight_of(gate: SendGate):
 
 def waiting_at(gate: SendGate):
     async def probe() -> int:
-        return len(gate._waiting)
+        return gate.waiting
 
     return probe
 
@@ -147,6 +147,40 @@ async def test_a_send_that_waits_too_long_is_refused_and_leaves_the_queue():
         assert refusal.http_status == 503
         assert not gate._waiting and gate.in_flight == 1
     assert (gate.in_flight, gate.shedding()) == (0, False)
+
+
+@pytest.mark.gen_test
+async def test_a_paid_send_waits_paid_wait_not_shed_delay_and_the_queue_is_bounded():
+    """admission.paid_wait (how long a send that paid waits) is its own setting, apart from
+    shed_delay (how long an unpaid shed is held); the queue holds at most
+    MAX_WAITERS_PER_PLACE per place, beyond which a paid send is refused at once."""
+    gate = SendGate(1, 1, shed_delay=0.01, paid_wait=60)
+    held = asyncio.Event()
+
+    async def send() -> None:
+        async with gate.admit_paid():
+            await held.wait()
+
+    first = asyncio.ensure_future(send())
+    await async_wait_until(in_flight_of(gate), lambda n: n == 1, what="first admitted")
+    queued = [asyncio.ensure_future(send()) for _ in range(MAX_WAITERS_PER_PLACE)]
+    await async_wait_until(
+        waiting_at(gate), lambda n: n == MAX_WAITERS_PER_PLACE, what="the queue full"
+    )
+    refusal = await shed(gate)  # one more: refused at once, not queued
+    assert refusal.hold == 0 and gate.waiting == MAX_WAITERS_PER_PLACE
+    held.set()
+    await asyncio.gather(first, *queued)  # each waited longer than shed_delay, and was served
+    assert (gate.in_flight, gate.waiting) == (0, 0)
+
+
+@pytest.mark.gen_test
+async def test_without_paid_wait_a_paid_job_is_refused_at_once():
+    gate = Gate(1, 1)  # the hashing bound with accounts.paid_hash_wait 0
+    with gate.admit(), pytest.raises(Overloaded):
+        async with gate.admit_paid():
+            pass
+    assert (gate.in_flight, gate.waiting) == (0, 0)
 
 
 @pytest.mark.gen_test
