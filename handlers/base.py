@@ -47,6 +47,9 @@ class BaseHandler(tornado.web.RequestHandler):
     errno: str | None = None
     refusal_reason: str | None = None  # the rate limit that refused this request, if any
     request_id = ""
+    # The methods of this route that send an SMS: while admission control sheds sends, they
+    # are answered 503 before a handler is built (handlers/shedding.py).
+    sends_sms: ClassVar[frozenset[str]] = frozenset()
 
     def set_default_headers(self) -> None:
         # Runs again when an error answer replaces the headers: keep one id per request.
@@ -177,7 +180,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._counted = True
         host = self.host
         if host is None:
-            if self.request.method == "GET" and not self.get_cookie("csrf_token"):
+            if self.gives_csrf_cookies() and not self.get_cookie("csrf_token"):
                 self.mirror_xsrf_cookie()
             return
         # With a host app the CSRF token in the cookies the front-ends read is the host's.
@@ -190,6 +193,14 @@ class BaseHandler(tornado.web.RequestHandler):
                 self.mirror_xsrf_cookie()
             else:
                 self.apply_cookies(cookies)
+
+    def gives_csrf_cookies(self) -> bool:
+        """Whether this request hands a browser without them its CSRF cookies: any GET but a
+        GET that sends an SMS. That one always follows the CAPTCHA image's GET, which gave
+        them (no front-end can ask for a code before it shows a CAPTCHA), and signing a new
+        token and three Set-Cookie headers for every send cost ~7 % of its CPU (issue 26)."""
+        method = self.request.method
+        return method == "GET" and method not in self.sends_sms
 
     def mirror_xsrf_cookie(self) -> None:
         """Set Tornado's _xsrf cookie and a copy named csrf_token, which ihome's JS reads."""
@@ -229,10 +240,6 @@ class BaseHandler(tornado.web.RequestHandler):
 
 class ApiHandler(BaseHandler):
     """JSON API: every answer is {"errno", "errmsg"[, "data"]}; business outcomes use HTTP 200."""
-
-    # The methods of this route that send an SMS: while admission control sheds sends, they
-    # are answered 503 before a handler is built (handlers/shedding.py).
-    sends_sms: ClassVar[frozenset[str]] = frozenset()
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
