@@ -105,12 +105,24 @@ def targets(cells: list[dict]) -> list[dict]:
         (f"{sms} a >= 2.5x c per server CPU-second", a, c, "ok_per_server_cpu_s", 2.5, 2),
         (f"{sms} a >= 1.5x c+", a, c_plus, "ok_per_s", 1.5, 2),
         (f"{sms} a >= 1.5x c+ per server CPU-second", a, c_plus, "ok_per_server_cpu_s", 1.5, 2),
+        # Issue 26 goal 2: cheaper per send than the naive handler on the same parts.
+        (f"goal 2, {sms} a >= 1.0x c+", a, c_plus, "ok_per_s", 1.0, 2),
+        (
+            f"goal 2, {sms} a >= 1.0x c+ per server CPU-second",
+            a,
+            c_plus,
+            "ok_per_server_cpu_s",
+            1.0,
+            2,
+        ),
+        (f"goal 2, {sms} a >= 1.5x c", a, c, "ok_per_s", 1.5, 2),
     )
     for target, x, y, key, limit, digits in ratio_targets:
         if (v := _ratio(x, y, key)) is not None:
             checks.append(_check(target, v, v >= limit, digits))
     if a and a["p99_ms"] is not None:
         checks.append(_check(f"{sms} a p99 <= 150 ms", a["p99_ms"], a["p99_ms"] <= 150))
+        checks.append(_check(f"goal 4, {sms} a p99 <= 250 ms", a["p99_ms"], a["p99_ms"] <= 250))
     if (v := _ratio(_cell(cells, "sms", "A", 100, 200), a, "ok_per_s")) is not None:
         checks.append(_check(f"{sms} 2 processes (A) >= 1.4x one (a)", v, v >= 1.4, 2))
     checks += overload_targets(cells) + retry_targets(cells)
