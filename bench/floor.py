@@ -61,8 +61,8 @@ async def measure_parts(
     redis_url: str, mysql_port: int, sandbox_url: str, calls: int, batch: int
 ) -> dict[str, float]:
     from server import open_services
-    from services import keys
     from services.providers.base import CodeMessage
+    from services.store import keys
     from services.store.limits import Limit, RateLimiter
     from services.store.redis_scripts import run_together
 

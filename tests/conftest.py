@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -35,6 +36,29 @@ from tests.hostapps.harness import HostApp
 from tests.sandbox_helpers import AliyunSandboxProcess, SandboxProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def thread_event_loop():
+    """The main thread's asyncio loop while no test runs one, closed at the end.
+
+    pytest-tornado's io_loop builds an IOLoop, whose make_current() asks asyncio for the
+    thread's loop and so makes asyncio create one when none is set; Tornado leaves it set and
+    nobody closes it. A test that then calls asyncio.run() (a live server's client) sets the
+    thread's loop to None at its end, the dropped loop is collected, and its unclosed self-pipe
+    fails whichever test is running then with a ResourceWarning. Setting this one loop first
+    (and again after each test, below) means no such loop is ever created."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@pytest.fixture(autouse=True)
+def _thread_event_loop_restored(thread_event_loop):
+    yield
+    asyncio.set_event_loop(thread_event_loop)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,11 @@ A login or reset code goes to a registered number: its number block is not judge
 no record of a block can keep an owner from their own account.
 
 Every fraud key carries one hash tag ({fraud}, services/store/keys.py), so one Lua script
-(services/store/lua/fraud_judge.lua) decides and counts all segments of a send atomically, on
-standalone Redis and Cluster alike: a send refused by one segment takes nothing in the others.
+decides and counts all segments of a send atomically, on standalone Redis and Cluster alike: a
+send refused by one segment takes nothing in the others (the rules: fraud_judge in
+services/store/lua/pieces/fraud_segments.lua; on Cluster the script fraud_judge.lua runs them
+alone, on standalone Redis sms_send_reserve.lua runs them first in a send's one reservation
+step, services/codes/reservation.py).
 What a send took is given back (one script) when a later limit of the send refuses or the
 provider fails, and a verification converts the segments of its send (one script).
 
@@ -187,18 +190,36 @@ class FraudGuard:
         that level came with the request; REQERR segment_blocked while the address is
         blocked. With the breaker switched off, every send is let through unjudged.
         """
-        if not self._config.enabled:
+        segments = self.send_segments(mobile, client_ip, judge_block=judge_block)
+        if not segments:
             return SegmentVerdict.unjudged()
-        segments = segments_of(mobile, client_ip, with_block=judge_block)
-        pow_level = 0
-        if altcha is not None and altcha != "":
-            pow_level = await self._pow.redeem(altcha)
+        pow_level = await self.proof_level(altcha)
         # One script judges every segment and counts the send in all of them, or, if one
         # refuses, in none: a refused request holds no place anywhere.
-        reply = cast("list[int | str]", await self._judge_call(segments, pow_level).run())
-        outcome, wait_ms, level, tier, bucket = (int(value) for value in reply[:5])
+        return self.verdict(segments, await self.judge_call(segments, pow_level).run())
+
+    def send_segments(
+        self, mobile: str, client_ip: str, *, judge_block: bool
+    ) -> tuple[Segment, ...]:
+        """The segments a send is judged in (none with the breaker switched off)."""
+        if not self._config.enabled:
+            return ()
+        return segments_of(mobile, client_ip, with_block=judge_block)
+
+    async def proof_level(self, altcha: object) -> int:
+        """The level of the proof of work that came with a request, redeemed (0: none)."""
+        if altcha is None or altcha == "":
+            return 0
+        return await self._pow.redeem(altcha)
+
+    def verdict(self, segments: tuple[Segment, ...], reply: object) -> SegmentVerdict:
+        """The verdict a judge_call() reply (fraud_judge in
+        services/store/lua/pieces/fraud_segments.lua) stands for, or raise its refusal; a
+        segment's state change is logged (once: the script reports it to one request)."""
+        values = cast("list[int | str]", reply)
+        outcome, wait_ms, level, tier, bucket = (int(value) for value in values[:5])
         for index, segment in enumerate(segments):
-            changed, seg_level, sends, conversions = reply[5 + 4 * index : 9 + 4 * index]
+            changed, seg_level, sends, conversions = values[5 + 4 * index : 9 + 4 * index]
             if changed:
                 self._state_changed(
                     segment, str(changed), int(seg_level), int(sends), int(conversions)
@@ -221,7 +242,8 @@ class FraudGuard:
             )
         return SegmentVerdict(segments, tier=Tier(tier), bucket=bucket)
 
-    def _judge_call(self, segments: tuple[Segment, ...], pow_level: int) -> ScriptCall:
+    def judge_call(self, segments: tuple[Segment, ...], pow_level: int) -> ScriptCall:
+        """The fraud_judge script for one send (its ARGV also serve sms_send_reserve.lua)."""
         config = self._config
         args: list[ScriptArg] = [
             self._bucket_ms,
@@ -254,13 +276,20 @@ class FraudGuard:
 
     async def give_back(self, verdict: SegmentVerdict) -> None:
         """Give back the send a verdict counted in its segments (it was not sent)."""
-        if verdict.bucket is None:
+        call = self.give_back_call(verdict)
+        if call is None:
             return
-        bucket, verdict.bucket = verdict.bucket, None
-        credited = int(verdict.tier == Tier.GOOD)
-        call = ScriptCall(self._give_back, keys_of(verdict.segments), [bucket, credited])
         if not await redis_scripts.give_back_together(self._redis, [call]):
             log.warning("could not give back a fraud segment place; it expires by itself")
+
+    def give_back_call(self, verdict: SegmentVerdict) -> ScriptCall | None:
+        """The fraud_give_back script for a verdict's send, once (None: nothing counted, or
+        already given back); its ARGV also serve sms_send_give_back.lua."""
+        if verdict.bucket is None:
+            return None
+        bucket, verdict.bucket = verdict.bucket, None
+        credited = int(verdict.tier == Tier.GOOD)
+        return ScriptCall(self._give_back, keys_of(verdict.segments), [bucket, credited])
 
     def budget_share(self, tier: Tier) -> float:
         """The part of the global budget a request of this tier may use."""

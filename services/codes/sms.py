@@ -23,7 +23,7 @@ from services.codes.costs import to_units
 from services.codes.fraud import FraudGuard, SegmentVerdict
 from services.codes.purposes import Purpose
 from services.codes.receipts import ReceiptStore
-from services.codes.reservation import Reservation, SmsReservations
+from services.codes.reservation import SendRequest, SmsReservations
 from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
 from services.providers.base import Channel, CodeMessage, Delivery, Outcome, ProviderError
@@ -104,7 +104,7 @@ class SmsCodeService:
         self._sender = sender
         self._receipts = receipts
         self._notices = notices  # plain notifications (not codes): Ronglian templates
-        self._reservations = SmsReservations(redis, captchas, limiter, sms, limits)
+        self._reservations = SmsReservations(redis, captchas, limiter, fraud, sms, limits)
         self._config = sms
         self._global_budget = limits.sms_global_per_hour
         self._hmac_key = code_hmac_key.encode()
@@ -177,26 +177,23 @@ class SmsCodeService:
         image_code: str,
     ) -> SentCode:
         code = f"{secrets.randbelow(1_000_000):06d}"
-        # Fraud segments first (before the CAPTCHA is used up, so that a request asked for a
-        # proof of work can repeat itself with the same CAPTCHA); given back if a later limit
-        # refuses or the send fails.
-        verdict = await self._judge_segments(canonical, purpose, client_ip, altcha)
-        share = self._fraud.budget_share(verdict.tier)
         # Priced before anyone knows which provider takes it: at the dearest that could.
         price = to_units(self._sender.pricing.most_expensive(self._sender.names(via), via))
-        send = Reservation(
-            canonical,
-            secrets.token_hex(8),
-            self._mac(canonical, purpose, code),
-            self._reservations.ip_limit(client_ip),
-            self._reservations.budget(share),
-            self._reservations.spend(price, share),
+        # Fraud segments first (before the CAPTCHA is used up, so that a request asked for a
+        # proof of work can repeat itself with the same CAPTCHA), then the CAPTCHA, then every
+        # limit (services/codes/reservation.py); given back if the send fails.
+        verdict, send = await self._reservations.reserve_send(
+            SendRequest(
+                canonical,
+                self._mac(canonical, purpose, code),
+                client_ip,
+                altcha,
+                self._judges_block(purpose),
+                image_code_id,
+                image_code,
+                price,
+            )
         )
-        try:
-            await self._reservations.reserve(send, image_code_id, image_code)
-        except BaseException:
-            await asyncio.shield(self._fraud.give_back(verdict))
-            raise
         async with contextlib.AsyncExitStack() as in_flight:
             try:
                 # A place in flight only now, once the CAPTCHA is used and every limit taken:
@@ -228,8 +225,7 @@ class SmsCodeService:
                 raise
             except BaseException:
                 # Nothing was sent: free the mobile at once so the user can retry, uncounted.
-                await asyncio.shield(self._reservations.give_back(send))
-                await asyncio.shield(self._fraud.give_back(verdict))
+                await asyncio.shield(self._reservations.give_back(send, verdict))
                 raise
             await self._after_send(canonical, verdict, send_id, delivery, send.guard_token)
         return SentCode(self._config.resend_interval, send_id)
@@ -267,14 +263,12 @@ class SmsCodeService:
 
     # --- fraud segments (services/codes/fraud.py) -------------------------------------------------
 
-    async def _judge_segments(
-        self, mobile: str, purpose: Purpose, client_ip: str, altcha: object
-    ) -> SegmentVerdict:
+    def _judges_block(self, purpose: Purpose) -> bool:
+        """Whether a send for `purpose` is judged in its number block's segment too."""
         # A login code that may sign a new number up goes to any number: its block is judged
         # as a registration's is (docs/FRAUD.md), an owner in a pumped block solves a proof.
         signs_up = purpose is Purpose.LOGIN and self._login_signs_up
-        judge_block = signs_up or not purpose.to_registered_number
-        return await self._fraud.judge(mobile, client_ip, altcha, judge_block=judge_block)
+        return signs_up or not purpose.to_registered_number
 
     async def _after_send(
         self,

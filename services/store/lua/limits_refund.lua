@@ -1,4 +1,4 @@
 --! uses: fixed_window
 -- Give back each counter's cost (ARGV, per key) while its window lasts.
-for i, key in ipairs(KEYS) do fixed_window_refund(key, tonumber(ARGV[i])) end
+fixed_windows_refund(KEYS, ARGV)
 return 0

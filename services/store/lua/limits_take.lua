@@ -4,12 +4,7 @@
 -- so a refusal changes nothing. An event costing more than what is left is refused (it does
 -- not use up the rest).
 -- Returns {0, 0} when taken, else {index of the refusing key (1-based), ms until it resets}.
-for i, key in ipairs(KEYS) do
-    local ms_left = fixed_window_refusal(
-        key, tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]))
-    if ms_left then return {i, ms_left} end
-end
-for i, key in ipairs(KEYS) do
-    fixed_window_count(key, tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]))
-end
+local refusal = fixed_windows_refusal(KEYS, ARGV)
+if refusal then return refusal end
+fixed_windows_count(KEYS, ARGV)
 return {0, 0}

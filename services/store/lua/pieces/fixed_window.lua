@@ -22,3 +22,26 @@ end
 local function fixed_window_refund(key, cost)
     if redis.call('EXISTS', key) == 1 then redis.call('DECRBY', key, cost) end
 end
+
+-- Several counters taken as one event, all or none. keys: the counters; argv: limit, window
+-- (s) and cost per key. fixed_windows_refusal returns {index of the first counter without
+-- room (1-based), ms until it resets}, or nil; then fixed_windows_count counts on every one.
+local function fixed_windows_refusal(keys, argv)
+    for i, key in ipairs(keys) do
+        local ms_left = fixed_window_refusal(
+            key, tonumber(argv[3 * i - 2]), tonumber(argv[3 * i - 1]), tonumber(argv[3 * i]))
+        if ms_left then return {i, ms_left} end
+    end
+    return nil
+end
+
+local function fixed_windows_count(keys, argv)
+    for i, key in ipairs(keys) do
+        fixed_window_count(key, tonumber(argv[3 * i - 1]), tonumber(argv[3 * i]))
+    end
+end
+
+-- Give back each counter's cost (`costs`, per key) while its window lasts.
+local function fixed_windows_refund(keys, costs)
+    for i, key in ipairs(keys) do fixed_window_refund(key, tonumber(costs[i])) end
+end
