@@ -27,6 +27,7 @@ from tornado.curl_httpclient import CurlAsyncHTTPClient
 
 from handlers.application import SmsRegApplication
 from handlers.routes import build_application
+from services.accounts import registered
 from services.accounts.consent import ConsentPolicy
 from services.accounts.deletion import DeletionService
 from services.accounts.devices import DeviceService
@@ -100,7 +101,9 @@ async def open_services(config: Config) -> AsyncIterator[Services]:
     """Open every client the services need and close them all on exit."""
     async with contextlib.AsyncExitStack() as stack:
         clients = await open_clients(config, stack)
-        users = UserRepository(clients.db, await hostapp.user_table(config, clients.db))
+        table = await hostapp.user_table(config, clients.db)
+        mobiles = registered.started(config, clients.redis, clients.db, table, stack)
+        users = UserRepository(clients.db, table, mobiles)
         # One Ronglian client per process: the provider's sends and calls, and the notices.
         ronglian = RonglianClient(clients.http, config.ronglian, clients.metrics)
         sender = configured_sender(
@@ -266,20 +269,15 @@ def account_service(
     sessions: SessionStore,
 ) -> AccountService:
     """Accounts: passwords hashed in the thread pool (at most accounts.max_hashes_in_flight
-    at once per process, the rest refused at once; 0: no bound), password logins throttled,
-    and all of them asked for a CAPTCHA while failures everywhere spike."""
+    at once per process, the rest refused at once, or, paid by an SMS code, waiting up to
+    accounts.paid_hash_wait; 0: no bound), password logins throttled, and all of them asked
+    for a CAPTCHA while failures everywhere spike."""
     bound = config.accounts.max_hashes_in_flight
-    hashing = None
-    if bound:
-        hashing = Gate(
-            bound,
-            config.admission.retry_after,
-            message=HASHING_BUSY,
-            paid_wait=config.accounts.paid_hash_wait,
-        )
+    wait = config.accounts.paid_hash_wait
+    hashing = Gate(bound, config.admission.retry_after, message=HASHING_BUSY, paid_wait=wait)
     hasher = PasswordHasher(
         clients.password_threads,
-        hashing,
+        hashing if bound else None,
         scheme=PASSWORD_SCHEMES[config.host_app.kind],
         werkzeug_iterations=config.host_app.werkzeug_iterations,
     )

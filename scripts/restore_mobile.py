@@ -20,10 +20,12 @@ import pymysql
 import redis.exceptions
 
 from services.accounts.mobiles import canonical_mobile, mask_mobile
+from services.accounts.registered import RegisteredMobiles, set_used
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
 from services.config import Config, ConfigError, load_config
 from services.errors import ServiceError
+from services.hostapp.tables import IHOME
 from services.store.db import Database
 from services.store.redisclient import redis_client
 
@@ -34,12 +36,15 @@ async def restore(config: Config, user_id: int, mobile: str) -> tuple[int, str]:
     try:
         db = await Database.connect(config.mysql)
         try:
-            user = await UserRepository(db).by_id(user_id)
+            # As the server: the numbers moved write through to its set of registered ones.
+            registered = RegisteredMobiles(redis, db, IHOME) if set_used(config) else None
+            users = UserRepository(db, IHOME, registered)
+            user = await users.by_id(user_id)
             if user is None:
                 return 1, f"no user {user_id}: nothing changed"
             if user.mobile != mobile:
                 try:
-                    await UserRepository(db).move_to_mobile(user, mobile)
+                    await users.move_to_mobile(user, mobile)
                 except ServiceError as refused:
                     return 1, f"not restored ({refused.errmsg}): nothing changed"
             ended = await SessionStore(redis, config.security.session_ttl).end_all(user_id)

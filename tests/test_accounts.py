@@ -12,6 +12,7 @@ from werkzeug.security import generate_password_hash
 from services.store import keys
 from tests.conftest import serving
 from tests.flows import BAD_REGISTER_FORMS, PASSWORD, post, register, request_code, user_rows
+from tests.users_sql import delete_user, insert_user
 
 # --- register ----------------------------------------------------------------------------
 
@@ -118,10 +119,7 @@ async def test_register_race_lost_to_another_insert_is_dataexist(client, sandbox
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     # Another process registers the mobile between the SMS and this request.
-    await client.app.services.db.execute(
-        "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, 'x', %s)",
-        (mobile, mobile),
-    )
+    await insert_user(client.app.services, mobile)
     answer = await register(client, mobile, code)
     assert answer == {"errno": "4003", "errmsg": "手机号已注册"}
     assert await user_rows(client, mobile) == 1
@@ -213,7 +211,7 @@ async def test_profile_of_a_deleted_user_ends_the_session(client, sandbox, fresh
     mobile = fresh_mobile()
     code = await request_code(client, sandbox, mobile)
     assert (await register(client, mobile, code))["errno"] == "0"
-    await client.app.services.db.execute("DELETE FROM ih_user_profile WHERE mobile = %s", (mobile,))
+    await delete_user(client.app.services, mobile)
     # The login check reads the session only: it still says "true" until the profile is asked.
     assert (await client.json("/api/v1.0/session"))["errno"] == "0"
     assert await client.json("/api/v1.0/user") == {"errno": "4101", "errmsg": "用户未登录"}
@@ -297,10 +295,7 @@ async def test_successful_login_is_not_counted_as_failure(client, sandbox, fresh
 async def test_legacy_hash_logs_in_and_is_upgraded_to_argon2id(client, fresh_mobile, legacy_hash):
     mobile = fresh_mobile()
     db = client.app.services.db
-    await db.execute(
-        "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, %s, %s)",
-        (mobile, legacy_hash, mobile),
-    )
+    await insert_user(client.app.services, mobile, password_hash=legacy_hash)
     wrong = await post(client, "/api/v1.0/sessions", {"mobile": mobile, "password": "bad-pass"})
     assert wrong["errno"] == "4004"
     login = {"mobile": mobile, "password": PASSWORD}

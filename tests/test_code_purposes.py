@@ -27,6 +27,7 @@ from tests.flows import (
     reset,
     sms_login,
 )
+from tests.users_sql import delete_user
 
 # --- codes with a purpose ------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ async def test_purpose_binding_login_code_does_not_register_or_reset(client, san
     await add_user(client, mobile)
     code = await code_for(client, sandbox, mobile, "login")
     assert (await reset(client, mobile, code))["errno"] == "4004"
-    await client.app.services.db.execute("DELETE FROM ih_user_profile WHERE mobile = %s", (mobile,))
+    await delete_user(client.app.services, mobile)
     assert (await register(client, mobile, code))["errno"] == "4004"
     await add_user(client, mobile)
     assert (await sms_login(client, mobile, code))["errno"] == "0"

@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import serving
 from tests.flows import FAMILY_PASSWORD as PASSWORD
 from tests.flows import MeiduoClient, NewsClient, form_body
+from tests.users_sql import insert_user
 
 # --- meiduo ------------------------------------------------------------------------------
 
@@ -95,10 +96,7 @@ async def test_meiduo_journey_and_error_codes(client, sandbox, fresh_mobile):
 async def test_meiduo_username_taken_and_mobile_lookalike(client, sandbox, fresh_mobile):
     meiduo = MeiduoClient(client)
     taken = "taken_name"
-    await client.app.services.db.execute(
-        "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, 'x', %s)",
-        (taken, fresh_mobile()),
-    )
+    await insert_user(client.app.services, fresh_mobile(), taken)
     mobile = fresh_mobile()
     image_uuid, text = await meiduo.image()
     assert (await meiduo.sms(mobile, text, image_uuid))["code"] == "0"
@@ -162,10 +160,7 @@ async def test_news_journey_and_error_codes(client, sandbox, fresh_mobile):
 async def test_news_sms_to_registered_mobile_is_dataexist(client, fresh_mobile):
     news = NewsClient(client)
     mobile = fresh_mobile()
-    await client.app.services.db.execute(
-        "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, 'x', %s)",
-        (mobile, mobile),
-    )
+    await insert_user(client.app.services, mobile)
     image_id, text = await news.image()
     sms = {"mobile": mobile, "image_code": text, "image_code_id": image_id}
     assert (await news.post("/passport/sms_code", sms))["errno"] == "4003"

@@ -9,6 +9,7 @@ from passlib.hash import django_pbkdf2_sha256
 
 from tests.conftest import serving
 from tests.flows import post, register, request_code
+from tests.users_sql import insert_user
 
 PASSWORD = "abc12345xyz"
 WRONG = "wrong12345"
@@ -17,10 +18,8 @@ PROXY = {"security": {"trusted_proxies": "127.0.0.0/8"}}
 
 async def add_user(client, name: str, mobile: str) -> None:
     """A user with a meiduo-style name (inserted directly: the SMS flow is not under test)."""
-    await client.app.services.db.execute(
-        "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, %s, %s)",
-        (name, django_pbkdf2_sha256.using(rounds=1000).hash(PASSWORD), mobile),
-    )
+    password_hash = django_pbkdf2_sha256.using(rounds=1000).hash(PASSWORD)
+    await insert_user(client.app.services, mobile, name, password_hash)
 
 
 async def meiduo_login(client, username: str, password: str, ip: str, **extra):

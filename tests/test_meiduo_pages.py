@@ -18,6 +18,7 @@ from services.config import ConfigError, load_config
 from services.store import keys
 from tests.conftest import ROOT, LiveServer, serving
 from tests.flows import run_server
+from tests.users_sql import insert_user
 
 TEMPLATES = Path(__file__).resolve().parent / "fixtures" / "meiduo_templates"
 PASSWORD = "abc12345xyz"
@@ -95,10 +96,7 @@ async def test_register_refusals_rerender_the_meiduo_page(make_app, sandbox, fre
         assert slot(unticked.body.decode(), "sms_code_errmsg") is None
 
         # A taken username: meiduo's DatabaseError case, register_errmsg, HTTP 200.
-        await client.app.services.db.execute(
-            "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, 'x', %s)",
-            ("taken_name", fresh_mobile()),
-        )
+        await insert_user(client.app.services, fresh_mobile(), "taken_name")
         other = fresh_mobile()
         other_code = await send_code(client, sandbox, other)
         taken = await post_form(

@@ -13,6 +13,7 @@ from services.config import ConfigError, load_config
 from services.store import keys
 from tests.conftest import ROOT, serving
 from tests.flows import MeiduoClient, run_server
+from tests.users_sql import insert_user
 
 PASSWORD = "abc12345xyz"
 
@@ -40,10 +41,7 @@ async def meiduo_user(client, fresh_mobile) -> tuple[MeiduoClient, str]:
     """A meiduo user (inserted directly), and a client holding the CSRF cookie."""
     username = f"user_{fresh_mobile()[-6:]}"
     password_hash = django_pbkdf2_sha256.using(rounds=1000).hash(PASSWORD)  # meiduo's own format
-    await client.app.services.db.execute(
-        "INSERT INTO ih_user_profile (name, password_hash, mobile) VALUES (%s, %s, %s)",
-        (username, password_hash, fresh_mobile()),
-    )
+    await insert_user(client.app.services, fresh_mobile(), username, password_hash)
     await client.fetch("/image_codes/00000000-0000-0000-0000-000000000000/")
     return MeiduoClient(client), username
 

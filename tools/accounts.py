@@ -19,6 +19,7 @@ import sys
 from server import DEFAULT_CONFIG
 from services.accounts.consent import Clock, utc_now
 from services.accounts.deletion_purge import DeletionPurger
+from services.accounts.registered import RegisteredMobiles, set_used
 from services.accounts.sessions import SessionStore
 from services.accounts.users import UserRepository
 from services.config import ConfigError, load_config
@@ -50,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     purge = commands.add_parser("purge", help="complete the deletions that are due")
     purge.add_argument("--now", type=utc_time, help="the time to purge at (UTC), default now")
+    commands.add_parser(
+        "forget-registered",
+        help="after a hand edit of the user table's mobiles: the server's set of registered "
+        "numbers is rebuilt from MySQL (docs/SECURITY.md, 'Registered numbers')",
+    )
     return parser.parse_args(argv)
 
 
@@ -63,6 +69,13 @@ async def run(args: argparse.Namespace) -> int:
         # As the server does: our tables, the host app's user table and its sessions.
         await db.apply_schema(hostapp.schema_for(config, SCHEMA_PATH.read_text(encoding="utf-8")))
         table = await hostapp.user_table(config, db)
+        if args.command == "forget-registered":
+            if not set_used(config):
+                print("no set of registered numbers is kept here (host app or turned off)")
+                return 0
+            await RegisteredMobiles(redis, db, table).invalidate()
+            print("the set of registered numbers will be rebuilt from MySQL")
+            return 0
         sessions = SessionStore(redis, config.security.session_ttl)
         await hostapp.open_host_bridge(config, UserRepository(db, table), sessions, stack)
         purger = DeletionPurger(
@@ -71,6 +84,8 @@ async def run(args: argparse.Namespace) -> int:
             config.deletion,
             clock=fixed_clock(args.now) if args.now is not None else utc_now,
             table=table,
+            # Numbers released here leave the server's set of registered numbers first.
+            registered=RegisteredMobiles(redis, db, table) if set_used(config) else None,
         )
         report = await purger.purge()
         print(f"purged {report.completed} account(s)")

@@ -17,6 +17,7 @@ free for anyone to register again (docs/SECURITY.md, "Account deletion").
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import aiomysql
 
 from services.accounts.consent import Clock, utc_now
+from services.accounts.registered import RegisteredMobiles
 from services.accounts.sessions import SessionStore
 from services.config import DeletionConfig
 from services.hostapp.tables import IHOME, UserTable
@@ -62,9 +64,11 @@ class DeletionPurger:
         config: DeletionConfig,
         clock: Clock = utc_now,
         table: UserTable = IHOME,
+        registered: RegisteredMobiles | None = None,
     ) -> None:
         self._db = db
         self._table = table
+        self._registered = registered  # the set of registered numbers (standalone only)
         self._sessions = sessions
         self._config = config
         self._clock = clock
@@ -106,9 +110,11 @@ class DeletionPurger:
 
     async def complete(self, user_id: int, token: str) -> int:
         """Anonymise one claimed account and mark it done (1), or 0 if this run no longer
-        holds the claim. Sessions end first, so none outlives the account."""
+        holds the claim. Sessions end first, so none outlives the account. The number leaves
+        the set of registered numbers before the row releases it, and again after."""
         await self._sessions.end_all(user_id)
         now = self._clock().replace(microsecond=0)
+        released: list[str] = []
 
         async def anonymise(cur: aiomysql.Cursor) -> int:
             await cur.execute(
@@ -119,6 +125,16 @@ class DeletionPurger:
             if cur.rowcount != 1:
                 return 0  # retaken by another run after the lease: it completes it
             table = self._table
+            if self._registered is not None:
+                # The number as the row holds it, locked until the commit; out of the set
+                # first (a Redis failure rolls this back: the number stays taken).
+                await cur.execute(
+                    f"SELECT mobile FROM {table.table} WHERE id = %s FOR UPDATE", (user_id,)
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0]:
+                    await self._registered.removing(row[0])
+                    released.append(row[0])
             cleared = "".join(f", {column} = {value}" for column, value in table.cleared)
             await cur.execute(
                 f"UPDATE {table.table} SET {table.name_column} = %s, mobile = %s,"
@@ -135,7 +151,15 @@ class DeletionPurger:
             )
             return 1
 
-        done = await self._db.transaction(anonymise)
+        try:
+            done = await self._db.transaction(anonymise)
+        except BaseException:
+            if self._registered is not None and released:  # rolled back: maybe still held
+                await asyncio.shield(self._registered.removed(released[-1]))
+                await asyncio.shield(self._registered.still_held(released[-1]))
+            raise
+        if self._registered is not None and released:  # a retried transaction read it again
+            await self._registered.removed(released[-1])
         if done:
             log.info("account %d deleted (purged)", user_id)
         return done

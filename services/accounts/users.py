@@ -3,6 +3,7 @@ queries the flows need, nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import aiomysql
 import pymysql
 
 from services.accounts.consent import Consent, record_in
+from services.accounts.registered import RegisteredMobiles
 from services.errors import Ret, ServiceError
 from services.hostapp.tables import IHOME, UserTable
 from services.store.db import Database
@@ -41,11 +43,21 @@ class User:
 
 
 class UserRepository:
-    """Reads and writes the user table (`table`: ours, or the host app's)."""
+    """Reads and writes the user table (`table`: ours, or the host app's).
 
-    def __init__(self, db: Database, table: UserTable = IHOME) -> None:
+    With `registered` (standalone only: server.open_services) every write that gives a row a
+    mobile, or takes it away, writes through to the set of registered numbers
+    (services/accounts/registered.py), in the order that keeps it exact."""
+
+    def __init__(
+        self,
+        db: Database,
+        table: UserTable = IHOME,
+        registered: RegisteredMobiles | None = None,
+    ) -> None:
         self._db = db
         self.table = table
+        self.registered = registered
         self._select = f"SELECT {table.select_list()} FROM {table.table}"
         columns = [table.name_column, "mobile", table.password_column]
         columns += [column for column, _ in table.defaults]
@@ -60,6 +72,13 @@ class UserRepository:
             f"SELECT 1 FROM {self.table.table} WHERE mobile = %s LIMIT 1", (mobile,)
         )
         return row is not None
+
+    async def known_registered(self, mobile: str) -> bool | None:
+        """The set's answer without MySQL: True (exact), False (may be wrong only the
+        harmless way: MySQL refuses the registration), None (ask mobile_exists)."""
+        if self.registered is None:
+            return None
+        return await self.registered.registered(mobile)
 
     async def can_log_in(self, user: User) -> bool:
         """False for an account its host app deactivated (Django's is_active = 0), which
@@ -94,6 +113,16 @@ class UserRepository:
         with this password hash (its salt is random: no other request made it) is ours.
         `consent` (services/accounts/consent.py) is written in the same transaction.
         """
+        if self.registered is None:
+            return await self._create(name, mobile, password_hash, consent)
+        seen = await self.registered.epoch()  # before the row: an add must not outlive a removal
+        user = await self._create(name, mobile, password_hash, consent)
+        await self.registered.added(user.mobile, seen)  # after it committed; never raises
+        return user
+
+    async def _create(
+        self, name: str, mobile: str, password_hash: str, consent: Consent | None
+    ) -> User:
         for _ in range(RETRIES_AFTER_UNKNOWN_OUTCOME + 1):
             try:
                 await self._insert(name, mobile, password_hash, consent)
@@ -144,7 +173,23 @@ class UserRepository:
         one if that name is free. Each attempt is one statement: all of it or nothing.
 
         The UNIQUE index on mobile decides races for one number (DATAEXIST, no second row).
+        The old number leaves the set of registered numbers before the row releases it (if
+        that fails nothing changes) and the new one joins once the row holds it.
         """
+        if self.registered is None:
+            return await self._move(user, new_mobile)
+        seen = await self.registered.removing(user.mobile)  # raises: the row is not touched
+        try:
+            moved = await self._move(user, new_mobile)
+            await self.registered.added(new_mobile, seen)  # before the second removal's raise
+        except BaseException:
+            await asyncio.shield(self.registered.removed(user.mobile))
+            await asyncio.shield(self.registered.still_held(user.mobile))  # not released?
+            raise
+        await self.registered.removed(user.mobile)
+        return moved
+
+    async def _move(self, user: User, new_mobile: str) -> User:
         rename = user.name == user.mobile
         try:
             await self._set_mobile(user, new_mobile, rename=rename)

@@ -304,7 +304,11 @@ class SmsCodeService:
         one; login too, unless a login signs up a new number (accounts.sms_login_signs_up)."""
         if purpose is Purpose.LOGIN and self._login_signs_up:
             return  # any number: one answer whether it has an account or not
-        registered = await self._users.mobile_exists(mobile)
+        # The set of registered numbers first (services/accounts/registered.py): its "yes" is
+        # exact; its "no" is asked of MySQL again where a registered number is needed.
+        registered = await self._users.known_registered(mobile)
+        if registered is None or (not registered and purpose.to_registered_number):
+            registered = await self._users.mobile_exists(mobile)
         if registered and purpose in (Purpose.REGISTER, Purpose.CHANGE_MOBILE):
             raise ServiceError(Ret.DATAEXIST, "手机号已注册", field="mobile")
         if not registered and purpose.to_registered_number:

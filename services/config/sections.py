@@ -87,6 +87,7 @@ class AccountsConfig:
     max_hashes_in_flight: int = setting(8, at_least(0, "0 (no bound) or more"))
     paid_hash_wait: float = setting(10.0, at_least(0, "0 (refused at once) or more"))
     sms_login_signs_up: bool = True
+    registered_set: bool = True
 
 
 @dataclass(frozen=True)

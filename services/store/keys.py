@@ -176,3 +176,30 @@ def ops_minute_key(minute: int) -> str:
     """What happened to sends in one minute (Unix time // 60), for the operator console: a
     hash of counts. One hash tag for all of them: the console reads hours of them at once."""
     return f"ops:{{ops}}:{minute}"
+
+
+# The registered numbers (services/accounts/registered.py): four keys under one hash tag, so
+# that each of its scripts touches one Redis Cluster slot.
+REGISTERED = "registered"
+
+
+def registered_set_key() -> str:
+    """Set of the mobiles registered in the user table, plus the sentinel member "" (an
+    evicted set is then missing, never mistaken for an empty one)."""
+    return f"registered:{{{REGISTERED}}}:set"
+
+
+def registered_ready_key() -> str:
+    """Present while the set is exact (a rebuild completed and nothing has undone it)."""
+    return f"registered:{{{REGISTERED}}}:ready"
+
+
+def registered_epoch_key() -> str:
+    """Counter raised by every removal from the set and every rebuild's start: a rebuild
+    that saw it change is not marked ready, an add that saw it change is not made."""
+    return f"registered:{{{REGISTERED}}}:epoch"
+
+
+def registered_rebuild_key() -> str:
+    """The rebuild lock (its token while one runs), or a pause after a failed rebuild."""
+    return f"registered:{{{REGISTERED}}}:rebuild"

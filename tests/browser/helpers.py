@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import re
 import urllib.parse
@@ -15,6 +14,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 
 from services.store import keys
 from tests.polling import wait_until
+from tests.users_sql import insert_user_sync
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright's own browser download does not work offline: drive the Debian package instead,
@@ -189,13 +189,10 @@ LAYOUT_PROBLEMS = """() => {
 }"""
 
 
-def add_user(mariadb_server, mobile: str) -> None:
-    """A registered user (password PASSWORD), inserted directly: the sign-up is not under test."""
-    with contextlib.closing(mariadb_server.admin_connection()) as conn, conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO ih_user_profile (name, mobile, password_hash) VALUES (%s, %s, %s)",
-            (mobile, mobile, PASSWORD_HASH),
-        )
+def add_user(mariadb_server, redis_client, mobile: str) -> None:
+    """A registered user (password PASSWORD), inserted directly: the sign-up is not under test.
+    Its number joins the server's set of registered numbers as the server's own writes do."""
+    insert_user_sync(mariadb_server, redis_client, mobile, PASSWORD_HASH)
 
 
 # --- the fraud breaker, elevated from this machine --------------------------------------------

@@ -71,10 +71,10 @@ def select_and_type(page: Page, text: str) -> None:
 
 @VIEWPORTS
 def test_change_password_keyboard_only(
-    new_context, mariadb_server, fresh_mobile, name, viewport, tmp_path
+    new_context, mariadb_server, redis_client, fresh_mobile, name, viewport, tmp_path
 ):
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     other = new_context().new_page()
     log_in(other, mobile)
     page = with_axe(new_context(viewport)).new_page()
@@ -117,9 +117,11 @@ def test_change_password_keyboard_only(
 
 
 @VIEWPORTS
-def test_devices_keyboard_only(new_context, mariadb_server, fresh_mobile, name, viewport, tmp_path):
+def test_devices_keyboard_only(
+    new_context, mariadb_server, redis_client, fresh_mobile, name, viewport, tmp_path
+):
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     iphone = new_context(user_agent=SAFARI_IPHONE).new_page()
     log_in(iphone, mobile)
     windows = new_context(user_agent=FIREFOX_WINDOWS).new_page()
@@ -210,7 +212,7 @@ def test_reset_confirmation_keyboard_only(
     new_context, redis_client, sandbox, mariadb_server, fresh_mobile, name, viewport, tmp_path
 ):
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     page = with_axe(new_context(viewport)).new_page()
     page.goto("/reset_password.html")
     keyboard = page.keyboard

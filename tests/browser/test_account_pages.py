@@ -95,7 +95,7 @@ def test_delete_account_keyboard_only(
 ):
     page = new_context(viewport).new_page()
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     page.goto("/login.html")
     page.fill("#mobile", mobile)
     page.fill("#password", PASSWORD)

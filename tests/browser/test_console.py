@@ -80,7 +80,7 @@ def refused_like_an_unknown_url(context: BrowserContext, browser_log) -> None:
 def test_an_operator_sees_the_console_and_unblocks_a_segment(
     new_context, live_server, redis_client, mariadb_server, tmp_path
 ):
-    add_user(mariadb_server, OPERATOR)
+    add_user(mariadb_server, redis_client, OPERATOR)
     redis_client.hset(keys.fraud_state_key(SEGMENT), mapping={"state": "blocked", "level": 1})
     redis_client.hset(keys.fraud_state_key("blk:1700077"), mapping={"state": "elevated"})
     seed_history(redis_client)
@@ -112,8 +112,10 @@ def test_an_operator_sees_the_console_and_unblocks_a_segment(
 
 
 @pytest.mark.parametrize("server_env", [OPERATOR_ENV])
-def test_a_logged_in_non_operator_is_refused(new_context, live_server, mariadb_server, browser_log):
-    add_user(mariadb_server, SOMEONE)
+def test_a_logged_in_non_operator_is_refused(
+    new_context, live_server, mariadb_server, redis_client, browser_log
+):
+    add_user(mariadb_server, redis_client, SOMEONE)
     context = new_context(DESKTOP)
     log_in(context, SOMEONE)
     refused_like_an_unknown_url(context, browser_log)
@@ -121,9 +123,9 @@ def test_a_logged_in_non_operator_is_refused(new_context, live_server, mariadb_s
 
 @pytest.mark.parametrize("server_env", [{**OPERATOR_ENV, "SMSREG_OPS_ALLOW": "192.0.2.0/24"}])
 def test_an_operator_outside_the_allowed_addresses_is_refused(
-    new_context, live_server, mariadb_server, browser_log
+    new_context, live_server, mariadb_server, redis_client, browser_log
 ):
-    add_user(mariadb_server, OPERATOR)
+    add_user(mariadb_server, redis_client, OPERATOR)
     context = new_context(DESKTOP)
     log_in(context, OPERATOR)
     refused_like_an_unknown_url(context, browser_log)

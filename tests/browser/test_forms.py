@@ -40,7 +40,7 @@ def test_sms_login_offers_a_voice_call_after_the_countdown_that_logs_in(
     page, redis_client, sandbox, mariadb_server, fresh_mobile
 ):
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     freeze_clock(page)
     open_sms_login(page)
     offer = page.locator("#sms-voice-offer")
@@ -74,7 +74,7 @@ def test_reset_password_offers_a_voice_call_when_the_sms_failed(
     sandbox.set_callback(f"{live_server.base_url}/callbacks/{CALLBACK_TOKEN}/ronglian/sms")
     sandbox.set_fault(receipt="failed", receipt_times=1)
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     page.goto("/reset_password.html")
     offer = page.locator("#voice-offer")
     send_sms(page, redis_client, mobile)
@@ -93,7 +93,7 @@ def test_sms_login_solves_proof_of_work_when_segment_is_elevated(
 ):
     elevate_localhost(live_server, redis_client)
     mobile = f"{BLOCK}1234"
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     bodies = []
     page.on(
         "request",

@@ -48,7 +48,7 @@ def expect_code_input(page: Page, selector: str) -> None:
 
 def test_sms_login_journey(page, redis_client, sandbox, mariadb_server, fresh_mobile):
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     page.goto("/login.html")
     expect(page.locator("#panel-sms")).to_be_hidden()
     expect(page.locator("#forgot-link")).to_have_attribute("href", "/reset_password.html")
@@ -76,7 +76,7 @@ def test_sms_login_journey(page, redis_client, sandbox, mariadb_server, fresh_mo
 
 def test_keyboard_only_sms_login(page, redis_client, sandbox, mariadb_server, fresh_mobile):
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     page.goto("/login.html")
     keyboard = page.keyboard
     tab_to(page, "tab-password")
@@ -101,7 +101,7 @@ def test_reset_password_ends_the_old_session(
     new_context, redis_client, sandbox, mariadb_server, fresh_mobile
 ):
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     laptop = new_context().new_page()
     password_login(laptop, mobile)
     expect(laptop).to_have_url("/")
@@ -138,7 +138,7 @@ def test_change_mobile_then_log_in_with_the_new_number_only(
     new_context, redis_client, sandbox, mariadb_server, fresh_mobile
 ):
     old, new = fresh_mobile(), fresh_mobile()
-    add_user(mariadb_server, old)
+    add_user(mariadb_server, redis_client, old)
     other_device = new_context().new_page()
     password_login(other_device, old)
     expect(other_device).to_have_url("/")
@@ -195,7 +195,7 @@ def test_change_mobile_with_a_code_sent_to_the_current_number(
     page, redis_client, sandbox, mariadb_server, fresh_mobile
 ):
     old, new = fresh_mobile(), fresh_mobile()
-    add_user(mariadb_server, old)
+    add_user(mariadb_server, redis_client, old)
     password_login(page, old)
     expect(page).to_have_url("/")
     page.goto("/my.html")
@@ -219,7 +219,9 @@ def test_change_mobile_with_a_code_sent_to_the_current_number(
 
 
 @pytest.mark.parametrize(("name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
-def test_phone_account_layouts(new_context, mariadb_server, fresh_mobile, name, viewport):
+def test_phone_account_layouts(
+    new_context, mariadb_server, redis_client, fresh_mobile, name, viewport
+):
     page = new_context(viewport).new_page()
     page.goto("/login.html")
     page.click("#tab-sms")
@@ -236,7 +238,7 @@ def test_phone_account_layouts(new_context, mariadb_server, fresh_mobile, name, 
     assert page.evaluate(LAYOUT_PROBLEMS) == [], "reset_password"
 
     mobile = fresh_mobile()
-    add_user(mariadb_server, mobile)
+    add_user(mariadb_server, redis_client, mobile)
     password_login(page, mobile)
     expect(page).to_have_url("/")
     page.goto("/my.html")

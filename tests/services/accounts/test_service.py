@@ -22,6 +22,7 @@ from tests.flows import (
     refusal,
     wrong,
 )
+from tests.users_sql import delete_user
 
 OTHER_IP = "198.51.100.7"
 
@@ -193,7 +194,7 @@ async def test_a_refused_password_change_changes_nothing(services, fresh_mobile,
 @pytest.mark.gen_test(timeout=30)
 async def test_the_session_of_a_deleted_user_ends_when_asked_for(services, fresh_mobile):
     user, [session] = await signed_in(services, fresh_mobile())
-    await services.db.execute("DELETE FROM ih_user_profile WHERE id = %s", (user.user_id,))
+    await delete_user(services, user.mobile)
     assert (await refusal(services.accounts.session_user(session))).ret == Ret.SESSIONERR
     assert await services.sessions.get(session) is None
     assert (await refusal(services.accounts.session_user(None))).ret == Ret.SESSIONERR
