@@ -78,6 +78,9 @@ class Reservation:
     spend: Limit | None = None
     # The code this send's code replaced (mac, tries, expiry ms), to put back on release.
     replaced_code: list[ScriptArg] = field(default_factory=list)
+    # Is the mobile registered, as the set of registered numbers said when the one script
+    # reserved the send (SendRequest.read_registered)? None: not read, or the set unknown.
+    registered: bool | None = None
 
     @property
     def counts(self) -> tuple[Limit, ...]:
@@ -100,6 +103,9 @@ class SendRequest:
     captcha_id: str
     answer: str
     price_units: int  # the send's price (UNITS), for the yuan budget
+    # Read the set of registered numbers (services/accounts/registered.py) in the one script
+    # too, sparing the send that round trip (Reservation.registered); ignored in steps.
+    read_registered: bool = False
 
 
 class SmsReservations:
@@ -188,10 +194,19 @@ class SmsReservations:
             [
                 keys.captcha_key(request.captcha_id),
                 *mobile.keys,
+                keys.registered_ready_key(),
+                keys.registered_set_key(),
                 *(limit.key for limit in counters),
                 *keys_of(segments),
             ],
-            [len(counters), request.answer.upper(), *mobile.args, *counter_args, *fraud_args],
+            [
+                len(counters),
+                request.answer.upper(),
+                request.mobile if request.read_registered else "",
+                *mobile.args,
+                *counter_args,
+                *fraud_args,
+            ],
         )
         try:
             reply = cast("list[object]", await call.run())
@@ -200,7 +215,7 @@ class SmsReservations:
             # while the guard holds this send's token); counts and segments expire by themselves.
             await asyncio.shield(self._give_back(by_tier[0], [self._release_call(by_tier[0])]))
             raise
-        verdict_reply, captcha, counts_reply, mobile_reply = reply
+        verdict_reply, captcha, counts_reply, mobile_reply, registered = reply
         # Raises the segments' refusal (proof of work, blocked), logging a state change.
         verdict = self._fraud.verdict(segments, verdict_reply) if segments else None
         if cast("int", captcha) > 0:
@@ -210,6 +225,8 @@ class SmsReservations:
         mobile_failure = self._mobile_refusal(send, mobile_reply)
         if counts_failure is not None or mobile_failure is not None:
             self._raise_first([counts_failure, mobile_failure])
+        if registered != -1:
+            send.registered = bool(registered)
         return verdict or SegmentVerdict.unjudged(), send
 
     def ip_limit(self, client_ip: str) -> Limit:

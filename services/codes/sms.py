@@ -192,6 +192,9 @@ class SmsCodeService:
                 image_code_id,
                 image_code,
                 price,
+                # Only where the set is kept (never with a host app: accounts/registered.py).
+                read_registered=self._users.registered is not None
+                and self._needs_registered_check(purpose),
             )
         )
         async with contextlib.AsyncExitStack() as in_flight:
@@ -204,7 +207,7 @@ class SmsCodeService:
                 # (While the gate is full, handlers/shedding.py sheds a send before anything
                 # is used.)
                 await in_flight.enter_async_context(self._gate.admit_paid())
-                await self._check_mobile_fits_purpose(canonical, purpose)
+                await self._check_mobile_fits_purpose(canonical, purpose, send.registered)
                 minutes = max(1, self._config.code_ttl // 60)
                 send_id = secrets.token_urlsafe(16)  # 128 random bits: unguessable
                 delivery = await self._sender.send(
@@ -299,14 +302,21 @@ class SmsCodeService:
         except Exception:
             log.warning("could not count a conversion")
 
-    async def _check_mobile_fits_purpose(self, mobile: str, purpose: Purpose) -> None:
+    def _needs_registered_check(self, purpose: Purpose) -> bool:
+        """Whether a send for purpose asks "registered?" (all but a login that signs up)."""
+        return not (purpose is Purpose.LOGIN and self._login_signs_up)
+
+    async def _check_mobile_fits_purpose(
+        self, mobile: str, purpose: Purpose, known: bool | None = None
+    ) -> None:
         """register and change_mobile need a free mobile; reset and confirm_mobile a registered
-        one; login too, unless a login signs up a new number (accounts.sms_login_signs_up)."""
-        if purpose is Purpose.LOGIN and self._login_signs_up:
+        one; login too, unless a login signs up a new number (accounts.sms_login_signs_up).
+        `known`: the set of registered numbers' answer, if the reservation read it."""
+        if not self._needs_registered_check(purpose):
             return  # any number: one answer whether it has an account or not
         # The set of registered numbers first (services/accounts/registered.py): its "yes" is
         # exact; its "no" is asked of MySQL again where a registered number is needed.
-        registered = await self._users.known_registered(mobile)
+        registered = known if known is not None else await self._users.known_registered(mobile)
         if registered is None or (not registered and purpose.to_registered_number):
             registered = await self._users.mobile_exists(mobile)
         if registered and purpose in (Purpose.REGISTER, Purpose.CHANGE_MOBILE):

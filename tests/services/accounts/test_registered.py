@@ -20,6 +20,7 @@ from services.errors import Ret
 from services.store import keys
 from tests.conftest import ROOT, serving
 from tests.flows import (
+    CLIENT_IP,
     PASSWORD_HASH,
     code_for,
     pass_resend_interval,
@@ -28,8 +29,10 @@ from tests.flows import (
     register,
     request_code,
     send_code,
+    solved_captcha,
 )
 from tests.polling import async_wait_until
+from tests.services.codes.test_reservation_paths import RoundTrips
 
 ON = {"accounts": {"registered_set": True}}
 
@@ -366,3 +369,31 @@ async def test_a_register_send_runs_no_select_once_the_set_is_ready(
         await send_code(services, each, captcha_id=f"set{index}")
     assert await com_select(mariadb_server) - before == 0
     assert all(len(sandbox.inbox(each)) == 1 for each in sends)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_on_standalone_the_reservation_script_reads_the_set_too(
+    with_set, mariadb_server, sandbox, fresh_mobile, monkeypatch
+):
+    """Standalone: the one script that reserves a send also reads the set of registered
+    numbers, so a register send is two Redis round trips (the reservation, then the send's
+    records) and no SELECT; a registered number is refused the same way, before any SMS."""
+    services = await with_set()
+    taken = fresh_mobile()
+    await services.users.create(taken, taken, PASSWORD_HASH)
+    # Loads the scripts (a first EVALSHA is followed by SCRIPT LOAD and EVALSHA again).
+    await send_code(services, fresh_mobile(), captcha_id="warm-up")
+    await refusal(send_code(services, taken, captcha_id="warm-up-refused"))
+    trips = RoundTrips(monkeypatch)
+    free = fresh_mobile()
+    captcha = await solved_captcha(services, "counted", CLIENT_IP)
+    selects = await com_select(mariadb_server)
+    sent_trips, _ = await trips.of(services.sms.send_code(free, captcha, "counted", CLIENT_IP))
+    assert sent_trips == 2 and len(sandbox.inbox(free)) == 1
+    captcha = await solved_captcha(services, "refused", CLIENT_IP)
+    refused_trips, refused = await trips.of(
+        refusal(services.sms.send_code(taken, captcha, "refused", CLIENT_IP))
+    )
+    assert refused.ret == Ret.DATAEXIST and sandbox.inbox(taken) == []
+    assert refused_trips == 2  # the reservation, and its give-back
+    assert await com_select(mariadb_server) == selects
