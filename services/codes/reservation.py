@@ -40,72 +40,25 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
 from typing import cast
 
 from redis.asyncio.cluster import RedisCluster
 
 from services.accounts.mobiles import mask_mobile
 from services.captcha.service import CaptchaService, captcha_refusal
-from services.codes.costs import to_units
 from services.codes.fraud import FraudGuard, SegmentVerdict, Tier, keys_of
+from services.codes.send_limits import HOUR, Reservation, SendLimits, SendRequest
 from services.config import LimitsConfig, SmsConfig
 from services.errors import ServiceError
 from services.store import keys, redis_scripts
-from services.store.limits import Limit, RateLimiter
+from services.store.limits import RateLimiter
 from services.store.redis_scripts import ScriptArg, ScriptCall
 from services.store.redisclient import RedisClient
 
 log = logging.getLogger(__name__)
 
-HOUR = 3600
-DAY = 86400
-BUDGET_MESSAGE = "短信服务繁忙，请{seconds}秒后重试"
 BUDGET_REASONS = ("global_hourly", "global_yuan_hourly", "budget_shed")
 GLOBAL_REASONS = ("global_hourly", "global_yuan_hourly")
-
-
-@dataclass
-class Reservation:
-    """What one send takes, so that it can be given back if the SMS does not go out."""
-
-    mobile: str
-    guard_token: str
-    mac: str  # the new code's HMAC
-    ip_limit: Limit
-    budget: Limit
-    # The yuan budget (limits.sms_global_yuan_per_hour), if set: this send's price in UNITS.
-    spend: Limit | None = None
-    # The code this send's code replaced (mac, tries, expiry ms), to put back on release.
-    replaced_code: list[ScriptArg] = field(default_factory=list)
-    # Is the mobile registered, as the set of registered numbers said when the one script
-    # reserved the send (SendRequest.read_registered)? None: not read, or the set unknown.
-    registered: bool | None = None
-
-    @property
-    def counts(self) -> tuple[Limit, ...]:
-        """The counters taken in one script (one slot): the address, the budget(s)."""
-        if self.spend is None:
-            return (self.ip_limit, self.budget)
-        return (self.ip_limit, self.budget, self.spend)
-
-
-@dataclass(frozen=True)
-class SendRequest:
-    """What one send asks to reserve: for which mobile and new code, asked by whom (address,
-    proof of work), with which CAPTCHA, at which price."""
-
-    mobile: str
-    mac: str  # the new code's HMAC
-    client_ip: str
-    altcha: object  # a solved proof of work, if one came with the request
-    judge_block: bool  # judge the mobile's number block too (FraudGuard.judge)
-    captcha_id: str
-    answer: str
-    price_units: int  # the send's price (UNITS), for the yuan budget
-    # Read the set of registered numbers (services/accounts/registered.py) in the one script
-    # too, sparing the send that round trip (Reservation.registered); ignored in steps.
-    read_registered: bool = False
 
 
 class SmsReservations:
@@ -128,6 +81,7 @@ class SmsReservations:
         self._fraud = fraud
         self._sms = sms
         self._limits = limits
+        self.limits = SendLimits(sms, limits)
         # One script per send where every key lives on one node (redis.mode standalone: the
         # client server.py builds from it), separate steps on Redis Cluster; tests choose.
         self._one_script = not isinstance(redis, RedisCluster) if one_script is None else one_script
@@ -165,9 +119,9 @@ class SmsReservations:
             request.mobile,
             guard_token,
             request.mac,
-            self.ip_limit(request.client_ip),
-            self.budget(share),
-            self.spend(request.price_units, share),
+            self.limits.ip_limit(request.client_ip),
+            self.limits.budget(share),
+            self.limits.spend(request.price_units, share),
         )
 
     async def _reserve_in_one_script(
@@ -228,62 +182,6 @@ class SmsReservations:
         if registered != -1:
             send.registered = bool(registered)
         return verdict or SegmentVerdict.unjudged(), send
-
-    def ip_limit(self, client_ip: str) -> Limit:
-        return Limit(
-            keys.sms_ip_hourly_key(client_ip),
-            self._limits.sms_per_ip_hour,
-            HOUR,
-            "ip_hourly",
-            "当前网络发送短信次数过多，请{seconds}秒后重试",
-        )
-
-    def budget(self, share: float = 1.0) -> Limit:
-        """The global hourly budget, or the `share` of it that a fraud tier may use."""
-        budget = self._limits.sms_global_per_hour
-        if share < 1:
-            # Budget shedding: newcomers and poor segments may use only part of the budget,
-            # so near the end of it only clients with a good record are still served.
-            limit = max(1, int(budget * share))
-            return Limit(keys.sms_global_hourly_key(), limit, HOUR, "budget_shed", BUDGET_MESSAGE)
-        return Limit(keys.sms_global_hourly_key(), budget, HOUR, "global_hourly", BUDGET_MESSAGE)
-
-    def spend(self, price_units: int, share: float = 1.0) -> Limit | None:
-        """The yuan budget for a send of this price (UNITS), or the `share` of it a fraud tier
-        may use; None when limits.sms_global_yuan_per_hour is 0 (no yuan budget)."""
-        yuan = self._limits.sms_global_yuan_per_hour
-        if yuan <= 0:
-            return None
-        units = max(1, to_units(yuan * min(share, 1.0)))
-        reason = "budget_shed" if share < 1 else "global_yuan_hourly"
-        key = keys.sms_global_spend_key()
-        return Limit(key, units, HOUR, reason, BUDGET_MESSAGE, cost=max(0, price_units))
-
-    def mobile_limits(self, mobile: str) -> tuple[Limit, Limit, Limit]:
-        """The resend guard, the hourly and the daily cap of one mobile."""
-        return (
-            Limit(
-                keys.sms_guard_key(mobile),
-                1,
-                self._sms.resend_interval,
-                "resend_interval",
-                "请求过于频繁，请{seconds}秒后重试",
-            ),
-            Limit(
-                keys.sms_mobile_hourly_key(mobile),
-                self._limits.sms_per_mobile_hour,
-                HOUR,
-                "mobile_hourly",
-                "该手机号本小时获取验证码次数已达上限，请{seconds}秒后重试",
-            ),
-            Limit(
-                keys.sms_mobile_daily_key(mobile),
-                self._limits.sms_per_mobile_day,
-                DAY,
-                "mobile_daily",
-                "该手机号今日获取验证码次数已达上限，请{seconds}秒后重试",
-            ),
-        )
 
     async def reserve(self, send: Reservation, captcha_id: str, answer: str) -> None:
         """Use up the CAPTCHA, then take every limit of the send, or raise the refusal (and
@@ -360,7 +258,7 @@ class SmsReservations:
         )
 
     def _reserve_call(self, send: Reservation) -> ScriptCall:
-        guard, hourly, daily = self.mobile_limits(send.mobile)
+        guard, hourly, daily = self.limits.mobile_limits(send.mobile)
         return ScriptCall(
             self._reserve_mobile,
             [guard.key, keys.sms_code_key(send.mobile), hourly.key, daily.key],
@@ -379,12 +277,12 @@ class SmsReservations:
     def _mobile_refusal(self, send: Reservation, reply: object) -> ServiceError | None:
         refused, ms_left, *replaced = cast("list[ScriptArg]", reply)
         if refused:
-            return self.mobile_limits(send.mobile)[int(refused) - 1].refusal(int(ms_left))
+            return self.limits.mobile_limits(send.mobile)[int(refused) - 1].refusal(int(ms_left))
         send.replaced_code = replaced
         return None
 
     def _release_call(self, send: Reservation) -> ScriptCall:
-        guard, hourly, daily = self.mobile_limits(send.mobile)
+        guard, hourly, daily = self.limits.mobile_limits(send.mobile)
         return ScriptCall(
             self._release_mobile,
             [guard.key, keys.sms_code_key(send.mobile), hourly.key, daily.key],

@@ -23,7 +23,8 @@ from services.codes.costs import to_units
 from services.codes.fraud import FraudGuard, SegmentVerdict
 from services.codes.purposes import Purpose
 from services.codes.receipts import ReceiptStore
-from services.codes.reservation import SendRequest, SmsReservations
+from services.codes.reservation import SmsReservations
+from services.codes.send_limits import SendRequest
 from services.config import LimitsConfig, SmsConfig, VoiceConfig, clock_time
 from services.errors import Ret, ServiceError
 from services.providers.base import Channel, CodeMessage, Delivery, Outcome, ProviderError

@@ -32,7 +32,7 @@ from tests.flows import (
     solved_captcha,
 )
 from tests.polling import async_wait_until
-from tests.services.codes.test_reservation_paths import RoundTrips
+from tests.redis_round_trips import RoundTrips
 
 ON = {"accounts": {"registered_set": True}}
 

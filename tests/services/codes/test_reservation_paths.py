@@ -25,11 +25,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from redis.asyncio.connection import AbstractConnection
 
 from services.captcha.pow import solve
 from services.codes.fraud import SegmentVerdict, segments_of
-from services.codes.reservation import Reservation, SendRequest, SmsReservations
+from services.codes.reservation import SmsReservations
+from services.codes.send_limits import Reservation, SendRequest
 from services.composition import Services
 from services.errors import ServiceError
 from services.store import keys
@@ -380,81 +380,6 @@ async def test_a_failed_send_gives_everything_back_alike(paths, fails_after, cap
         assert verdict.bucket is None  # given back once
         states.append(after)
     assert states[0] == states[1]
-
-
-class RoundTrips:
-    """Counts the writes of requests to Redis: one per round trip (a pipeline is one)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        send = AbstractConnection.send_packed_command
-
-        async def counted(connection: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-            self.count += 1
-            await send(connection, *args, **kwargs)
-
-        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-
-    async def of(self, call: Awaitable[T]) -> tuple[int, T]:
-        """The round trips `call` made, and what it returned."""
-        before = self.count
-        result = await call
-        return self.count - before, result
-
-
-async def commandstats(services: Services) -> dict[str, int]:
-    stats = await services.redis.info("commandstats")
-    return {name: int(value["calls"]) for name, value in stats.items()}
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_standalone_reserves_a_send_in_one_round_trip(paths, monkeypatch):
-    services = paths.services
-    trips = RoundTrips(monkeypatch)
-    # The first send loads the scripts (EVALSHA, then SCRIPT LOAD and EVALSHA again).
-    for warm_up in (paths.one_script, paths.stepwise):
-        await clear(services)
-        await with_captcha(services)
-        verdict, send = await warm_up.reserve_send(request())
-        await warm_up.give_back(send, verdict)
-    counted = []
-    for reservations in (paths.one_script, paths.stepwise):
-        await clear(services)
-        await with_captcha(services)
-        stats_before = await commandstats(services)
-        reserve_trips, (verdict, send) = await trips.of(reservations.reserve_send(request()))
-        stats = await commandstats(services)
-        give_back_trips, _ = await trips.of(reservations.give_back(send, verdict))
-        counted.append((reserve_trips, give_back_trips))
-        if reservations is paths.one_script:
-            # Redis's own count: one script call, with the CAPTCHA's GETDEL inside it (Redis
-            # counts a script's commands too).
-            assert stats["cmdstat_evalsha"] - stats_before["cmdstat_evalsha"] == 1
-            assert stats["cmdstat_getdel"] - stats_before.get("cmdstat_getdel", 0) == 1
-    # Standalone: one round trip to reserve, one to give back. The separate steps: fraud,
-    # CAPTCHA, limits (and the give-back of both in one pipeline).
-    assert counted == [(1, 1), (3, 1)]
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_a_refused_send_is_one_round_trip_too(paths, monkeypatch):
-    services = paths.services
-    trips = RoundTrips(monkeypatch)
-    for reservations, expected in ((paths.one_script, 1), (paths.stepwise, 5)):
-        await setting(with_captcha, counter(BUDGET, 5))(services)  # warm-up: load the scripts
-        await outcome_of(reservations)
-        await clear(services)
-        await setting(with_captcha, counter(BUDGET, 5))(services)  # budget_shed for newcomers
-        # The separate steps: fraud, CAPTCHA, limits, the mobile's give-back, fraud's.
-        assert await trips.of(outcome_of(reservations)) == (expected, "budget_shed")
-
-
-async def outcome_of(reservations: SmsReservations) -> object:
-    try:
-        await reservations.reserve_send(request())
-    except ServiceError as refused:
-        return refused.data.get("reason")
-    return "ok"
 
 
 def test_the_segments_of_the_scenarios():
