@@ -79,6 +79,8 @@ def test_a_hash_we_write_for_ihome_and_news_is_one_werkzeug_checks():
         ("werkzeug", generate_password_hash("s3cret-pass")),  # Werkzeug 3's scrypt default
         ("werkzeug", generate_password_hash("s3cret-pass", method="pbkdf2:sha256:50000")),
     ],
+    # Stable names (a hash's salt is random): pytest-xdist's workers must collect alike.
+    ids=["django-pbkdf2", "django-argon2", "werkzeug-scrypt", "werkzeug-pbkdf2"],
 )
 def test_the_host_apps_own_hashes_verify_here_and_are_kept_as_they_are(scheme, stored):
     """Rewriting a hash the host verifies would change Django's session auth hash and end the
