@@ -186,7 +186,7 @@ def percentile(values: list[float], p: float) -> float | None:
 async def one_run(infra: Infrastructure, system: System, cfg: SimConfig, price: float) -> dict:
     assert infra.redis and infra.sandbox
     wait_quiet(system.proc.port, "/api/v1.0/nothing")
-    infra.redis_client.flushdb()
+    infra.redis_client.flushdb()  # with the users deleted above: the set of registered numbers too
     infra.sandbox.clear_inbox()
     redis = aioredis.Redis.from_url(infra.redis.url, decode_responses=True)
     budget = shipped_config().limits.sms_global_per_hour

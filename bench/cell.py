@@ -101,7 +101,7 @@ def measure(
     proc = system.proc
     tag = f"{section}-{system.name}-{latency_ms}-{connections}"
     drained = wait_quiet(proc.port, TRIVIAL_PATH)
-    infra.redis_client.flushdb()
+    infra.reset_redis()
     infra.sandbox.clear_inbox()
     out, probe_out = workdir / f"{tag}.json", workdir / f"{tag}-probe.json"
     command = [*loadgen_command(proc.port, section, connections, args), "--out", str(out)]

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cell
+from bench import cell, stack
 from bench.stack import REGISTERED_USERS, Infrastructure
 from bench.systems import System, is_overload_system, start_systems
 
@@ -109,6 +109,11 @@ class Run:
     ) -> dict:
         """One cell against one system, kept in self.cells."""
         self.cell_index += 1
+        # Every other system drained first, not only this one: (Q) left with a backlog of
+        # sends by its 1,000-connection cell kept the CPU busy into (O)'s next cell.
+        for other, system in self.systems.items():
+            if other != name:
+                stack.wait_quiet(system.proc.port, cell.TRIVIAL_PATH)
         record = cell.measure(
             self.infra,
             self.systems[name],
