@@ -16,9 +16,13 @@ run: $(VENV)/.installed
 	@bash scripts/install-system-deps.sh $(RUN_PACKAGES)
 	$(PY) -m devstack.run
 
+# Two workers, a test file whole on one (its session fixtures start their own servers on free
+# ports); the OpenAPI file alone after them: its generated cases and the check that they all
+# ran share one process.
 test: $(VENV)/.installed-dev
 	@bash scripts/install-system-deps.sh $(TEST_PACKAGES)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/test_openapi.py
+	$(PY) -m pytest tests/test_openapi.py
 
 # Side-by-side benchmark (docs/PERFORMANCE.md); installs its own extras from bench/requirements.txt.
 # Then the attack mix (bench-attack below).
