@@ -34,15 +34,15 @@ class CoalescedReads:
         self._waiting: Waiting = []
         self._rounds: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
 
-    async def get(self, key: str) -> str | None:
+    # Plain functions returning the answer's future: the read is asked when called, not when
+    # first awaited, so of reads called together none can miss the round trip.
+    def get(self, key: str) -> asyncio.Future[str | None]:
         """GET key."""
-        reply: str | None = await self._ask("GET", key)
-        return reply
+        return self._ask("GET", key)
 
-    async def hmget(self, key: str, fields: Sequence[str]) -> list[str | None]:
+    def hmget(self, key: str, fields: Sequence[str]) -> asyncio.Future[list[str | None]]:
         """HMGET key field…: the values, None for a field (or key) that does not exist."""
-        reply: list[str | None] = await self._ask("HMGET", key, *fields)
-        return reply
+        return self._ask("HMGET", key, *fields)
 
     def _ask(self, *command: str) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()

@@ -100,9 +100,8 @@ async def test_a_failed_round_trip_fails_every_read_in_it():
 async def test_a_reader_that_gave_up_leaves_the_others_their_answers(redis):
     await redis.set("coalesced:kept", "yes")
     reads = CoalescedReads(redis)
-    gives_up = asyncio.ensure_future(reads.get("coalesced:kept"))
-    waits = asyncio.ensure_future(reads.get("coalesced:kept"))
-    await asyncio.sleep(0)  # both have asked; their round trip goes on the next turn
+    gives_up = reads.get("coalesced:kept")  # both asked now; their round trip goes on the
+    waits = reads.get("coalesced:kept")  # next turn of the loop, after the first gave up
     gives_up.cancel()
     assert await waits == "yes"
     with pytest.raises(asyncio.CancelledError):
