@@ -112,22 +112,12 @@ def start(name: str, infra: Infrastructure, cfg: SimConfig, workdir: Path) -> Sy
 def forget_registrations(infra: Infrastructure, baseline_id: int) -> None:
     """Delete the users a previous run registered (ids above the prepared table's), once its
     registrations still in flight (a run cut at its deadline) have landed."""
-    import pymysql
-
-    assert infra.mariadb is not None
     last, steady_since, start = max_user_id(infra), time.monotonic(), time.monotonic()
     while time.monotonic() - steady_since < 3 and time.monotonic() - start < 60:
         time.sleep(0.5)
         if (now := max_user_id(infra)) != last:
             last, steady_since = now, time.monotonic()
-    conn = pymysql.connect(
-        host="127.0.0.1",
-        port=infra.mariadb.port,
-        user="smsreg",
-        password="smsreg",
-        database="smsreg",
-        autocommit=True,
-    )
+    conn = infra.mysql()
     with conn.cursor() as cur:
         cur.execute("DELETE FROM ih_user_consent WHERE user_id > %s", (baseline_id,))
         cur.execute("DELETE FROM ih_user_profile WHERE id > %s", (baseline_id,))
@@ -135,16 +125,7 @@ def forget_registrations(infra: Infrastructure, baseline_id: int) -> None:
 
 
 def max_user_id(infra: Infrastructure) -> int:
-    import pymysql
-
-    assert infra.mariadb is not None
-    conn = pymysql.connect(
-        host="127.0.0.1",
-        port=infra.mariadb.port,
-        user="smsreg",
-        password="smsreg",
-        database="smsreg",
-    )
+    conn = infra.mysql()
     with conn.cursor() as cur:
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM ih_user_profile")
         row = cur.fetchone()
@@ -296,7 +277,7 @@ async def run_all(args: argparse.Namespace, infra: Infrastructure, workdir: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bench.run import ensure_dependencies
+    from bench.run import ensure_dependencies, save_results
 
     ensure_dependencies()
     workdir = Path(tempfile.mkdtemp(prefix="smsreg-attack-"))
@@ -321,14 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         "runs": records,
         "targets": attack_report.targets(records),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"results: {out}")
     for target in results["targets"]:
         print(f"{'PASS' if target['pass'] else 'FAIL'} {target['target']}: {target['value']}")
-    if not args.no_docs:
-        attack_report.write_docs(results)
+    save_results(results, args, attack_report.write_docs)
     if args.keep:
         print(f"work directory kept: {workdir}")
     else:

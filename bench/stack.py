@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 from devstack import processes
 
@@ -201,11 +202,12 @@ class Infrastructure:
             "mariadb": self.mariadb.process.pid,
         }
 
-    def prepare_database(self) -> None:
-        """ih_user_profile with REGISTERED_USERS rows (mobiles 15x..., never the bench's 13x)."""
+    def mysql(self) -> Any:
+        """A PyMySQL connection (autocommit) to the bench's database, as the servers use it."""
         import pymysql
 
-        conn = pymysql.connect(
+        assert self.mariadb is not None
+        return pymysql.connect(
             host="127.0.0.1",
             port=self.mariadb.port,
             user="smsreg",
@@ -213,6 +215,10 @@ class Infrastructure:
             database="smsreg",
             autocommit=True,
         )
+
+    def prepare_database(self) -> None:
+        """ih_user_profile with REGISTERED_USERS rows (mobiles 15x..., never the bench's 13x)."""
+        conn = self.mysql()
         schema = (ROOT / "sql" / "schema.sql").read_text(encoding="utf-8")
         lines = [ln for ln in schema.splitlines() if not ln.lstrip().startswith("--")]
         with conn.cursor() as cur:
